@@ -1,0 +1,183 @@
+"""The unit agent: runs inside a pod's network namespace and handles one event at a time.
+
+The charm's own code handles each event through ops.testing, but every Pebble call goes to
+the unit's real Pebble daemon. Like Juju, each event runs in a fresh process: the agent
+imports ops and the charm once, then forks a child per event, so no module state leaks
+from one hook into the next.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import os
+import pickle
+import socket
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import ops
+from ops import testing
+from scenario import mocking
+
+from sandbox import wire
+
+JUJU_VERSION = "3.6.11"
+
+
+def _load_charm_type(charm_dir: Path) -> type[ops.CharmBase]:
+    # Juju's dispatch puts lib/ and src/ on the path and runs src/charm.py.
+    sys.path[:0] = [str(charm_dir / "src"), str(charm_dir / "lib")]
+    module = importlib.import_module("charm")
+    found = [
+        obj
+        for obj in vars(module).values()
+        if inspect.isclass(obj) and issubclass(obj, ops.CharmBase) and obj.__module__ == module.__name__
+    ]
+    if len(found) != 1:
+        raise RuntimeError(f"{charm_dir}/src/charm.py must define exactly one charm class, found {found}")
+    return found[0]
+
+
+def _use_real_pebble(sockets: dict[str, str]) -> None:
+    """Hand the charm a real Pebble client for each container instead of ops.testing's fake."""
+
+    def get_pebble(self: Any, socket_path: str) -> ops.pebble.Client:
+        container = socket_path.split("/")[3]  # /charm/containers/<name>/pebble.socket
+        return ops.pebble.Client(socket_path=sockets[container])
+
+    mocking._MockModelBackend.get_pebble = get_pebble  # type: ignore[method-assign]
+
+
+def _build_event(ctx: testing.Context[Any], spec: dict[str, Any], state: testing.State) -> Any:
+    kind = spec["kind"]
+    on = ctx.on
+    if kind in ("install", "start", "stop", "remove", "update_status", "config_changed",
+                "upgrade_charm", "leader_elected"):  # fmt: skip
+        return getattr(on, kind)()
+    if kind == "action":
+        return on.action(spec["name"], params=spec["params"])
+    if kind.startswith("relation_"):
+        relation = state.get_relation(spec["relation_id"])
+        if kind in ("relation_created", "relation_broken"):
+            return getattr(on, kind)(relation)
+        if kind == "relation_departed":
+            return on.relation_departed(
+                relation, remote_unit=spec.get("remote_unit"), departing_unit=spec.get("departing_unit")
+            )
+        return getattr(on, kind)(relation, remote_unit=spec.get("remote_unit"))
+    if kind in ("storage_attached", "storage_detaching"):
+        storage = next(s for s in state.storages if s.name == spec["storage"] and s.index == spec["index"])
+        return getattr(on, kind)(storage)
+    if kind.startswith("pebble_"):
+        container = state.get_container(spec["container"])
+        if kind == "pebble_ready":
+            return on.pebble_ready(container)
+        if kind == "pebble_custom_notice":
+            notice = next(n for n in container.notices if n.id == spec["notice_id"])
+            return on.pebble_custom_notice(container, notice)
+        info = next(c for c in container.check_infos if c.name == spec["check"])
+        return getattr(on, kind)(container, info)
+    if kind in ("secret_changed", "secret_remove", "secret_rotate", "secret_expired"):
+        secret = state.get_secret(id=spec["secret_id"])
+        if kind in ("secret_remove", "secret_expired"):
+            return getattr(on, kind)(secret, revision=spec["revision"])
+        return getattr(on, kind)(secret)
+    raise ValueError(f"unknown event kind {kind}")
+
+
+def handle_event(charm_type: type[ops.CharmBase], request: dict[str, Any]) -> dict[str, Any]:
+    """Run one event in this (forked) process and describe what the charm did."""
+    _use_real_pebble(request["pebble_sockets"])
+    # ops.testing checks a State's containers against their fake Pebble plan; here the plan
+    # lives in the real daemon, and the model builds each State, so that check does not apply.
+    os.environ["SCENARIO_SKIP_CONSISTENCY_CHECKS"] = "1"
+    ctx = testing.Context(
+        charm_type,
+        app_name=request["app"],
+        unit_id=request["unit_id"],
+        app_trusted=request.get("trusted", False),
+        juju_version=JUJU_VERSION,
+    )
+    state: testing.State = request["state"]
+    reply: dict[str, Any] = {"state": None, "error": None, "action_failure": None}
+    started = time.perf_counter()
+    try:
+        reply["state"] = ctx.run(_build_event(ctx, request["event"], state), state)
+    except testing.ActionFailed as failed:
+        reply["action_failure"] = failed.message
+        reply["state"] = failed.state
+    except Exception as error:  # the charm raised: the hook failed, as on Juju
+        cause = error.__cause__ or error
+        reply["error"] = "".join(traceback.format_exception(cause)).strip()
+        reply["error_line"] = f"{type(cause).__name__}: {cause}"
+    reply["charm_seconds"] = time.perf_counter() - started
+    reply["action_results"] = ctx.action_results
+    reply["action_logs"] = list(ctx.action_logs)
+    reply["juju_log"] = [(line.level, line.message) for line in ctx.juju_log]
+    return reply
+
+
+def _run_forked(charm_type: type[ops.CharmBase], request: dict[str, Any]) -> dict[str, Any]:
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: run the event, write the reply, exit without cleanup handlers
+        os.close(read_end)
+        code = 0
+        try:
+            payload = pickle.dumps(handle_event(charm_type, request))
+        except BaseException:
+            payload = pickle.dumps({"state": None, "error": traceback.format_exc(), "error_line": "agent failure"})
+            code = 1
+        with os.fdopen(write_end, "wb") as out:
+            out.write(payload)
+        os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        payload = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    if not payload:
+        return {"state": None, "error": f"event process died (status {status})", "error_line": "event process died"}
+    return pickle.loads(payload)  # noqa: S301 - written by our own child above
+
+
+def serve(charm_dir: Path, socket_path: Path) -> None:
+    charm_type = _load_charm_type(charm_dir)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    tmp = socket_path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    server.bind(str(tmp))
+    server.listen(4)
+    tmp.rename(socket_path)  # appears only once it accepts connections
+    while True:
+        conn, _ = server.accept()
+        with conn:
+            try:
+                request = wire.receive(conn)
+            except ConnectionError:
+                continue
+            if request.get("kind") == "shutdown":
+                wire.send(conn, {"ok": True})
+                return
+            if request.get("kind") == "ping":
+                wire.send(conn, {"ok": True, "pid": os.getpid()})
+                continue
+            wire.send(conn, _run_forked(charm_type, request))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="sandbox unit agent")
+    parser.add_argument("--unit", required=True)
+    parser.add_argument("--charm-dir", required=True, type=Path)
+    parser.add_argument("--socket", required=True, type=Path)
+    args = parser.parse_args()
+    print(f"agent for {args.unit} serving {args.charm_dir}", flush=True)
+    serve(args.charm_dir, args.socket)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""What the sandbox needs to know about a charm, read from its charmcraft.yaml."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sandbox.errors import SandboxError
+
+# Juju's config option types and the Python values that satisfy them.
+_CONFIG_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "int": (int,),
+    "float": (float, int),
+    "boolean": (bool,),
+    "secret": (str,),
+}
+
+# JSON-schema types of action parameters.
+_PARAM_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One relation endpoint of a charm."""
+
+    name: str
+    interface: str
+    role: str  # "provides", "requires" or "peers"
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """A workload container: its image resource and storage mounts."""
+
+    name: str
+    resource: str | None
+    upstream_source: str | None
+    mounts: dict[str, str] = field(default_factory=dict)  # storage name -> location
+
+
+@dataclass(frozen=True)
+class CharmSpec:
+    """The parts of a charm's charmcraft.yaml that the sandbox acts on."""
+
+    root: Path
+    name: str
+    raw: dict[str, Any]
+    containers: dict[str, ContainerSpec]
+    storage: dict[str, dict[str, Any]]
+    endpoints: dict[str, Endpoint]
+    config_options: dict[str, dict[str, Any]]
+    actions: dict[str, dict[str, Any]]
+
+    @classmethod
+    def load(cls, root: Path) -> CharmSpec:
+        path = root / "charmcraft.yaml"
+        if not path.is_file():
+            raise SandboxError(f"{root} is not a charm: no charmcraft.yaml")
+        raw = yaml.safe_load(path.read_text()) or {}
+        resources = raw.get("resources", {})
+        containers = {}
+        for name, spec in (raw.get("containers") or {}).items():
+            resource = spec.get("resource")
+            upstream = (resources.get(resource) or {}).get("upstream-source") if resource else None
+            mounts = {m["storage"]: m["location"] for m in spec.get("mounts", [])}
+            containers[name] = ContainerSpec(name, resource, upstream, mounts)
+        endpoints = {}
+        for role in ("provides", "requires", "peers"):
+            for name, spec in (raw.get(role) or {}).items():
+                endpoints[name] = Endpoint(name, spec["interface"], role, spec.get("limit"))
+        return cls(
+            root=root,
+            name=raw["name"],
+            raw=raw,
+            containers=containers,
+            storage=dict(raw.get("storage") or {}),
+            endpoints=endpoints,
+            config_options=dict((raw.get("config") or {}).get("options") or {}),
+            actions=dict(raw.get("actions") or {}),
+        )
+
+    @property
+    def peers(self) -> list[Endpoint]:
+        return [e for e in self.endpoints.values() if e.role == "peers"]
+
+    def config_defaults(self) -> dict[str, Any]:
+        return {k: v["default"] for k, v in self.config_options.items() if "default" in v}
+
+    def parse_config(self, values: dict[str, str]) -> dict[str, Any]:
+        """Turn `key=value` strings from a command line into typed config values."""
+        typed: dict[str, Any] = {}
+        for key, text in values.items():
+            option = self._option(key)
+            kind = option.get("type", "string")
+            try:
+                if kind == "int":
+                    typed[key] = int(text)
+                elif kind == "float":
+                    typed[key] = float(text)
+                elif kind == "boolean":
+                    if text.lower() not in ("true", "false"):
+                        raise ValueError(text)
+                    typed[key] = text.lower() == "true"
+                else:
+                    typed[key] = text
+            except ValueError:
+                raise SandboxError(
+                    f'option "{key}" expected {kind}, got "{text}"'
+                ) from None
+        return typed
+
+    def validate_config(self, values: dict[str, Any]) -> None:
+        """Refuse unknown options and values of the wrong type, as `juju config` does."""
+        for key, value in values.items():
+            kind = self._option(key).get("type", "string")
+            allowed = _CONFIG_TYPES.get(kind, (str,))
+            if isinstance(value, bool) and kind != "boolean":
+                allowed = ()
+            if not isinstance(value, allowed):
+                raise SandboxError(f'option "{key}" expected {kind}, got {json.dumps(value)}')
+
+    def _option(self, key: str) -> dict[str, Any]:
+        if key not in self.config_options:
+            raise SandboxError(f'unknown option "{key}" for charm "{self.name}"')
+        return self.config_options[key]
+
+    def validate_action(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Check an action call against the charm's schema; return params with defaults."""
+        if action not in self.actions:
+            known = ", ".join(sorted(self.actions)) or "none"
+            raise SandboxError(f'unknown action "{action}" for charm "{self.name}" (known: {known})')
+        schema = self.actions[action] or {}
+        properties: dict[str, Any] = schema.get("params") or {}
+        result: dict[str, Any] = {}
+        for key, value in params.items():
+            if key not in properties:
+                if schema.get("additionalProperties", True) is False:
+                    raise SandboxError(f'action "{action}" has no parameter "{key}"')
+                result[key] = value
+                continue
+            result[key] = _coerce_param(action, key, value, properties[key])
+        for key, prop in properties.items():
+            if key not in result and "default" in prop:
+                result[key] = prop["default"]
+        for key in schema.get("required") or []:
+            if key not in result:
+                raise SandboxError(f'action "{action}" needs parameter "{key}"')
+        return result
+
+
+def _coerce_param(action: str, key: str, value: Any, prop: dict[str, Any]) -> Any:
+    """Action params from a command line arrive as strings; type them like Juju's YAML parse."""
+    kind = prop.get("type", "string")
+    if isinstance(value, str) and kind != "string":
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            pass
+    allowed = _PARAM_TYPES.get(kind, (object,))
+    if isinstance(value, bool) and kind in ("integer", "number"):
+        allowed = ()
+    if not isinstance(value, allowed):
+        raise SandboxError(f'action "{action}": parameter "{key}" must be {kind}, got {value!r}')
+    if "enum" in prop and value not in prop["enum"]:
+        raise SandboxError(
+            f'action "{action}": parameter "{key}" must be one of {prop["enum"]}, got {value!r}'
+        )
+    return value

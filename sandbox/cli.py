@@ -1,0 +1,179 @@
+"""`python -m sandbox VERB ...`: Juju-like verbs against a sandbox model."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sandbox.errors import SandboxError
+from sandbox.model import Model, cleanup_model, list_models
+from sandbox.paths import state_dir
+
+DEFAULT_MODEL = os.environ.get("PULSAR_SANDBOX_MODEL", "sandbox")
+
+
+def _pairs(items: list[str], what: str) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SandboxError(f'{what} must be key=value, got "{item}"')
+        pairs[key] = value
+    return pairs
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description="A local stand-in for a Juju model.")
+    parser.add_argument("-m", "--model", default=DEFAULT_MODEL, help="model name (default: %(default)s)")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    deploy = verbs.add_parser("deploy", help="deploy a charm directory as an application")
+    deploy.add_argument("charm", type=Path)
+    deploy.add_argument("application", nargs="?")
+    deploy.add_argument("-n", "--num-units", type=int, default=1)
+    deploy.add_argument("--config", action="append", default=[], metavar="KEY=VALUE")
+    deploy.add_argument("--trust", action="store_true")
+
+    add_unit = verbs.add_parser("add-unit", help="add units to an application")
+    add_unit.add_argument("application")
+    add_unit.add_argument("-n", "--num-units", type=int, default=1)
+
+    remove_unit = verbs.add_parser("remove-unit", help="remove a unit")
+    remove_unit.add_argument("unit")
+
+    for verb in ("integrate", "remove-relation"):
+        sub = verbs.add_parser(verb, help=f"{verb} two applications (app or app:endpoint)")
+        sub.add_argument("first")
+        sub.add_argument("second")
+
+    config = verbs.add_parser("config", help="show or set application config")
+    config.add_argument("application")
+    config.add_argument("values", nargs="*", metavar="KEY=VALUE")
+    config.add_argument("--reset", action="append", default=[], metavar="KEY")
+
+    run = verbs.add_parser("run", help="run an action on a unit")
+    run.add_argument("unit")
+    run.add_argument("action")
+    run.add_argument("params", nargs="*", metavar="KEY=VALUE")
+    run.add_argument("--wait", type=float, default=600.0, help="seconds to wait for the result")
+
+    verbs.add_parser("status", help="show the model's applications, units and integrations")
+
+    restart = verbs.add_parser("restart-pod", help="delete a unit's pod and let it come back")
+    restart.add_argument("unit")
+
+    wait = verbs.add_parser("wait-for-idle", help="drive the model until it is idle")
+    wait.add_argument("applications", nargs="*")
+    wait.add_argument("--status", default="active", help='workload status to wait for ("any" for none)')
+    wait.add_argument("--timeout", type=float, default=600.0)
+
+    destroy = verbs.add_parser("destroy", help="remove the model and everything it started")
+    destroy.add_argument("--all", action="store_true", help="every sandbox model on this machine")
+
+    verbs.add_parser("models", help="list the sandbox models on this machine")
+    return parser
+
+
+def _print_action(result: Any) -> int:
+    if result.status == "failed":
+        print(yaml.safe_dump(result.results, sort_keys=True).rstrip() if result.results else "", end="")
+        print(f"ERROR the task failed: {result.message}" if result.message else "ERROR the task failed",
+              file=sys.stderr)
+        return 1
+    for line in result.logs:
+        print(line)
+    if result.results:
+        print(yaml.safe_dump(result.results, sort_keys=True, default_flow_style=False).rstrip())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except SandboxError as error:
+        print(f"ERROR {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("ERROR interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # a sandbox bug: one line here, the trace in the log
+        log = state_dir() / "sandbox-errors.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a") as out:
+            out.write(traceback.format_exc() + "\n")
+        print(f"ERROR internal error: {type(error).__name__}: {error} (trace in {log})", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.verb == "models":
+        for name in list_models():
+            print(name)
+        return 0
+    if args.verb == "destroy":
+        for name in list_models() if args.all else [args.model]:
+            cleanup_model(name)
+            print(f"destroyed model {name}")
+        return 0
+    if args.verb == "deploy":
+        try:
+            model = Model.load(args.model)
+        except SandboxError:
+            model = Model.create(args.model)
+            print(f"created model {args.model}")
+    else:
+        model = Model.load(args.model)
+    with model.locked():
+        return _verb(model, args)
+
+
+def _verb(model: Model, args: argparse.Namespace) -> int:
+    verb = args.verb
+    if verb == "deploy":
+        from sandbox.charmspec import CharmSpec
+
+        charm = CharmSpec.load(args.charm.resolve())
+        config = charm.parse_config(_pairs(args.config, "--config"))
+        app = model.deploy(args.charm, args.application, args.num_units, config, args.trust)
+        print(f"deployed {app.name} ({len(app.units)} unit{'s' if len(app.units) != 1 else ''})")
+    elif verb == "add-unit":
+        print("added " + ", ".join(model.add_unit(args.application, args.num_units)))
+    elif verb == "remove-unit":
+        model.remove_unit(args.unit)
+        print(f"removed {args.unit}")
+    elif verb == "integrate":
+        relation = model.integrate(args.first, args.second)
+        print(f"integrated {relation.label()}")
+    elif verb == "remove-relation":
+        model.remove_relation(args.first, args.second)
+        print(f"removed relation {args.first} {args.second}")
+    elif verb == "config":
+        app = model.apps.get(args.application)
+        if app is None:
+            raise SandboxError(f'application "{args.application}" not found')
+        values = app.charm.parse_config(_pairs(args.values, "config")) if args.values else None
+        current = model.config(args.application, values, args.reset)
+        if values is None and not args.reset:
+            print(yaml.safe_dump(current, sort_keys=True).rstrip())
+    elif verb == "run":
+        result = model.run(args.unit, args.action, _pairs(args.params, "action parameter"), timeout=args.wait)
+        return _print_action(result)
+    elif verb == "status":
+        model.settle()
+        print(model.status(), end="")
+    elif verb == "restart-pod":
+        model.restart_pod(args.unit)
+        print(f"restarted the pod of {args.unit}")
+    elif verb == "wait-for-idle":
+        status = None if args.status == "any" else args.status
+        model.wait_for_idle(args.applications or None, status=status, timeout=args.timeout)
+        print(model.status(), end="")
+    model.save()
+    return 0

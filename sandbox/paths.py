@@ -1,0 +1,66 @@
+"""Where the sandbox keeps provisioned artifacts and model state on this machine."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sandbox.errors import SandboxError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cache_dir() -> Path:
+    """Downloads and builds shared by every clone of the project (cached between runs)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(os.environ.get("PULSAR_CHARMS_CACHE", Path(base) / "pulsar-charms"))
+
+
+def state_dir() -> Path:
+    """Models: their Juju-side state, pods, storage and logs."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(os.environ.get("PULSAR_SANDBOX_HOME", Path(base) / "pulsar-sandbox"))
+
+
+MANIFEST = "artifacts.json"
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    """What provisioning produced: the paths the sandbox runs workloads from."""
+
+    pebble: Path
+    pulsar_home: Path
+    pulsar_version: str
+    workload_python: Path
+    java_home: Path
+
+    @classmethod
+    def load(cls) -> Artifacts:
+        manifest = cache_dir() / MANIFEST
+        if not manifest.is_file():
+            raise SandboxError("workloads are not provisioned: run `tox -e provision` first")
+        data = json.loads(manifest.read_text())
+        artifacts = cls(
+            pebble=Path(data["pebble"]),
+            pulsar_home=Path(data["pulsar_home"]),
+            pulsar_version=data["pulsar_version"],
+            workload_python=Path(data["workload_python"]),
+            java_home=Path(data["java_home"]),
+        )
+        for path in (artifacts.pebble, artifacts.pulsar_home, artifacts.workload_python):
+            if not path.exists():
+                raise SandboxError(f"provisioned artifact {path} is missing: run `tox -e provision`")
+        return artifacts
+
+    def save(self) -> None:
+        data = {
+            "pebble": str(self.pebble),
+            "pulsar_home": str(self.pulsar_home),
+            "pulsar_version": self.pulsar_version,
+            "workload_python": str(self.workload_python),
+            "java_home": str(self.java_home),
+        }
+        (cache_dir() / MANIFEST).write_text(json.dumps(data, indent=2) + "\n")

@@ -1,0 +1,274 @@
+"""Pods: a network namespace per unit, one Pebble per workload container, storage that survives.
+
+Layout of one model's network: a "cluster" namespace holds a bridge; every pod namespace
+is wired to it by a veth pair and gets its own address. Nothing touches the host's own
+network namespace, so every address lives only inside this machine.
+
+A container is `ip netns exec <pod> unshare --mount --uts --pid --fork` around Pebble:
+Pebble is pid 1 of its own pid namespace (killing it ends every workload process, as a
+container runtime does), the image tree is an overlay whose upper layer is thrown away
+on restart, /tmp is a private tmpfs, and Juju storage is bind-mounted from a directory
+that outlives the pod.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shlex
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sandbox.errors import SandboxError
+from sandbox.procs import ProcessRef, run, spawn
+
+SUBNET = ipaddress.ip_network("10.97.0.0/16")
+NETNS_DIR = Path("/etc/netns")
+TERMINATION_GRACE = 30.0
+HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def cluster_ns(model: str) -> str:
+    return f"psb-{model}"
+
+
+def pod_ns(model: str, unit: str) -> str:
+    return f"psb-{model}-{unit.replace('/', '-')}"
+
+
+def fqdn(model: str, unit: str) -> str:
+    app, number = unit.split("/")
+    return f"{app}-{number}.{app}-endpoints.{model}.svc.cluster.local"
+
+
+def create_cluster_network(model: str) -> None:
+    ns = cluster_ns(model)
+    run(["ip", "netns", "add", ns], "creating the cluster network")
+    run(["ip", "-n", ns, "link", "add", "br0", "type", "bridge"], "creating the bridge")
+    run(["ip", "-n", ns, "addr", "add", f"{SUBNET[1]}/{SUBNET.prefixlen}", "dev", "br0"], "addressing the bridge")
+    run(["ip", "-n", ns, "link", "set", "br0", "up"], "starting the bridge")
+    run(["ip", "-n", ns, "link", "set", "lo", "up"], "starting loopback")
+
+
+def delete_netns(name: str) -> None:
+    if (Path("/run/netns") / name).exists():
+        run(["ip", "netns", "del", name], f"deleting network namespace {name}")
+    shutil.rmtree(NETNS_DIR / name, ignore_errors=True)
+
+
+def kill_netns_processes(name: str) -> None:
+    """Kill what still runs inside one of our namespaces after a crash: its pids, not names."""
+    listing = run(["ip", "netns", "pids", name], f"listing processes of {name}")
+    for pid in (int(p) for p in listing.split()):
+        try:
+            ProcessRef.of(pid).signal(signal.SIGKILL)
+        except SandboxError:
+            pass  # already gone
+
+
+@dataclass
+class ImageTree:
+    """What a container image puts in the container: trees under paths, and environment."""
+
+    trees: dict[str, Path] = field(default_factory=dict)  # container path -> read-only source
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ContainerProcess:
+    """The running Pebble of one workload container."""
+
+    name: str
+    process: ProcessRef
+    pebble_dir: Path
+
+    @property
+    def socket(self) -> Path:
+        return self.pebble_dir / ".pebble.socket"
+
+
+@dataclass
+class Pod:
+    """One unit's pod. Everything but `storage_dir` is lost when the pod restarts."""
+
+    model: str
+    unit: str
+    index: int  # host part of the address
+    root: Path  # this pod's directory under the model
+    containers: dict[str, ContainerProcess] = field(default_factory=dict)
+    agent: ProcessRef | None = None
+    created_mountpoints: list[str] = field(default_factory=list)
+
+    @property
+    def netns(self) -> str:
+        return pod_ns(self.model, self.unit)
+
+    @property
+    def address(self) -> str:
+        return str(SUBNET[self.index])
+
+    @property
+    def hostname(self) -> str:
+        return self.unit.replace("/", "-")
+
+    @property
+    def fqdn(self) -> str:
+        return fqdn(self.model, self.unit)
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.root / "storage"
+
+    @property
+    def ephemeral_dir(self) -> Path:
+        return self.root / "ephemeral"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def agent_socket(self) -> Path:
+        return self.root / "agent.sock"
+
+    def create_network(self) -> None:
+        """Namespace, veth pair into the cluster bridge, address, loopback."""
+        ns, cluster = self.netns, cluster_ns(self.model)
+        veth = f"v{self.index}"
+        run(["ip", "netns", "add", ns], f"creating pod {self.unit}")
+        run(["ip", "-n", cluster, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns],
+            "wiring the pod")
+        run(["ip", "-n", cluster, "link", "set", veth, "master", "br0", "up"], "attaching the pod")
+        run(["ip", "-n", ns, "addr", "add", f"{self.address}/{SUBNET.prefixlen}", "dev", "eth0"], "addressing the pod")
+        run(["ip", "-n", ns, "link", "set", "eth0", "up"], "starting the pod's interface")
+        run(["ip", "-n", ns, "link", "set", "lo", "up"], "starting the pod's loopback")
+        netns_etc = NETNS_DIR / ns
+        netns_etc.mkdir(parents=True, exist_ok=True)
+        # No nameserver: every name a pod needs is in its hosts file, and a lookup of
+        # anything else fails at once instead of leaving the machine.
+        (netns_etc / "resolv.conf").write_text("options timeout:1 attempts:1\n")
+        (netns_etc / "hosts").write_text("")
+
+    def write_hosts(self, entries: list[tuple[str, str, str]]) -> None:
+        """The pod's /etc/hosts: every pod of the model by FQDN and short name.
+
+        Written in place (not replaced) because running containers see the file through
+        a bind mount of its inode.
+        """
+        lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+        lines += [f"{address}\t{name}\t{short}" for address, name, short in entries]
+        with open(NETNS_DIR / self.netns / "hosts", "w") as hosts:
+            hosts.write("\n".join(lines) + "\n")
+
+    def start_container(
+        self, name: str, pebble: Path, image: ImageTree, mounts: dict[str, str]
+    ) -> ContainerProcess:
+        """Start one workload container: its mounts, then `pebble run --create-dirs --hold`."""
+        upper = self.ephemeral_dir / name
+        pebble_dir = upper / "pebble"
+        pebble_dir.mkdir(parents=True, exist_ok=True)
+        script = ["set -e", f"hostname {shlex.quote(self.hostname)}", "mount -t tmpfs -o mode=1777 tmpfs /tmp"]
+        for index, (target, source) in enumerate(sorted(image.trees.items())):
+            layer, work = upper / f"layer{index}", upper / f"work{index}"
+            layer.mkdir(exist_ok=True)
+            work.mkdir(exist_ok=True)
+            self._mountpoint(target)
+            script.append(
+                f"mount -t overlay overlay -o lowerdir={source},upperdir={layer},workdir={work} {shlex.quote(target)}"
+            )
+        for storage, location in sorted(mounts.items()):
+            source = self.storage_dir / storage
+            source.mkdir(parents=True, exist_ok=True)
+            self._mountpoint(location)
+            script.append(f"mount --bind {shlex.quote(str(source))} {shlex.quote(location)}")
+        script.append(f"exec {shlex.quote(str(pebble))} run --create-dirs --hold")
+        argv = [
+            "ip", "netns", "exec", self.netns,
+            "unshare", "--mount", "--uts", "--pid", "--fork", "--kill-child", "--propagation", "private",
+            "--", "/bin/sh", "-c", "\n".join(script),
+        ]  # fmt: skip
+        env = {"PATH": HOST_PATH, "LANG": "C.UTF-8", "HOME": "/root", "PEBBLE": str(pebble_dir)}
+        env.update(image.env)
+        process = spawn(argv, self.log_dir / f"{name}.log", env)
+        container = ContainerProcess(name, process, pebble_dir)
+        self.containers[name] = container
+        return container
+
+    def _mountpoint(self, path: str) -> None:
+        """Mount targets must exist on the shared root file system; remember the ones we made."""
+        target = Path(path)
+        missing = [p for p in [target, *target.parents] if not p.exists()]
+        target.mkdir(parents=True, exist_ok=True)
+        self.created_mountpoints += [str(p) for p in missing if str(p) not in self.created_mountpoints]
+
+    def wait_pebble(self, container: ContainerProcess, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not container.socket.exists():
+            if not container.process.alive():
+                log = (self.log_dir / f"{container.name}.log").read_text(errors="replace")
+                raise SandboxError(f"container {container.name} of {self.unit} died: {log.strip()[-400:]}")
+            if time.monotonic() > deadline:
+                raise SandboxError(f"pebble of {self.unit}/{container.name} did not come up in {timeout}s")
+            time.sleep(0.02)
+
+    def start_agent(self, charm_dir: Path, env: dict[str, str]) -> ProcessRef:
+        """The unit agent, inside the pod's network (as the charm container shares it)."""
+        sock = self.agent_socket
+        sock.unlink(missing_ok=True)
+        script = (
+            f"hostname {shlex.quote(self.hostname)} && exec {shlex.quote(sys.executable)} -m sandbox.agent "
+            f"--unit {shlex.quote(self.unit)} --charm-dir {shlex.quote(str(charm_dir))} "
+            f"--socket {shlex.quote(str(sock))}"
+        )
+        argv = ["ip", "netns", "exec", self.netns, "unshare", "--uts", "--", "/bin/sh", "-c", script]
+        self.agent = spawn(argv, self.log_dir / "agent.log", env, cwd=Path(__file__).resolve().parent.parent)
+        deadline = time.monotonic() + 60
+        while not sock.exists():
+            if not self.agent.alive():
+                log = (self.log_dir / "agent.log").read_text(errors="replace")
+                raise SandboxError(f"unit agent of {self.unit} died: {log.strip()[-600:]}")
+            if time.monotonic() > deadline:
+                raise SandboxError(f"unit agent of {self.unit} did not start in 60s")
+            time.sleep(0.02)
+        return self.agent
+
+    def stop(self, grace: float = TERMINATION_GRACE) -> None:
+        """Stop the pod's processes the way Kubernetes does: SIGTERM, grace, SIGKILL."""
+        for container in self.containers.values():
+            pebble_pids = container.process.children()
+            for pid in pebble_pids:
+                try:
+                    ProcessRef.of(pid).terminate(grace)
+                except SandboxError:
+                    pass
+            container.process.terminate(5)
+        if self.agent is not None:
+            self.agent.terminate(5)
+        self.containers.clear()
+        self.agent = None
+
+    def wipe_ephemeral(self) -> None:
+        shutil.rmtree(self.ephemeral_dir, ignore_errors=True)
+        self.agent_socket.unlink(missing_ok=True)
+
+    def delete(self) -> None:
+        self.stop(grace=5)
+        delete_netns(self.netns)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def remove_mountpoints(paths: list[str]) -> None:
+    """Remove the empty mount targets a model created, deepest first.
+
+    Only call this when no pod of any model is running: a directory that is a mount
+    point inside another mount namespace can still be removed from here.
+    """
+    for path in sorted(set(paths), key=len, reverse=True):
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass  # not empty, or already gone

@@ -1,0 +1,109 @@
+"""Processes the sandbox started, tracked by pid *and* start time so a reused pid is never hit."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sandbox.errors import SandboxError
+
+
+def _start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat: the process start time in clock ticks since boot."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name may contain spaces and parentheses: split after the last ')'.
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":  # a zombie is as good as gone
+        return None
+    return int(fields[19])
+
+
+@dataclass(frozen=True)
+class ProcessRef:
+    """A process the sandbox started."""
+
+    pid: int
+    start_time: int
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessRef:
+        start = _start_time(pid)
+        if start is None:
+            raise SandboxError(f"process {pid} exited right after it was started")
+        return cls(pid, start)
+
+    def alive(self) -> bool:
+        return _start_time(self.pid) == self.start_time
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def wait_gone(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.alive():
+            if time.monotonic() > deadline:
+                return False
+            _reap()
+            time.sleep(0.05)
+        return True
+
+    def terminate(self, grace: float) -> None:
+        """SIGTERM, then SIGKILL after `grace` seconds, as Kubernetes stops a container."""
+        self.signal(signal.SIGTERM)
+        if not self.wait_gone(grace):
+            self.signal(signal.SIGKILL)
+            self.wait_gone(10)
+
+    def children(self) -> list[int]:
+        pids: list[int] = []
+        for task in Path(f"/proc/{self.pid}/task").glob("*"):
+            try:
+                pids += [int(p) for p in (task / "children").read_text().split()]
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+        return pids
+
+
+def _reap() -> None:
+    """Collect exited children of this process so they do not linger as zombies."""
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
+
+
+def spawn(argv: list[str], log: Path, env: dict[str, str], cwd: Path | None = None) -> ProcessRef:
+    """Start a long-running process detached from this one, its output appended to `log`."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    return ProcessRef.of(proc.pid)
+
+
+def run(argv: list[str], what: str) -> str:
+    """Run a short command; fail with its stderr when it fails."""
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        raise SandboxError(f"{what} failed ({' '.join(argv)}): {detail[-1] if detail else result.returncode}")
+    return result.stdout

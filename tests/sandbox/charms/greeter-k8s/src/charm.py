@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Greeter: the sandbox's own test charm."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import shlex
+import urllib.request
+
+import ops
+
+logger = logging.getLogger(__name__)
+
+WEB_ROOT = "/pulsar/www"
+KEPT = "/var/lib/greeter/kept.txt"
+LOST = "/pulsar/www/lost.txt"
+
+
+class GreeterCharm(ops.CharmBase):
+    """Serves `message` over HTTP; greets related greeters through relation data and a secret."""
+
+    def __init__(self, framework: ops.Framework) -> None:
+        super().__init__(framework)
+        self.container = self.unit.get_container("web")
+        for event in (self.on.web_pebble_ready, self.on.config_changed, self.on.upgrade_charm,
+                      self.on.web_pebble_check_recovered):
+            framework.observe(event, self._on_reconcile)
+        framework.observe(self.on.web_pebble_check_failed, self._on_check_failed)
+        framework.observe(self.on.greeting_relation_changed, self._on_greeting_changed)
+        framework.observe(self.on.upstream_relation_joined, self._on_upstream_joined)
+        framework.observe(self.on.upstream_relation_changed, self._on_upstream_changed)
+        framework.observe(self.on.secret_changed, self._on_upstream_changed)
+        framework.observe(self.on.replicas_relation_changed, self._on_reconcile)
+        framework.observe(self.on.replicas_relation_departed, self._on_reconcile)
+        framework.observe(self.on.fetch_action, self._on_fetch)
+        framework.observe(self.on.write_files_action, self._on_write_files)
+        framework.observe(self.on.read_files_action, self._on_read_files)
+        framework.observe(self.on.exec_action, self._on_exec)
+        framework.observe(self.on.read_secret_action, self._on_read_secret)
+        framework.observe(self.on.write_app_data_action, self._on_write_app_data)
+
+    @property
+    def _message(self) -> str:
+        return str(self.config["message"])
+
+    def _on_reconcile(self, _: ops.EventBase) -> None:
+        if not self.container.can_connect():
+            self.unit.status = ops.WaitingStatus("waiting for Pebble")
+            return
+        port = int(self.config["port"])
+        if not 1024 <= port <= 65535:
+            self.unit.status = ops.BlockedStatus(f"invalid port {port}: use 1024-65535")
+            return
+        self.container.push(f"{WEB_ROOT}/index.html", f"{self._message} from {self.unit.name}\n", make_dirs=True)
+        layer = ops.pebble.Layer({
+            "summary": "greeter",
+            "services": {"web": {"override": "replace", "startup": "enabled",
+                                 "command": f"python3 -m http.server {port} --directory {WEB_ROOT}"}},
+            "checks": {"web-up": {"override": "replace", "level": "alive", "period": "1s", "threshold": 2,
+                                  "http": {"url": f"http://localhost:{port}/index.html"}}},
+        })
+        self.container.add_layer("greeter", layer, combine=True)
+        self.container.replan()
+        self.unit.set_ports(port)
+        peers = self.model.get_relation("replicas")
+        count = len(peers.units) if peers else 0
+        self.unit.status = ops.ActiveStatus(f"serving {self._message!r} on :{port} ({count} peers)")
+
+    def _on_check_failed(self, event: ops.PebbleCheckFailedEvent) -> None:
+        self.unit.status = ops.MaintenanceStatus(f"check {event.info.name} failing")
+
+    def _on_greeting_changed(self, event: ops.RelationChangedEvent) -> None:
+        if not self.unit.is_leader():
+            return
+        try:
+            secret = self.model.get_secret(label="token")
+        except ops.SecretNotFoundError:
+            secret = self.app.add_secret({"token": secrets.token_hex(8)}, label="token")
+        secret.grant(event.relation)
+        event.relation.data[self.app].update({"greeting": self._message, "token-secret": secret.id or ""})
+
+    def _on_upstream_joined(self, event: ops.RelationJoinedEvent) -> None:
+        event.relation.data[self.unit]["name"] = self.unit.name
+
+    def _on_upstream_changed(self, _: ops.EventBase) -> None:
+        relation = self.model.get_relation("upstream")
+        if relation is None or relation.app is None:
+            return
+        data = relation.data[relation.app]
+        if "token-secret" not in data:
+            self.unit.status = ops.WaitingStatus("waiting for a greeting")
+            return
+        token = self.model.get_secret(id=data["token-secret"]).get_content(refresh=True)["token"]
+        relation.data[self.unit].update({"received": data["greeting"], "token-length": str(len(token))})
+        self.unit.status = ops.ActiveStatus(f"heard {data['greeting']!r}")
+
+    def _on_fetch(self, event: ops.ActionEvent) -> None:
+        try:
+            with urllib.request.urlopen(event.params["url"], timeout=5) as response:  # noqa: S310
+                event.set_results({"body": response.read().decode().strip()})
+        except OSError as error:
+            event.fail(f"fetch failed: {error}")
+
+    def _on_write_files(self, event: ops.ActionEvent) -> None:
+        self.container.push(KEPT, event.params["content"], make_dirs=True)
+        self.container.push(LOST, event.params["content"], make_dirs=True)
+
+    def _on_read_files(self, event: ops.ActionEvent) -> None:
+        results = {}
+        for key, path in (("kept", KEPT), ("lost", LOST)):
+            try:
+                results[key] = self.container.pull(path).read()
+            except ops.pebble.PathError:
+                results[key] = "missing"
+        event.set_results(results)
+
+    def _on_exec(self, event: ops.ActionEvent) -> None:
+        try:
+            stdout, stderr = self.container.exec(shlex.split(event.params["command"])).wait_output()
+        except ops.pebble.ExecError as error:
+            event.fail(f"exit code {error.exit_code}: {error.stderr}")
+            return
+        event.set_results({"stdout": stdout.strip(), "stderr": (stderr or "").strip()})
+
+    def _on_read_secret(self, event: ops.ActionEvent) -> None:
+        try:
+            event.set_results(self.model.get_secret(id=event.params["id"]).get_content())
+        except (ops.SecretNotFoundError, ops.ModelError) as error:
+            event.fail(f"cannot read secret: {error}")
+
+    def _on_write_app_data(self, event: ops.ActionEvent) -> None:
+        relation = self.model.get_relation("greeting")
+        if relation is None:
+            event.fail("no greeting relation")
+            return
+        try:
+            relation.data[self.app]["note"] = event.params["value"]
+        except ops.RelationDataError as error:
+            event.fail(f"cannot write application data: {error}")
+
+
+if __name__ == "__main__":  # pragma: nocover
+    ops.main(GreeterCharm)
