@@ -69,7 +69,13 @@ class CharmSpec:
         path = root / "charmcraft.yaml"
         if not path.is_file():
             raise SandboxError(f"{root} is not a charm: no charmcraft.yaml")
-        raw = yaml.safe_load(path.read_text()) or {}
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise SandboxError(f"{path} is not valid YAML: {error}".splitlines()[0]) from None
+        missing = [key for key in ("name", "type", "summary", "description") if key not in raw]
+        if missing or raw.get("type") != "charm":
+            raise SandboxError(f"{path} is not a charm's charmcraft.yaml (missing: {', '.join(missing) or 'type: charm'})")
         resources = raw.get("resources", {})
         containers = {}
         for name, spec in (raw.get("containers") or {}).items():

@@ -63,6 +63,8 @@ class GreeterCharm(ops.CharmBase):
         self.container.add_layer("greeter", layer, combine=True)
         self.container.replan()
         self.unit.set_ports(port)
+        for relation in self.model.relations["greeting"]:
+            self._publish_greeting(relation)
         peers = self.model.get_relation("replicas")
         count = len(peers.units) if peers else 0
         self.unit.status = ops.ActiveStatus(f"serving {self._message!r} on :{port} ({count} peers)")
@@ -71,14 +73,17 @@ class GreeterCharm(ops.CharmBase):
         self.unit.status = ops.MaintenanceStatus(f"check {event.info.name} failing")
 
     def _on_greeting_changed(self, event: ops.RelationChangedEvent) -> None:
+        self._publish_greeting(event.relation)
+
+    def _publish_greeting(self, relation: ops.Relation) -> None:
         if not self.unit.is_leader():
             return
         try:
             secret = self.model.get_secret(label="token")
         except ops.SecretNotFoundError:
             secret = self.app.add_secret({"token": secrets.token_hex(8)}, label="token")
-        secret.grant(event.relation)
-        event.relation.data[self.app].update({"greeting": self._message, "token-secret": secret.id or ""})
+        secret.grant(relation)
+        relation.data[self.app].update({"greeting": self._message, "token-secret": secret.id or ""})
 
     def _on_upstream_joined(self, event: ops.RelationJoinedEvent) -> None:
         event.relation.data[self.unit]["name"] = self.unit.name

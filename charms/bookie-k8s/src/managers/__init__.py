@@ -1,0 +1,1 @@
+"""Logic of the charm that is tested without ops."""

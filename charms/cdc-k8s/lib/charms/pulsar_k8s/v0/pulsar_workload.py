@@ -1,0 +1,90 @@
+"""Pebble helpers shared by the Pulsar charms.
+
+Every charm of this project runs a container built from the Apache Pulsar image. This
+library gives them one way to run one-off commands (the exit code is always checked and
+stderr always surfaced) and to read what the image carries.
+
+Owned by pulsar-k8s; the other charms carry identical copies.
+"""
+
+from __future__ import annotations
+
+import re
+
+import ops
+
+LIBID = "7ef0956eb6164d3595ea14a6cdf1e1a8"
+LIBAPI = 0
+LIBPATCH = 1
+
+PULSAR_HOME = "/pulsar"
+_VERSION_JAR = re.compile(r"org\.apache\.pulsar-pulsar-broker-common-(?P<version>[0-9][^/]*)\.jar$")
+
+
+class WorkloadCommandError(Exception):
+    """A command run in the workload container failed; the message carries its stderr."""
+
+    def __init__(self, argv: list[str], exit_code: int | None, output: str) -> None:
+        self.argv = argv
+        self.exit_code = exit_code
+        self.output = output.strip()
+        last = self.output.splitlines()[-1] if self.output else "no output"
+        status = f"exited {exit_code}" if exit_code is not None else "did not finish"
+        super().__init__(f"{' '.join(argv[:2])} {status}: {last}")
+
+
+class PebbleWorkload:
+    """A workload container of a Pulsar image, reached through Pebble."""
+
+    def __init__(self, container: ops.Container) -> None:
+        self.container = container
+
+    def can_connect(self) -> bool:
+        return self.container.can_connect()
+
+    def run(
+        self,
+        argv: list[str],
+        *,
+        timeout: float = 60.0,
+        environment: dict[str, str] | None = None,
+        working_dir: str | None = None,
+    ) -> str:
+        """Run a one-off command to completion; return stdout or raise WorkloadCommandError."""
+        try:
+            process = self.container.exec(
+                argv, timeout=timeout, environment=environment, working_dir=working_dir
+            )
+            stdout, _ = process.wait_output()
+        except ops.pebble.ExecError as error:
+            output = error.stderr or error.stdout or ""
+            raise WorkloadCommandError(argv, error.exit_code, str(output)) from error
+        except ops.pebble.ChangeError as error:  # timed out, or could not start
+            raise WorkloadCommandError(argv, None, error.err) from error
+        except ops.pebble.APIError as error:  # e.g. the executable does not exist
+            raise WorkloadCommandError(argv, None, error.message) from error
+        return stdout
+
+    def write(self, path: str, content: str, permissions: int = 0o644) -> bool:
+        """Push `content` to `path` if it differs from what is there; return whether it changed."""
+        try:
+            if self.container.pull(path).read() == content:
+                return False
+        except ops.pebble.PathError:
+            pass
+        self.container.push(path, content, permissions=permissions, make_dirs=True)
+        return True
+
+    def pulsar_version(self) -> str | None:
+        """The Pulsar version of the image, read from its library jars (no JVM started)."""
+        try:
+            files = self.container.list_files(
+                f"{PULSAR_HOME}/lib", pattern="org.apache.pulsar-pulsar-broker-common-*.jar"
+            )
+        except ops.pebble.APIError:
+            return None
+        for info in files:
+            match = _VERSION_JAR.search(info.path)
+            if match:
+                return match.group("version")
+        return None

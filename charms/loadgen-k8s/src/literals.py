@@ -1,0 +1,20 @@
+"""Constants of the loadgen-k8s charm: names, paths, and every status it can show."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import ops
+
+CONTAINER = "loadgen"
+PEER = "workers"
+PULSAR_RELATION = "pulsar"
+
+
+class Status(Enum):
+    """Every status the charm shows, so that its messages live in one place."""
+
+    NO_PEBBLE = ops.WaitingStatus("waiting for Pebble in the loadgen container")
+    NO_PULSAR_IMAGE = ops.BlockedStatus("the loadgen container has no Pulsar distribution at /pulsar")
+    NO_PULSAR_RELATION = ops.BlockedStatus("integrate with pulsar-k8s: juju integrate loadgen-k8s pulsar-k8s")
+    NOT_MANAGED_YET = ops.WaitingStatus("load generation arrives in a later revision")

@@ -1,0 +1,95 @@
+"""Charm libraries: one owner, identical copies everywhere else, and the helpers' behaviour."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from ops import testing
+from pulsar_k8s.charm import PulsarCharm
+from pulsar_k8s.charms.pulsar_k8s.v0.pulsar_workload import PebbleWorkload, WorkloadCommandError
+
+CHARMS_DIR = Path(__file__).resolve().parents[2] / "charms"
+OWNER = CHARMS_DIR / "pulsar-k8s" / "lib" / "charms" / "pulsar_k8s"
+OWNED_LIBS = sorted(OWNER.rglob("*.py"))
+COPIES = [
+    pytest.param(owned, copy, id=f"{copy.relative_to(CHARMS_DIR)}")
+    for owned in OWNED_LIBS
+    for copy in sorted(CHARMS_DIR.glob(f"*/lib/charms/pulsar_k8s/{owned.relative_to(OWNER)}"))
+    if copy != owned
+]
+
+
+@pytest.mark.parametrize(("owned", "copy"), COPIES)
+def test_library_copies_are_identical(owned: Path, copy: Path) -> None:
+    assert copy.read_bytes() == owned.read_bytes(), f"{copy} drifted from {owned}: copy it again"
+
+
+def test_every_charm_carries_the_libraries_it_imports() -> None:
+    for charm in sorted(p for p in CHARMS_DIR.iterdir() if (p / "charmcraft.yaml").is_file()):
+        for source in (charm / "src").rglob("*.py"):
+            for node in ast.walk(ast.parse(source.read_text())):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("charms."):
+                    path = charm / "lib" / (node.module.replace(".", "/") + ".py")
+                    assert path.is_file(), f"{source} imports {node.module}, missing at {path}"
+
+
+@pytest.mark.parametrize("owned", OWNED_LIBS, ids=lambda p: p.name)
+def test_library_declares_its_identity(owned: Path) -> None:
+    assignments = {
+        node.targets[0].id: ast.literal_eval(node.value)
+        for node in ast.parse(owned.read_text()).body
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+        and node.targets[0].id in ("LIBID", "LIBAPI", "LIBPATCH")
+    }
+    assert set(assignments) == {"LIBID", "LIBAPI", "LIBPATCH"}
+    assert assignments["LIBAPI"] == int(owned.parent.name.removeprefix("v"))
+    assert assignments["LIBPATCH"] >= 1
+
+
+def _workload(ctx: testing.Context, state: testing.State, fn):  # type: ignore[no-untyped-def]
+    with ctx(ctx.on.update_status(), state) as manager:
+        result = fn(PebbleWorkload(manager.charm.unit.get_container("pulsar")))
+        return result, manager.run()
+
+
+def test_a_failing_command_surfaces_its_exit_code_and_stderr() -> None:
+    # Given a command that fails in the container
+    ctx = testing.Context(PulsarCharm)
+    failing = testing.Exec(["bin/pulsar"], return_code=3, stderr="Error: metadata store unreachable\n")
+    state = testing.State(containers={testing.Container("pulsar", can_connect=True, execs={failing})})
+
+    # When the charm runs it
+    def run(workload: PebbleWorkload) -> WorkloadCommandError:
+        with pytest.raises(WorkloadCommandError) as raised:
+            workload.run(["bin/pulsar", "initialize-cluster-metadata"])
+        return raised.value
+
+    error, _ = _workload(ctx, state, run)
+
+    # Then the error carries the exit code and the last line of stderr
+    assert error.exit_code == 3
+    assert str(error) == "bin/pulsar initialize-cluster-metadata exited 3: Error: metadata store unreachable"
+    assert ctx.exec_history["pulsar"][0].command == ["bin/pulsar", "initialize-cluster-metadata"]
+
+
+def test_write_pushes_only_when_the_content_changes(tmp_path: Path) -> None:
+    # Given a container whose config file already holds the rendered content
+    ctx = testing.Context(PulsarCharm)
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "broker.conf").write_text("clusterName=pulsar\n")
+    mounts = {"conf": testing.Mount(location="/pulsar/conf", source=conf)}
+    state = testing.State(containers={testing.Container("pulsar", can_connect=True, mounts=mounts)})
+
+    # When the same content, then new content, is written
+    def write_twice(workload: PebbleWorkload) -> tuple[bool, bool]:
+        return (workload.write("/pulsar/conf/broker.conf", "clusterName=pulsar\n"),
+                workload.write("/pulsar/conf/broker.conf", "clusterName=other\n"))
+
+    (unchanged, changed), _ = _workload(ctx, state, write_twice)
+
+    # Then only the second write touches the file
+    assert (unchanged, changed) == (False, True)
+    assert (conf / "broker.conf").read_text() == "clusterName=other\n"
