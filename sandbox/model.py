@@ -142,6 +142,7 @@ class Model:
         for unit in list(self.units.values()):
             unit.pod.delete()
         pods.delete_netns(pods.cluster_ns(self.name))
+        shutil.rmtree(pods.socket_dir(self.name), ignore_errors=True)
         mountpoints = self.created_mountpoints + [p for u in self.units.values() for p in u.pod.created_mountpoints]
         self.units.clear()
         shutil.rmtree(self.root, ignore_errors=True)
@@ -691,6 +692,7 @@ def cleanup_model(name: str) -> None:
         if ns.name == prefix or ns.name.startswith(prefix + "-"):
             pods.kill_netns_processes(ns.name)
             pods.delete_netns(ns.name)
+    shutil.rmtree(pods.socket_dir(name), ignore_errors=True)
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -28,6 +28,7 @@ from sandbox.procs import ProcessRef, run, spawn
 
 SUBNET = ipaddress.ip_network("10.97.0.0/16")
 NETNS_DIR = Path("/etc/netns")
+SOCKETS_ROOT = Path("/run/pulsar-sandbox")
 TERMINATION_GRACE = 30.0
 HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -78,6 +79,11 @@ class ImageTree:
     env: dict[str, str] = field(default_factory=dict)
 
 
+def socket_dir(model: str) -> Path:
+    """Unix sockets need short paths (108 bytes), so they live apart from the model's files."""
+    return SOCKETS_ROOT / model
+
+
 @dataclass
 class ContainerProcess:
     """The running Pebble of one workload container."""
@@ -85,10 +91,7 @@ class ContainerProcess:
     name: str
     process: ProcessRef
     pebble_dir: Path
-
-    @property
-    def socket(self) -> Path:
-        return self.pebble_dir / ".pebble.socket"
+    socket: Path
 
 
 @dataclass
@@ -133,7 +136,10 @@ class Pod:
 
     @property
     def agent_socket(self) -> Path:
-        return self.root / "agent.sock"
+        return socket_dir(self.model) / f"{self.index}-agent.sock"
+
+    def pebble_socket(self, container: str) -> Path:
+        return socket_dir(self.model) / f"{self.index}-{container}.sock"
 
     def create_network(self) -> None:
         """Namespace, veth pair into the cluster bridge, address, loopback."""
@@ -191,10 +197,14 @@ class Pod:
             "unshare", "--mount", "--uts", "--pid", "--fork", "--kill-child", "--propagation", "private",
             "--", "/bin/sh", "-c", "\n".join(script),
         ]  # fmt: skip
-        env = {"PATH": HOST_PATH, "LANG": "C.UTF-8", "HOME": "/root", "PEBBLE": str(pebble_dir)}
+        sock = self.pebble_socket(name)
+        sock.parent.mkdir(parents=True, exist_ok=True)
+        sock.unlink(missing_ok=True)
+        env = {"PATH": HOST_PATH, "LANG": "C.UTF-8", "HOME": "/root", "PEBBLE": str(pebble_dir),
+               "PEBBLE_SOCKET": str(sock)}
         env.update(image.env)
         process = spawn(argv, self.log_dir / f"{name}.log", env)
-        container = ContainerProcess(name, process, pebble_dir)
+        container = ContainerProcess(name, process, pebble_dir, sock)
         self.containers[name] = container
         return container
 
@@ -253,11 +263,13 @@ class Pod:
 
     def wipe_ephemeral(self) -> None:
         shutil.rmtree(self.ephemeral_dir, ignore_errors=True)
-        self.agent_socket.unlink(missing_ok=True)
+        for sock in socket_dir(self.model).glob(f"{self.index}-*.sock"):
+            sock.unlink()
 
     def delete(self) -> None:
         self.stop(grace=5)
         delete_netns(self.netns)
+        self.wipe_ephemeral()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
