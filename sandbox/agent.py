@@ -111,7 +111,7 @@ def handle_event(charm_type: type[ops.CharmBase], request: dict[str, Any]) -> di
     except testing.ActionFailed as failed:
         reply["action_failure"] = failed.message
         reply["state"] = failed.state
-    except Exception as error:  # the charm raised: the hook failed, as on Juju
+    except Exception as error:  # noqa: BLE001 - whatever the charm raised fails the hook, as on Juju
         cause = error.__cause__ or error
         reply["error"] = "".join(traceback.format_exception(cause)).strip()
         reply["error_line"] = f"{type(cause).__name__}: {cause}"
@@ -130,8 +130,10 @@ def _run_forked(charm_type: type[ops.CharmBase], request: dict[str, Any]) -> dic
         code = 0
         try:
             payload = pickle.dumps(handle_event(charm_type, request))
-        except BaseException:
-            payload = pickle.dumps({"state": None, "error": traceback.format_exc(), "error_line": "agent failure"})
+        except BaseException:  # noqa: BLE001 - the child must always answer before it exits
+            payload = pickle.dumps(
+                {"state": None, "error": traceback.format_exc(), "error_line": "agent failure"}
+            )
             code = 1
         with os.fdopen(write_end, "wb") as out:
             out.write(payload)
@@ -141,7 +143,11 @@ def _run_forked(charm_type: type[ops.CharmBase], request: dict[str, Any]) -> dic
         payload = pipe.read()
     _, status = os.waitpid(pid, 0)
     if not payload:
-        return {"state": None, "error": f"event process died (status {status})", "error_line": "event process died"}
+        return {
+            "state": None,
+            "error": f"event process died (status {status})",
+            "error_line": "event process died",
+        }
     return pickle.loads(payload)  # noqa: S301 - written by our own child above
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,7 +76,9 @@ class CharmSpec:
             raise SandboxError(f"{path} is not valid YAML: {error}".splitlines()[0]) from None
         missing = [key for key in ("name", "type", "summary", "description") if key not in raw]
         if missing or raw.get("type") != "charm":
-            raise SandboxError(f"{path} is not a charm's charmcraft.yaml (missing: {', '.join(missing) or 'type: charm'})")
+            raise SandboxError(
+                f"{path} is not a charm's charmcraft.yaml (missing: {', '.join(missing) or 'type: charm'})"
+            )
         resources = raw.get("resources", {})
         containers = {}
         for name, spec in (raw.get("containers") or {}).items():
@@ -123,9 +126,7 @@ class CharmSpec:
                 else:
                     typed[key] = text
             except ValueError:
-                raise SandboxError(
-                    f'option "{key}" expected {kind}, got "{text}"'
-                ) from None
+                raise SandboxError(f'option "{key}" expected {kind}, got "{text}"') from None
         return typed
 
     def validate_config(self, values: dict[str, Any]) -> None:
@@ -171,10 +172,8 @@ def _coerce_param(action: str, key: str, value: Any, prop: dict[str, Any]) -> An
     """Action params from a command line arrive as strings; type them like Juju's YAML parse."""
     kind = prop.get("type", "string")
     if isinstance(value, str) and kind != "string":
-        try:
+        with contextlib.suppress(yaml.YAMLError):
             value = yaml.safe_load(value)
-        except yaml.YAMLError:
-            pass
     allowed = _PARAM_TYPES.get(kind, (object,))
     if isinstance(value, bool) and kind in ("integer", "number"):
         allowed = ()

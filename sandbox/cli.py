@@ -29,7 +29,9 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sandbox", description="A local stand-in for a Juju model.")
+    parser = argparse.ArgumentParser(
+        prog="python -m sandbox", description="A local stand-in for a Juju model."
+    )
     parser.add_argument("-m", "--model", default=DEFAULT_MODEL, help="model name (default: %(default)s)")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
@@ -83,8 +85,10 @@ def _parser() -> argparse.ArgumentParser:
 def _print_action(result: Any) -> int:
     if result.status == "failed":
         print(yaml.safe_dump(result.results, sort_keys=True).rstrip() if result.results else "", end="")
-        print(f"ERROR the task failed: {result.message}" if result.message else "ERROR the task failed",
-              file=sys.stderr)
+        print(
+            f"ERROR the task failed: {result.message}" if result.message else "ERROR the task failed",
+            file=sys.stderr,
+        )
         return 1
     for line in result.logs:
         print(line)
@@ -103,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ERROR interrupted", file=sys.stderr)
         return 130
-    except Exception as error:  # a sandbox bug: one line here, the trace in the log
+    except Exception as error:  # noqa: BLE001 - a sandbox bug: one line here, the trace in the log
         log = state_dir() / "sandbox-errors.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "a") as out:

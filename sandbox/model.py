@@ -14,10 +14,10 @@ import pickle
 import re
 import shutil
 import socket
+import sys
 import threading
 import time
 import uuid
-from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,7 +143,9 @@ class Model:
             unit.pod.delete()
         pods.delete_netns(pods.cluster_ns(self.name))
         shutil.rmtree(pods.socket_dir(self.name), ignore_errors=True)
-        mountpoints = self.created_mountpoints + [p for u in self.units.values() for p in u.pod.created_mountpoints]
+        mountpoints = self.created_mountpoints + [
+            p for u in self.units.values() for p in u.pod.created_mountpoints
+        ]
         self.units.clear()
         shutil.rmtree(self.root, ignore_errors=True)
         if not any(state_dir().glob("*/model.pickle")):
@@ -151,8 +153,14 @@ class Model:
 
     # ------------------------------------------------------------------ verbs
 
-    def deploy(self, charm_dir: Path | str, app: str | None = None, num_units: int = 1,
-               config: dict[str, Any] | None = None, trust: bool = False) -> AppState:
+    def deploy(
+        self,
+        charm_dir: Path | str,
+        app: str | None = None,
+        num_units: int = 1,
+        config: dict[str, Any] | None = None,
+        trust: bool = False,
+    ) -> AppState:
         charm = CharmSpec.load(Path(charm_dir).resolve())
         name = app or charm.name
         if not _APP_NAME.match(name):
@@ -199,10 +207,20 @@ class Model:
                 for other in self._joined(relation, remote_app):
                     if other.name == unit.name:
                         continue
-                    self._queue(other, "relation_departed", relation_id=relation.id,
-                                remote_unit=unit.number, departing_unit=unit.name)
-                    self._queue(unit, "relation_departed", relation_id=relation.id,
-                                remote_unit=other.number, departing_unit=unit.name)
+                    self._queue(
+                        other,
+                        "relation_departed",
+                        relation_id=relation.id,
+                        remote_unit=unit.number,
+                        departing_unit=unit.name,
+                    )
+                    self._queue(
+                        unit,
+                        "relation_departed",
+                        relation_id=relation.id,
+                        remote_unit=other.number,
+                        departing_unit=unit.name,
+                    )
                 self._queue(unit, "relation_broken", relation_id=relation.id)
             for storage in app.charm.storage:
                 self._queue(unit, "storage_detaching", storage=storage, index=0)
@@ -226,8 +244,9 @@ class Model:
     def integrate(self, first: str, second: str) -> RelationState:
         (app_a, ep_a), (app_b, ep_b) = self._match_endpoints(first, second)
         with self._lock:
-            relation = self._new_relation(self.apps[app_a].charm.endpoints[ep_a].interface,
-                                          [(app_a, ep_a), (app_b, ep_b)])
+            relation = self._new_relation(
+                self.apps[app_a].charm.endpoints[ep_a].interface, [(app_a, ep_a), (app_b, ep_b)]
+            )
             units = [self.units[u] for a in (app_a, app_b) for u in self.apps[a].units]
             for unit in units:
                 self._queue(unit, "relation_created", relation_id=relation.id)
@@ -238,13 +257,22 @@ class Model:
 
     def remove_relation(self, first: str, second: str) -> None:
         (app_a, ep_a), (app_b, ep_b) = self._match_endpoints(first, second, existing=True)
-        relation = next(r for r in self.relations.values() if sorted(r.endpoints) == sorted([(app_a, ep_a), (app_b, ep_b)]))
+        relation = next(
+            r
+            for r in self.relations.values()
+            if sorted(r.endpoints) == sorted([(app_a, ep_a), (app_b, ep_b)])
+        )
         with self._lock:
             for app, remote in ((app_a, app_b), (app_b, app_a)):
                 for unit in self._joined(relation, app):
                     for other in self._joined(relation, remote):
-                        self._queue(unit, "relation_departed", relation_id=relation.id,
-                                    remote_unit=other.number, departing_unit=other.name)
+                        self._queue(
+                            unit,
+                            "relation_departed",
+                            relation_id=relation.id,
+                            remote_unit=other.number,
+                            departing_unit=other.name,
+                        )
                     self._queue(unit, "relation_broken", relation_id=relation.id)
         self.settle()
         with self._lock:
@@ -252,8 +280,9 @@ class Model:
             for secret in self.secrets.values():
                 secret.grants.pop(relation.id, None)
 
-    def config(self, app: str, values: dict[str, Any] | None = None, reset: list[str] | None = None
-               ) -> dict[str, Any]:
+    def config(
+        self, app: str, values: dict[str, Any] | None = None, reset: list[str] | None = None
+    ) -> dict[str, Any]:
         state = self._app(app)
         if values is None and not reset:
             return {**state.charm.config_defaults(), **state.config}
@@ -275,8 +304,9 @@ class Model:
         self.settle()
         return after
 
-    def run(self, unit_name: str, action: str, params: dict[str, Any] | None = None,
-            timeout: float = 600.0) -> ActionResult:
+    def run(
+        self, unit_name: str, action: str, params: dict[str, Any] | None = None, timeout: float = 600.0
+    ) -> ActionResult:
         unit = self._unit(unit_name)
         typed = self.apps[unit.app].charm.validate_action(action, dict(params or {}))
         with self._lock:
@@ -345,9 +375,18 @@ class Model:
 
     # ------------------------------------------------------------------ waiting
 
-    def wait_for_idle(self, apps: list[str] | None = None, status: str | None = "active",
-                      timeout: float = 300.0, idle_period: float = 2.0, raise_on_error: bool = True) -> None:
-        """Drive the model until every unit of `apps` is idle (and in `status`), or fail naming who is stuck."""
+    def wait_for_idle(
+        self,
+        apps: list[str] | None = None,
+        status: str | None = "active",
+        timeout: float = 300.0,
+        idle_period: float = 2.0,
+        raise_on_error: bool = True,
+    ) -> None:
+        """Drive the model until every unit of `apps` is idle (and in `status`).
+
+        Fails at once on a hook error, and on timeout names each unit still not settled and why.
+        """
         names = apps or list(self.apps)
         for app in names:
             self._app(app)
@@ -419,19 +458,33 @@ class Model:
             spec = unit.queue[0]
             before = self._view(unit)
             sockets = {name: str(c.socket) for name, c in unit.pod.containers.items()}
-            request = {"kind": "event", "event": spec, "state": before, "pebble_sockets": sockets,
-                       "app": unit.app, "unit_id": unit.number, "trusted": self.apps[unit.app].trusted}
+            request = {
+                "kind": "event",
+                "event": spec,
+                "state": before,
+                "pebble_sockets": sockets,
+                "app": unit.app,
+                "unit_id": unit.number,
+                "trusted": self.apps[unit.app].trusted,
+            }
         started = time.perf_counter()
         reply = self._call_agent(unit, request)
         elapsed = time.perf_counter() - started
         with self._lock:
-            self.event_records.append(EventRecord(unit.name, spec["kind"], elapsed, reply.get("charm_seconds", 0.0)))
+            self.event_records.append(
+                EventRecord(unit.name, spec["kind"], elapsed, reply.get("charm_seconds", 0.0))
+            )
             self._log(unit, spec, reply)
             if reply.get("error"):
                 attempts = unit.error["attempts"] + 1 if unit.error else 1
                 delay = HOOK_RETRY_DELAYS[min(attempts, len(HOOK_RETRY_DELAYS)) - 1]
-                unit.error = {"event": spec, "line": reply.get("error_line", "error"), "trace": reply["error"],
-                              "attempts": attempts, "retry_at": time.monotonic() + delay}
+                unit.error = {
+                    "event": spec,
+                    "line": reply.get("error_line", "error"),
+                    "trace": reply["error"],
+                    "attempts": attempts,
+                    "retry_at": time.monotonic() + delay,
+                }
                 unit.agent_status = "error"
                 unit.agent_message = f'hook failed: "{spec["kind"].replace("_", "-")}"'
                 return
@@ -440,8 +493,13 @@ class Model:
             if spec["kind"] == "action":
                 status = "failed" if reply.get("action_failure") is not None else "completed"
                 self._action_results[spec["action_id"]] = ActionResult(
-                    unit.name, spec["name"], status, dict(reply.get("action_results") or {}),
-                    reply.get("action_failure") or "", [str(line) for line in reply.get("action_logs", [])])
+                    unit.name,
+                    spec["name"],
+                    status,
+                    dict(reply.get("action_results") or {}),
+                    reply.get("action_failure") or "",
+                    [str(line) for line in reply.get("action_logs", [])],
+                )
             if reply.get("state") is not None:
                 for target, event in absorb(self._world(), unit, before, reply["state"]):
                     if target in self.units:
@@ -457,17 +515,24 @@ class Model:
                 wire.send(conn, request)
                 return wire.receive(conn)
         except (OSError, ConnectionError) as error:
-            return {"error": f"unit agent unreachable: {error}", "error_line": f"unit agent unreachable: {error}"}
+            return {
+                "error": f"unit agent unreachable: {error}",
+                "error_line": f"unit agent unreachable: {error}",
+            }
 
     def _log(self, unit: UnitState, spec: dict[str, Any], reply: dict[str, Any]) -> None:
-        lines = [f"{unit.name} {spec['kind']}"] + [f"  {level} {msg}" for level, msg in reply.get("juju_log", [])]
+        lines = [f"{unit.name} {spec['kind']}"] + [
+            f"  {level} {msg}" for level, msg in reply.get("juju_log", [])
+        ]
         if reply.get("error"):
             lines.append(reply["error"])
         with open(unit.pod.log_dir / "charm.log", "a") as log:
             log.write("\n".join(lines) + "\n")
 
     def _view(self, unit: UnitState) -> testing.State:
-        can_connect = {name: c.socket.exists() and c.process.alive() for name, c in unit.pod.containers.items()}
+        can_connect = {
+            name: c.socket.exists() and c.process.alive() for name, c in unit.pod.containers.items()
+        }
         check_infos: dict[str, frozenset[testing.CheckInfo]] = {}
         notices: dict[str, list[testing.Notice]] = {}
         for name, ok in can_connect.items():
@@ -476,11 +541,19 @@ class Model:
             client = ops.pebble.Client(socket_path=str(unit.pod.containers[name].socket))
             try:
                 check_infos[name] = frozenset(
-                    testing.CheckInfo(c.name, level=c.level, status=c.status, failures=c.failures,
-                                      threshold=c.threshold)
-                    for c in client.get_checks())
-                notices[name] = [testing.Notice(n.key, id=n.id, type=n.type) for n in
-                                 client.get_notices(types=[ops.pebble.NoticeType.CUSTOM])]
+                    testing.CheckInfo(
+                        c.name,
+                        level=c.level,
+                        status=ops.pebble.CheckStatus(c.status),
+                        failures=c.failures,
+                        threshold=c.threshold,
+                    )
+                    for c in client.get_checks()
+                )
+                notices[name] = [
+                    testing.Notice(n.key, id=n.id, type=n.type)
+                    for n in client.get_notices(types=[ops.pebble.NoticeType.CUSTOM])
+                ]
             except (ops.pebble.ConnectionError, ops.pebble.APIError):
                 can_connect[name] = False
         return unit_view(self._world(), unit, can_connect, check_infos, notices)
@@ -513,7 +586,7 @@ class Model:
                     for check in checks:
                         key = (name, check.name)
                         old = unit.check_status.get(key, ops.pebble.CheckStatus.UP)
-                        unit.check_status[key] = check.status
+                        unit.check_status[key] = str(check.status)
                         if old == ops.pebble.CheckStatus.UP and check.status == ops.pebble.CheckStatus.DOWN:
                             self._queue(unit, "pebble_check_failed", container=name, check=check.name)
                         elif old == ops.pebble.CheckStatus.DOWN and check.status == ops.pebble.CheckStatus.UP:
@@ -562,8 +635,13 @@ class Model:
             image = _image_tree(spec.upstream_source, artifacts)
             container = unit.pod.start_container(name, artifacts.pebble, image, spec.mounts)
             unit.pod.wait_pebble(container)
-        env = {"PATH": pods.HOST_PATH, "LANG": "C.UTF-8", "HOME": "/root", "PYTHONPATH": str(REPO_ROOT),
-               "PYTHONDONTWRITEBYTECODE": "1"}
+        env = {
+            "PATH": pods.HOST_PATH,
+            "LANG": "C.UTF-8",
+            "HOME": "/root",
+            "PYTHONPATH": str(REPO_ROOT),
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
         unit.pod.start_agent(charm.root, env)
         unit.agent_status = "idle"
 
@@ -610,17 +688,20 @@ class Model:
     def _joined(self, relation: RelationState, app: str) -> list[UnitState]:
         return [self.units[u] for u in self.apps[app].units if u in relation.unit_data and u in self.units]
 
-    def _match_endpoints(self, first: str, second: str, existing: bool = False
-                         ) -> tuple[tuple[str, str], tuple[str, str]]:
+    def _match_endpoints(
+        self, first: str, second: str, existing: bool = False
+    ) -> tuple[tuple[str, str], tuple[str, str]]:
         app_a, _, want_a = first.partition(":")
         app_b, _, want_b = second.partition(":")
         charm_a, charm_b = self._app(app_a).charm, self._app(app_b).charm
         if app_a == app_b:
-            raise SandboxError("an application cannot be integrated with itself (peer relations are automatic)")
+            raise SandboxError(
+                "an application cannot be integrated with itself (peer relations are automatic)"
+            )
         matches = []
         for ep_a in charm_a.endpoints.values():
             for ep_b in charm_b.endpoints.values():
-                if want_a and ep_a.name != want_a or want_b and ep_b.name != want_b:
+                if (want_a and ep_a.name != want_a) or (want_b and ep_b.name != want_b):
                     continue
                 roles = {ep_a.role, ep_b.role}
                 if ep_a.interface == ep_b.interface and roles == {"provides", "requires"}:
@@ -635,7 +716,9 @@ class Model:
         if existing and not exists:
             raise SandboxError(f'relation "{first} {second}" not found')
         if not existing and exists:
-            raise SandboxError(f'relation "{match[0][0]}:{match[0][1]} {match[1][0]}:{match[1][1]}" already exists')
+            raise SandboxError(
+                f'relation "{match[0][0]}:{match[0][1]} {match[1][0]}:{match[1][1]}" already exists'
+            )
         if not existing:
             for app, endpoint in match:
                 limit = self.apps[app].charm.endpoints[endpoint].limit
@@ -661,7 +744,7 @@ class _ModelLock:
         self.file: Any = None
 
     def __enter__(self) -> None:
-        self.file = open(self.path, "a")  # noqa: SIM115 - held for the duration of the verb
+        self.file = open(self.path, "a")
         fcntl.flock(self.file, fcntl.LOCK_EX)
 
     def __exit__(self, *_: object) -> None:
@@ -671,8 +754,10 @@ class _ModelLock:
 
 def _image_tree(upstream_source: str | None, artifacts: Artifacts) -> pods.ImageTree:
     """The local stand-in for a container image: the Pulsar tree at /pulsar for Pulsar images."""
-    env = {"JAVA_HOME": str(artifacts.java_home),
-           "PATH": f"{artifacts.workload_python.parent}:{artifacts.java_home}/bin:{pods.HOST_PATH}"}
+    env = {
+        "JAVA_HOME": str(artifacts.java_home),
+        "PATH": f"{artifacts.workload_python.parent}:{artifacts.java_home}/bin:{pods.HOST_PATH}",
+    }
     if upstream_source and upstream_source.startswith(PEBBLE_IMAGES):
         return pods.ImageTree(trees={"/pulsar": artifacts.pulsar_home}, env=env)
     return pods.ImageTree(env=env)
@@ -685,8 +770,11 @@ def cleanup_model(name: str) -> None:
     if path.is_file():
         try:
             Model.load(name).destroy()
-        except Exception:  # noqa: BLE001 - a broken leftover still has to go
-            pass
+        except Exception as error:  # noqa: BLE001 - a broken leftover still has to go
+            print(
+                f"warning: leftover model {name} could not be loaded ({error}); removing its namespaces",
+                file=sys.stderr,
+            )
     prefix = pods.cluster_ns(name)
     for ns in Path("/run/netns").glob(f"{prefix}*") if Path("/run/netns").exists() else []:
         if ns.name == prefix or ns.name.startswith(prefix + "-"):

@@ -13,6 +13,7 @@ that outlives the pod.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import shlex
@@ -50,7 +51,10 @@ def create_cluster_network(model: str) -> None:
     ns = cluster_ns(model)
     run(["ip", "netns", "add", ns], "creating the cluster network")
     run(["ip", "-n", ns, "link", "add", "br0", "type", "bridge"], "creating the bridge")
-    run(["ip", "-n", ns, "addr", "add", f"{SUBNET[1]}/{SUBNET.prefixlen}", "dev", "br0"], "addressing the bridge")
+    run(
+        ["ip", "-n", ns, "addr", "add", f"{SUBNET[1]}/{SUBNET.prefixlen}", "dev", "br0"],
+        "addressing the bridge",
+    )
     run(["ip", "-n", ns, "link", "set", "br0", "up"], "starting the bridge")
     run(["ip", "-n", ns, "link", "set", "lo", "up"], "starting loopback")
 
@@ -65,10 +69,8 @@ def kill_netns_processes(name: str) -> None:
     """Kill what still runs inside one of our namespaces after a crash: its pids, not names."""
     listing = run(["ip", "netns", "pids", name], f"listing processes of {name}")
     for pid in (int(p) for p in listing.split()):
-        try:
+        with contextlib.suppress(SandboxError):  # already gone
             ProcessRef.of(pid).signal(signal.SIGKILL)
-        except SandboxError:
-            pass  # already gone
 
 
 @dataclass
@@ -146,10 +148,15 @@ class Pod:
         ns, cluster = self.netns, cluster_ns(self.model)
         veth = f"v{self.index}"
         run(["ip", "netns", "add", ns], f"creating pod {self.unit}")
-        run(["ip", "-n", cluster, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns],
-            "wiring the pod")
+        run(
+            ["ip", "-n", cluster, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns],
+            "wiring the pod",
+        )
         run(["ip", "-n", cluster, "link", "set", veth, "master", "br0", "up"], "attaching the pod")
-        run(["ip", "-n", ns, "addr", "add", f"{self.address}/{SUBNET.prefixlen}", "dev", "eth0"], "addressing the pod")
+        run(
+            ["ip", "-n", ns, "addr", "add", f"{self.address}/{SUBNET.prefixlen}", "dev", "eth0"],
+            "addressing the pod",
+        )
         run(["ip", "-n", ns, "link", "set", "eth0", "up"], "starting the pod's interface")
         run(["ip", "-n", ns, "link", "set", "lo", "up"], "starting the pod's loopback")
         netns_etc = NETNS_DIR / ns
@@ -177,15 +184,18 @@ class Pod:
         upper = self.ephemeral_dir / name
         pebble_dir = upper / "pebble"
         pebble_dir.mkdir(parents=True, exist_ok=True)
-        script = ["set -e", f"hostname {shlex.quote(self.hostname)}", "mount -t tmpfs -o mode=1777 tmpfs /tmp"]
+        script = [
+            "set -e",
+            f"hostname {shlex.quote(self.hostname)}",
+            "mount -t tmpfs -o mode=1777 tmpfs /tmp",
+        ]
         for index, (target, source) in enumerate(sorted(image.trees.items())):
             layer, work = upper / f"layer{index}", upper / f"work{index}"
             layer.mkdir(exist_ok=True)
             work.mkdir(exist_ok=True)
             self._mountpoint(target)
-            script.append(
-                f"mount -t overlay overlay -o lowerdir={source},upperdir={layer},workdir={work} {shlex.quote(target)}"
-            )
+            options = f"lowerdir={source},upperdir={layer},workdir={work}"
+            script.append(f"mount -t overlay overlay -o {options} {shlex.quote(target)}")
         for storage, location in sorted(mounts.items()):
             source = self.storage_dir / storage
             source.mkdir(parents=True, exist_ok=True)
@@ -200,8 +210,13 @@ class Pod:
         sock = self.pebble_socket(name)
         sock.parent.mkdir(parents=True, exist_ok=True)
         sock.unlink(missing_ok=True)
-        env = {"PATH": HOST_PATH, "LANG": "C.UTF-8", "HOME": "/root", "PEBBLE": str(pebble_dir),
-               "PEBBLE_SOCKET": str(sock)}
+        env = {
+            "PATH": HOST_PATH,
+            "LANG": "C.UTF-8",
+            "HOME": "/root",
+            "PEBBLE": str(pebble_dir),
+            "PEBBLE_SOCKET": str(sock),
+        }
         env.update(image.env)
         process = spawn(argv, self.log_dir / f"{name}.log", env)
         container = ContainerProcess(name, process, pebble_dir, sock)
@@ -251,10 +266,8 @@ class Pod:
         for container in self.containers.values():
             pebble_pids = container.process.children()
             for pid in pebble_pids:
-                try:
+                with contextlib.suppress(SandboxError):
                     ProcessRef.of(pid).terminate(grace)
-                except SandboxError:
-                    pass
             container.process.terminate(5)
         if self.agent is not None:
             self.agent.terminate(5)
@@ -280,7 +293,5 @@ def remove_mountpoints(paths: list[str]) -> None:
     point inside another mount namespace can still be removed from here.
     """
     for path in sorted(set(paths), key=len, reverse=True):
-        try:
+        with contextlib.suppress(OSError):  # not empty, or already gone
             os.rmdir(path)
-        except OSError:
-            pass  # not empty, or already gone

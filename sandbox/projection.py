@@ -9,8 +9,9 @@ the events Juju would deliver because of it (relation-changed, secret-changed).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+import ops
 from ops import testing
 
 from sandbox.pods import SUBNET
@@ -68,7 +69,8 @@ def _relation_view(world: World, unit: UnitState, relation: RelationState) -> An
         local_unit_data=local_unit,
         remote_app_data=dict(relation.app_data.get(remote, {})),
         remote_units_data={
-            other.number: dict(relation.unit_data[other.name]) for other in _joined_units(world, remote, relation)
+            other.number: dict(relation.unit_data[other.name])
+            for other in _joined_units(world, remote, relation)
         },
     )
 
@@ -102,15 +104,22 @@ def _secret_view(unit: UnitState, secret: SecretState) -> testing.Secret | None:
     return view
 
 
-def unit_view(world: World, unit: UnitState, can_connect: dict[str, bool], check_infos: dict[str, Any],
-              notices: dict[str, Any]) -> testing.State:
+def unit_view(
+    world: World,
+    unit: UnitState,
+    can_connect: dict[str, bool],
+    check_infos: dict[str, Any],
+    notices: dict[str, Any],
+) -> testing.State:
     app = world.apps[unit.app]
     relations = [r for r in world.relations.values() if any(owner == unit.app for owner, _ in r.endpoints)]
     secrets = [view for s in world.secrets.values() if (view := _secret_view(unit, s)) is not None]
     address = unit.pod.address
     bind = testing.BindAddress([testing.Address(address, cidr=str(SUBNET))])
     networks = {
-        testing.Network(name, bind_addresses=[bind], ingress_addresses=[address], egress_subnets=[f"{address}/32"])
+        testing.Network(
+            name, bind_addresses=[bind], ingress_addresses=[address], egress_subnets=[f"{address}/32"]
+        )
         for name in [*app.charm.endpoints, "juju-info"]
     }
     containers = {
@@ -146,17 +155,20 @@ def _new_secret_id(world: World, secret: testing.Secret) -> str:
     return secret.id
 
 
-def absorb(world: World, unit: UnitState, before: testing.State, after: testing.State) -> list[tuple[str, dict[str, Any]]]:
+def absorb(
+    world: World, unit: UnitState, before: testing.State, after: testing.State
+) -> list[tuple[str, dict[str, Any]]]:
     """Write what the charm changed back to the model; return (unit, event) pairs to deliver."""
     app = world.apps[unit.app]
     events: list[tuple[str, dict[str, Any]]] = []
-    unit.workload_status = after.unit_status
+    # ops.testing statuses are ops statuses too; its State annotates them by its own base class.
+    unit.workload_status = cast(ops.StatusBase, after.unit_status)
     unit.workload_version = after.workload_version
     unit.stored_states = after.stored_states
     unit.deferred = list(after.deferred)
     unit.opened_ports = after.opened_ports
     if app.leader == unit.name:
-        app.status = after.app_status
+        app.status = cast(ops.StatusBase, after.app_status)
 
     previous = {r.id: r for r in before.relations}
     for relation_out in after.relations:
@@ -168,28 +180,41 @@ def absorb(world: World, unit: UnitState, before: testing.State, after: testing.
             relation.unit_data[unit.name] = dict(relation_out.local_unit_data)
             for other in _joined_units(world, relation.other_app(unit.app), relation):
                 if other.name != unit.name:
-                    events.append((other.name, {"kind": "relation_changed", "relation_id": relation.id,
-                                                "remote_unit": unit.number}))
+                    events.append(
+                        (
+                            other.name,
+                            {
+                                "kind": "relation_changed",
+                                "relation_id": relation.id,
+                                "remote_unit": unit.number,
+                            },
+                        )
+                    )
         if app.leader == unit.name and dict(relation_out.local_app_data) != dict(old.local_app_data):
             relation.app_data[unit.app] = dict(relation_out.local_app_data)
             for other in _joined_units(world, relation.other_app(unit.app), relation):
                 if other.name != unit.name:
-                    events.append((other.name, {"kind": "relation_changed", "relation_id": relation.id,
-                                                "remote_unit": None}))
+                    events.append(
+                        (
+                            other.name,
+                            {"kind": "relation_changed", "relation_id": relation.id, "remote_unit": None},
+                        )
+                    )
 
     events += _absorb_secrets(world, unit, before, after)
     return events
 
 
-def _absorb_secrets(world: World, unit: UnitState, before: testing.State, after: testing.State
-                    ) -> list[tuple[str, dict[str, Any]]]:
+def _absorb_secrets(
+    world: World, unit: UnitState, before: testing.State, after: testing.State
+) -> list[tuple[str, dict[str, Any]]]:
     events: list[tuple[str, dict[str, Any]]] = []
     seen_before = {s.id for s in before.secrets}
     seen_after = set()
     for secret in after.secrets:
         seen_after.add(secret.id)
         if secret.owner is None:  # observed: remember which revision it tracks now, and its label
-            unit.tracked_revisions[secret.id] = secret._tracked_revision  # noqa: SLF001
+            unit.tracked_revisions[secret.id] = secret._tracked_revision
             if secret.label:
                 unit.secret_labels[secret.id] = secret.label
             continue
@@ -197,9 +222,14 @@ def _absorb_secrets(world: World, unit: UnitState, before: testing.State, after:
         known = world.secrets.get(secret.id)
         if known is None:
             world.secrets[secret.id] = SecretState(
-                id=secret.id, owner=owner, owner_is_unit=secret.owner == "unit",
-                revisions={1: dict(secret.latest_content)}, label=secret.label,
-                description=secret.description, expire=secret.expire, rotate=secret.rotate,
+                id=secret.id,
+                owner=owner,
+                owner_is_unit=secret.owner == "unit",
+                revisions={1: dict(secret.latest_content)},
+                label=secret.label,
+                description=secret.description,
+                expire=secret.expire,
+                rotate=secret.rotate,
                 grants={rid: frozenset(names) for rid, names in secret.remote_grants.items()},
             )
             continue

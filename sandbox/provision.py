@@ -67,7 +67,11 @@ def provision_debian_packages() -> None:
         raise SandboxError(f"missing Debian packages {missing}: install them as root")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     _run(["apt-get", "update", "-q"], "refreshing Debian package lists", env)
-    _run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], "installing Debian packages", env)
+    _run(
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
+        "installing Debian packages",
+        env,
+    )
 
 
 def java_home() -> Path:
@@ -77,7 +81,9 @@ def java_home() -> Path:
     home = Path(java).resolve().parent.parent
     version = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
     if '"17.' not in version and '"21.' not in version:
-        raise SandboxError(f"Java 17 (or 21) is required, found: {version.splitlines()[0] if version else '?'}")
+        raise SandboxError(
+            f"Java 17 (or 21) is required, found: {version.splitlines()[0] if version else '?'}"
+        )
     step(f"Java found at {home}")
     return home
 
@@ -94,9 +100,15 @@ def provision_pebble(cache: Path) -> Path:
     shutil.rmtree(build, ignore_errors=True)
     shutil.copytree(REPO_ROOT / "sandbox" / "pebble", build)
     env = {**os.environ, "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}
-    _run([go, "build", "-o", str(build / "pebble"), "github.com/canonical/pebble/cmd/pebble"],
-         f"building Pebble {PEBBLE_VERSION} (go.sum verifies the module checksums)", env, build)
-    out = subprocess.run([str(build / "pebble"), "version", "--client"], capture_output=True, text=True, check=False)
+    _run(
+        [go, "build", "-o", str(build / "pebble"), "github.com/canonical/pebble/cmd/pebble"],
+        f"building Pebble {PEBBLE_VERSION} (go.sum verifies the module checksums)",
+        env,
+        build,
+    )
+    out = subprocess.run(
+        [str(build / "pebble"), "version", "--client"], capture_output=True, text=True, check=False
+    )
     if PEBBLE_VERSION not in out.stdout:
         raise SandboxError(f"built Pebble reports {out.stdout.strip()!r}, expected {PEBBLE_VERSION}")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -118,8 +130,17 @@ def provision_pulsar(cache: Path) -> Path:
     tarball = downloads / f"pulsar-server-distribution-{PULSAR_VERSION}-bin.tar.gz"
     if not tarball.is_file() or _sha512(tarball) != PULSAR_SHA512:
         tarball.unlink(missing_ok=True)
-        _run([mvn, "-B", "--strict-checksums", "dependency:copy", f"-Dartifact={PULSAR_ARTIFACT}",
-              f"-DoutputDirectory={downloads}"], f"downloading {PULSAR_ARTIFACT} (about 245 MB)")
+        _run(
+            [
+                mvn,
+                "-B",
+                "--strict-checksums",
+                "dependency:copy",
+                f"-Dartifact={PULSAR_ARTIFACT}",
+                f"-DoutputDirectory={downloads}",
+            ],
+            f"downloading {PULSAR_ARTIFACT} (about 245 MB)",
+        )
     actual = _sha512(tarball)
     if actual != PULSAR_SHA512:
         tarball.unlink()
@@ -148,7 +169,9 @@ def provision_workload_python(cache: Path) -> Path:
         return python
     shutil.rmtree(venv, ignore_errors=True)
     _run([sys.executable, "-m", "venv", str(venv)], "creating the workload Python environment")
-    _run([str(python), "-m", "pip", "install", "-q", *WORKLOAD_PYTHON_PACKAGES], "installing workload packages")
+    _run(
+        [str(python), "-m", "pip", "install", "-q", *WORKLOAD_PYTHON_PACKAGES], "installing workload packages"
+    )
     stamp.write_text(wanted)
     return python
 

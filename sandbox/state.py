@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ops
 from ops import testing
 
 from sandbox.charmspec import CharmSpec
@@ -21,7 +22,9 @@ class UnitState:
     app: str
     number: int
     pod: Pod
-    workload_status: testing.UnitStatus | Any = field(default_factory=lambda: testing.WaitingStatus("agent initialising"))
+    workload_status: ops.StatusBase = field(
+        default_factory=lambda: testing.WaitingStatus("agent initialising")
+    )
     agent_status: str = "allocating"
     agent_message: str = ""
     workload_version: str = ""
@@ -52,7 +55,7 @@ class AppState:
     units: list[str] = field(default_factory=list)
     leader: str | None = None
     next_number: int = 0
-    status: Any = field(default_factory=lambda: testing.UnknownStatus())
+    status: ops.StatusBase = field(default_factory=lambda: testing.UnknownStatus())
 
     @property
     def charm_dir(self) -> Path:

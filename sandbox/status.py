@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+import ops
+
 from sandbox.agent import JUJU_VERSION
 
 if TYPE_CHECKING:
@@ -13,21 +15,33 @@ if TYPE_CHECKING:
 
 def _table(rows: list[list[str]]) -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
 
 
 def render(model: Model) -> str:
-    lines = _table([
-        ["Model", "Controller", "Cloud/Region", "Version", "Timestamp"],
-        [model.name, "sandbox", "sandbox/local", JUJU_VERSION, time.strftime("%H:%M:%SZ", time.gmtime())],
-    ])
+    lines = _table(
+        [
+            ["Model", "Controller", "Cloud/Region", "Version", "Timestamp"],
+            [model.name, "sandbox", "sandbox/local", JUJU_VERSION, time.strftime("%H:%M:%SZ", time.gmtime())],
+        ]
+    )
     apps = [["App", "Version", "Status", "Scale", "Charm", "Message"]]
     for app in model.apps.values():
         versions = {model.units[u].workload_version for u in app.units} - {""}
         statuses = [model.units[u].workload_status for u in app.units]
         status = app.status if app.status.name != "unknown" else _worst(statuses)
-        apps.append([app.name, ",".join(sorted(versions)), status.name if status else "unknown",
-                     str(len(app.units)), app.charm.name, status.message if status else ""])
+        apps.append(
+            [
+                app.name,
+                ",".join(sorted(versions)),
+                status.name if status else "unknown",
+                str(len(app.units)),
+                app.charm.name,
+                status.message if status else "",
+            ]
+        )
     lines += ["", *_table(apps)]
     units = [["Unit", "Workload", "Agent", "Address", "Ports", "Message"]]
     for app in model.apps.values():
@@ -42,16 +56,17 @@ def render(model: Model) -> str:
             workload = "error" if unit.error else unit.workload_status.name
             units.append([unit_name + leader, workload, unit.agent_status, unit.pod.address, ports, message])
     lines += ["", *_table(units)]
-    relations = [r for r in model.relations.values()]
+    relations = list(model.relations.values())
     if relations:
         rows = [["Integration provider", "Requirer", "Interface", "Type"]]
         for relation in relations:
             if relation.is_peer:
-                (app, endpoint), = relation.endpoints
+                ((app, endpoint),) = relation.endpoints
                 rows.append([f"{app}:{endpoint}", f"{app}:{endpoint}", relation.interface, "peer"])
                 continue
-            ordered = sorted(relation.endpoints,
-                             key=lambda e: model.apps[e[0]].charm.endpoints[e[1]].role != "provides")
+            ordered = sorted(
+                relation.endpoints, key=lambda e: model.apps[e[0]].charm.endpoints[e[1]].role != "provides"
+            )
             rows.append([f"{a}:{e}" for a, e in ordered] + [relation.interface, "regular"])
         lines += ["", *_table(rows)]
     return "\n".join(lines) + "\n"
@@ -60,7 +75,7 @@ def render(model: Model) -> str:
 _SEVERITY = ["error", "blocked", "maintenance", "waiting", "active", "unknown"]
 
 
-def _worst(statuses: list[object]) -> object | None:
+def _worst(statuses: list[ops.StatusBase]) -> ops.StatusBase | None:
     if not statuses:
         return None
-    return min(statuses, key=lambda s: _SEVERITY.index(s.name) if s.name in _SEVERITY else 0)  # type: ignore[attr-defined]
+    return min(statuses, key=lambda s: _SEVERITY.index(s.name) if s.name in _SEVERITY else 0)

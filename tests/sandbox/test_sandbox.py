@@ -82,7 +82,8 @@ def test_a_granted_secret_is_readable_and_others_are_not(model: Model) -> None:
     refused = model.run("gamma/0", "read-secret", {"id": secret_id})
 
     # Then only the grantee can
-    assert granted.status == "completed" and len(granted.results["token"]) == 16
+    assert granted.status == "completed"
+    assert len(granted.results["token"]) == 16
     assert refused.status == "failed"
     assert refused.message.startswith("cannot read secret")
 
@@ -103,7 +104,10 @@ def test_config_change_flows_through_relation_data(model: Model) -> None:
 
     # Then the new greeting reaches the requirer through relation-changed
     assert model.units["beta/0"].workload_status.message == "heard 'hola'"
-    assert model.run("alpha/0", "fetch", {"url": "http://localhost:8080/"}).results["body"] == "hola from alpha/0"
+    assert (
+        model.run("alpha/0", "fetch", {"url": "http://localhost:8080/"}).results["body"]
+        == "hola from alpha/0"
+    )
 
 
 def test_exec_runs_in_the_workload_container_and_fails_loudly(model: Model) -> None:
@@ -114,7 +118,8 @@ def test_exec_runs_in_the_workload_container_and_fails_loudly(model: Model) -> N
     # Then they run in the pod (its hostname), and a failure carries exit code and stderr
     assert ok.results["stdout"] == "alpha-0"
     assert bad.status == "failed"
-    assert bad.message.startswith("exit code 2:") and "No such file" in bad.message
+    assert bad.message.startswith("exit code 2:")
+    assert "No such file" in bad.message
 
 
 def test_pod_restart_keeps_storage_and_loses_the_rest(model: Model) -> None:
@@ -170,8 +175,10 @@ def test_remove_unit_departs_peers_and_moves_leadership(model: Model) -> None:
     # Then the remaining unit leads and sees no peers; the old pod's namespace is gone
     assert model.leader("alpha") == "alpha/1"
     assert model.units["alpha/1"].workload_status.message == "serving 'hola' on :8080 (0 peers)"
-    assert "psb-t-sandbox-alpha-0" not in subprocess.run(
-        ["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    assert (
+        "psb-t-sandbox-alpha-0"
+        not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    )
 
 
 def test_bad_input_is_a_one_line_error(model: Model) -> None:
@@ -198,7 +205,9 @@ def test_bad_input_is_a_one_line_error(model: Model) -> None:
 )
 def test_cli_bad_input_is_one_line_without_traceback(model: Model, argv: list[str], message: str) -> None:
     model.save()
-    result = subprocess.run([sys.executable, "-m", "sandbox", *argv], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "sandbox", *argv], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 1
     assert result.stderr.startswith(message)
     assert len(result.stderr.strip().splitlines()) == 1
@@ -209,7 +218,9 @@ def test_cli_run_prints_results_like_juju(model: Model) -> None:
     model.save()
     result = subprocess.run(
         [sys.executable, "-m", "sandbox", "-m", "t-sandbox", "run", "gamma/0", "exec", "command=hostname"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "stdout: gamma-0" in result.stdout

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from ops import testing
+
 from bookie_k8s.charm import BookieCharm
 from cdc_k8s.charm import CdcCharm
 from loadgen_k8s.charm import LoadgenCharm
-from ops import testing
 from pulsar_k8s.charm import PulsarCharm
 
 CHARMS = [

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from ops import testing
+
 from pulsar_k8s.charm import PulsarCharm
 from pulsar_k8s.charms.pulsar_k8s.v0.pulsar_workload import PebbleWorkload, WorkloadCommandError
 
@@ -40,7 +41,8 @@ def test_library_declares_its_identity(owned: Path) -> None:
     assignments = {
         node.targets[0].id: ast.literal_eval(node.value)
         for node in ast.parse(owned.read_text()).body
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+        if isinstance(node, ast.Assign)
+        and isinstance(node.targets[0], ast.Name)
         and node.targets[0].id in ("LIBID", "LIBAPI", "LIBPATCH")
     }
     assert set(assignments) == {"LIBID", "LIBAPI", "LIBPATCH"}
@@ -85,8 +87,10 @@ def test_write_pushes_only_when_the_content_changes(tmp_path: Path) -> None:
 
     # When the same content, then new content, is written
     def write_twice(workload: PebbleWorkload) -> tuple[bool, bool]:
-        return (workload.write("/pulsar/conf/broker.conf", "clusterName=pulsar\n"),
-                workload.write("/pulsar/conf/broker.conf", "clusterName=other\n"))
+        return (
+            workload.write("/pulsar/conf/broker.conf", "clusterName=pulsar\n"),
+            workload.write("/pulsar/conf/broker.conf", "clusterName=other\n"),
+        )
 
     (unchanged, changed), _ = _workload(ctx, state, write_twice)
 

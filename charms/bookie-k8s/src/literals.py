@@ -22,5 +22,7 @@ class Status(Enum):
 
     NO_PEBBLE = ops.WaitingStatus("waiting for Pebble in the bookie container")
     NO_PULSAR_IMAGE = ops.BlockedStatus("the bookie container has no Pulsar distribution at /pulsar")
-    NO_BOOKKEEPER_RELATION = ops.BlockedStatus("integrate with pulsar-k8s: juju integrate bookie-k8s pulsar-k8s")
+    NO_BOOKKEEPER_RELATION = ops.BlockedStatus(
+        "integrate with pulsar-k8s: juju integrate bookie-k8s pulsar-k8s"
+    )
     NOT_MANAGED_YET = ops.WaitingStatus("bookie bring-up arrives in the next revision")

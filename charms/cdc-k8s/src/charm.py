@@ -19,8 +19,14 @@ class CdcCharm(ops.CharmBase):
     def __init__(self, framework: ops.Framework) -> None:
         super().__init__(framework)
         self.workload = CdcWorkload(self.unit.get_container(CONTAINER))
-        observed = [self.on.install, self.on.start, self.on.config_changed, self.on.upgrade_charm,
-                    self.on.update_status, self.on[CONTAINER].pebble_ready]
+        observed = [
+            self.on.install,
+            self.on.start,
+            self.on.config_changed,
+            self.on.upgrade_charm,
+            self.on.update_status,
+            self.on[CONTAINER].pebble_ready,
+        ]
         for relation in (PULSAR_RELATION, DATABASE_RELATION):
             observed += [self.on[relation].relation_changed, self.on[relation].relation_broken]
         for event in observed:
@@ -37,8 +43,11 @@ class CdcCharm(ops.CharmBase):
             return
         self.unit.set_workload_version(version)
         broken = event.relation.name if isinstance(event, ops.RelationBrokenEvent) else None
-        related = [name for name in (PULSAR_RELATION, DATABASE_RELATION)
-                   if name != broken and self.model.get_relation(name) is not None]
+        related = [
+            name
+            for name in (PULSAR_RELATION, DATABASE_RELATION)
+            if name != broken and self.model.get_relation(name) is not None
+        ]
         if len(related) < 2:
             self.unit.status = Status.MISSING_RELATIONS.value
             return

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ops import testing
+
 from bookie_k8s.charm import BookieCharm
 from bookie_k8s.literals import Status
-from ops import testing
 
 
 def _container(image: Path) -> testing.Container:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from ops import testing
+
 from cdc_k8s.charm import CdcCharm
 from cdc_k8s.literals import Status
-from ops import testing
 
 
 @pytest.mark.parametrize("present", [(), ("pulsar",), ("database",)])

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from loadgen_k8s.charm import LoadgenCharm
 from ops import testing
+
+from loadgen_k8s.charm import LoadgenCharm
 
 
 @pytest.mark.parametrize("action", ["start-load-test", "stop-load-test", "get-results"])

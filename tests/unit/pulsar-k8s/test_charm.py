@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ops import testing
+
 from pulsar_k8s.charm import PulsarCharm
 from pulsar_k8s.literals import Status
 

@@ -23,8 +23,12 @@ class GreeterCharm(ops.CharmBase):
     def __init__(self, framework: ops.Framework) -> None:
         super().__init__(framework)
         self.container = self.unit.get_container("web")
-        for event in (self.on.web_pebble_ready, self.on.config_changed, self.on.upgrade_charm,
-                      self.on.web_pebble_check_recovered):
+        for event in (
+            self.on.web_pebble_ready,
+            self.on.config_changed,
+            self.on.upgrade_charm,
+            self.on.web_pebble_check_recovered,
+        ):
             framework.observe(event, self._on_reconcile)
         framework.observe(self.on.web_pebble_check_failed, self._on_check_failed)
         framework.observe(self.on.greeting_relation_changed, self._on_greeting_changed)
@@ -52,14 +56,30 @@ class GreeterCharm(ops.CharmBase):
         if not 1024 <= port <= 65535:
             self.unit.status = ops.BlockedStatus(f"invalid port {port}: use 1024-65535")
             return
-        self.container.push(f"{WEB_ROOT}/index.html", f"{self._message} from {self.unit.name}\n", make_dirs=True)
-        layer = ops.pebble.Layer({
-            "summary": "greeter",
-            "services": {"web": {"override": "replace", "startup": "enabled",
-                                 "command": f"python3 -m http.server {port} --directory {WEB_ROOT}"}},
-            "checks": {"web-up": {"override": "replace", "level": "alive", "period": "1s", "threshold": 2,
-                                  "http": {"url": f"http://localhost:{port}/index.html"}}},
-        })
+        self.container.push(
+            f"{WEB_ROOT}/index.html", f"{self._message} from {self.unit.name}\n", make_dirs=True
+        )
+        layer = ops.pebble.Layer(
+            {
+                "summary": "greeter",
+                "services": {
+                    "web": {
+                        "override": "replace",
+                        "startup": "enabled",
+                        "command": f"python3 -m http.server {port} --directory {WEB_ROOT}",
+                    }
+                },
+                "checks": {
+                    "web-up": {
+                        "override": "replace",
+                        "level": "alive",
+                        "period": "1s",
+                        "threshold": 2,
+                        "http": {"url": f"http://localhost:{port}/index.html"},
+                    }
+                },
+            }
+        )
         self.container.add_layer("greeter", layer, combine=True)
         self.container.replan()
         self.unit.set_ports(port)
