@@ -43,7 +43,7 @@ def _p90(values: list[float]) -> float:
 def reference_in_process(events: int) -> list[float]:
     """The same charm and event through ops.testing directly, with no sandbox."""
     sys.path[:0] = [str(GREETER / "src")]
-    import charm  # noqa: PLC0415 - the greeter's module, importable only once its src/ is on the path
+    import charm
 
     ctx = testing.Context(charm.GreeterCharm, app_name="ref", unit_id=0)
     state = testing.State(containers={testing.Container("web", can_connect=False)})
@@ -60,7 +60,8 @@ def pod_start_times(model: Model, count: int) -> list[float]:
     artifacts = Artifacts.load()
     times = []
     for index in range(count):
-        pod = pods.Pod(model.name, f"podstart/{index}", 200 + index, model.root / "pods" / f"podstart-{index}")
+        root = model.root / "pods" / f"podstart-{index}"
+        pod = pods.Pod(model.name, f"podstart/{index}", 200 + index, root)
         started = time.perf_counter()
         pod.create_network()
         container = pod.start_container("web", artifacts.pebble, pods.ImageTree(), {})
@@ -89,7 +90,7 @@ def main() -> int:
         unit = model.units["pod0/0"]
         model.event_records.clear()
         for _ in range(args.events):
-            model._queue(unit, "update_status")  # noqa: SLF001 - fire the event Juju's timer would
+            model._queue(unit, "update_status")
             model.settle(units=[unit.name])
         records = [r for r in model.event_records if r.kind == "update_status"]
         totals = [r.total_seconds for r in records]

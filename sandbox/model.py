@@ -585,11 +585,13 @@ class Model:
                         continue
                     for check in checks:
                         key = (name, check.name)
-                        old = unit.check_status.get(key, ops.pebble.CheckStatus.UP)
-                        unit.check_status[key] = str(check.status)
-                        if old == ops.pebble.CheckStatus.UP and check.status == ops.pebble.CheckStatus.DOWN:
+                        # Statuses are kept as their string values: "up", "down" (or "inactive").
+                        old = unit.check_status.get(key, _UP)
+                        new = _status_value(check.status)
+                        unit.check_status[key] = new
+                        if old == _UP and new == _DOWN:
                             self._queue(unit, "pebble_check_failed", container=name, check=check.name)
-                        elif old == ops.pebble.CheckStatus.DOWN and check.status == ops.pebble.CheckStatus.UP:
+                        elif old == _DOWN and new == _UP:
                             self._queue(unit, "pebble_check_recovered", container=name, check=check.name)
                     for notice in notices:
                         stamp = f"{notice.last_repeated.timestamp():.6f}:{notice.id}"
@@ -736,6 +738,14 @@ class Model:
         if name not in self.units:
             raise SandboxError(f'unit "{name}" not found')
         return self.units[name]
+
+
+_UP = ops.pebble.CheckStatus.UP.value
+_DOWN = ops.pebble.CheckStatus.DOWN.value
+
+
+def _status_value(status: ops.pebble.CheckStatus | str) -> str:
+    return status.value if isinstance(status, ops.pebble.CheckStatus) else status
 
 
 class _ModelLock:

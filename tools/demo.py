@@ -35,7 +35,8 @@ def run_demo(model: Model) -> None:
     model.integrate("loadgen-k8s", "pulsar-k8s")
     model.deploy(CHARMS / "cdc-k8s")
     model.wait_for_idle(status=None, timeout=180)
-    print(f"every unit settled in {time.monotonic() - started:.1f}s; each reads Pulsar's version from its pod")
+    elapsed = time.monotonic() - started
+    print(f"every unit settled in {elapsed:.1f}s; each read Pulsar's version from its own pod")
 
     step("sandbox mechanics with the test charm: deploy greeter x2, integrate")
     model.deploy(GREETER, "greeter", num_units=2)
@@ -75,7 +76,8 @@ def main() -> int:
         model.destroy()
         print(f"\nmodel {args.model} destroyed")
     else:
-        print(f"\nThe model is still up: python -m sandbox -m {args.model} status | run | restart-pod | destroy")
+        verbs = "status | run | restart-pod | destroy"
+        print(f"\nThe model is still up: python -m sandbox -m {args.model} {verbs}")
     return 0
 
 
