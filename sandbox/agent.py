@@ -131,9 +131,7 @@ def _run_forked(charm_type: type[ops.CharmBase], request: dict[str, Any]) -> dic
         try:
             payload = pickle.dumps(handle_event(charm_type, request))
         except BaseException:  # noqa: BLE001 - the child must always answer before it exits
-            payload = pickle.dumps(
-                {"state": None, "error": traceback.format_exc(), "error_line": "agent failure"}
-            )
+            payload = pickle.dumps({"state": None, "error": traceback.format_exc(), "error_line": "agent failure"})
             code = 1
         with os.fdopen(write_end, "wb") as out:
             out.write(payload)

@@ -180,7 +180,5 @@ def _coerce_param(action: str, key: str, value: Any, prop: dict[str, Any]) -> An
     if not isinstance(value, allowed):
         raise SandboxError(f'action "{action}": parameter "{key}" must be {kind}, got {value!r}')
     if "enum" in prop and value not in prop["enum"]:
-        raise SandboxError(
-            f'action "{action}": parameter "{key}" must be one of {prop["enum"]}, got {value!r}'
-        )
+        raise SandboxError(f'action "{action}": parameter "{key}" must be one of {prop["enum"]}, got {value!r}')
     return value

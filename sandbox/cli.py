@@ -29,9 +29,7 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m sandbox", description="A local stand-in for a Juju model."
-    )
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description="A local stand-in for a Juju model.")
     parser.add_argument("-m", "--model", default=DEFAULT_MODEL, help="model name (default: %(default)s)")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 

@@ -143,9 +143,7 @@ class Model:
             unit.pod.delete()
         pods.delete_netns(pods.cluster_ns(self.name))
         shutil.rmtree(pods.socket_dir(self.name), ignore_errors=True)
-        mountpoints = self.created_mountpoints + [
-            p for u in self.units.values() for p in u.pod.created_mountpoints
-        ]
+        mountpoints = self.created_mountpoints + [p for u in self.units.values() for p in u.pod.created_mountpoints]
         self.units.clear()
         shutil.rmtree(self.root, ignore_errors=True)
         if not any(state_dir().glob("*/model.pickle")):
@@ -258,9 +256,7 @@ class Model:
     def remove_relation(self, first: str, second: str) -> None:
         (app_a, ep_a), (app_b, ep_b) = self._match_endpoints(first, second, existing=True)
         relation = next(
-            r
-            for r in self.relations.values()
-            if sorted(r.endpoints) == sorted([(app_a, ep_a), (app_b, ep_b)])
+            r for r in self.relations.values() if sorted(r.endpoints) == sorted([(app_a, ep_a), (app_b, ep_b)])
         )
         with self._lock:
             for app, remote in ((app_a, app_b), (app_b, app_a)):
@@ -280,9 +276,7 @@ class Model:
             for secret in self.secrets.values():
                 secret.grants.pop(relation.id, None)
 
-    def config(
-        self, app: str, values: dict[str, Any] | None = None, reset: list[str] | None = None
-    ) -> dict[str, Any]:
+    def config(self, app: str, values: dict[str, Any] | None = None, reset: list[str] | None = None) -> dict[str, Any]:
         state = self._app(app)
         if values is None and not reset:
             return {**state.charm.config_defaults(), **state.config}
@@ -471,9 +465,7 @@ class Model:
         reply = self._call_agent(unit, request)
         elapsed = time.perf_counter() - started
         with self._lock:
-            self.event_records.append(
-                EventRecord(unit.name, spec["kind"], elapsed, reply.get("charm_seconds", 0.0))
-            )
+            self.event_records.append(EventRecord(unit.name, spec["kind"], elapsed, reply.get("charm_seconds", 0.0)))
             self._log(unit, spec, reply)
             if reply.get("error"):
                 attempts = unit.error["attempts"] + 1 if unit.error else 1
@@ -521,18 +513,14 @@ class Model:
             }
 
     def _log(self, unit: UnitState, spec: dict[str, Any], reply: dict[str, Any]) -> None:
-        lines = [f"{unit.name} {spec['kind']}"] + [
-            f"  {level} {msg}" for level, msg in reply.get("juju_log", [])
-        ]
+        lines = [f"{unit.name} {spec['kind']}"] + [f"  {level} {msg}" for level, msg in reply.get("juju_log", [])]
         if reply.get("error"):
             lines.append(reply["error"])
         with open(unit.pod.log_dir / "charm.log", "a") as log:
             log.write("\n".join(lines) + "\n")
 
     def _view(self, unit: UnitState) -> testing.State:
-        can_connect = {
-            name: c.socket.exists() and c.process.alive() for name, c in unit.pod.containers.items()
-        }
+        can_connect = {name: c.socket.exists() and c.process.alive() for name, c in unit.pod.containers.items()}
         check_infos: dict[str, frozenset[testing.CheckInfo]] = {}
         notices: dict[str, list[testing.Notice]] = {}
         for name, ok in can_connect.items():
@@ -697,9 +685,7 @@ class Model:
         app_b, _, want_b = second.partition(":")
         charm_a, charm_b = self._app(app_a).charm, self._app(app_b).charm
         if app_a == app_b:
-            raise SandboxError(
-                "an application cannot be integrated with itself (peer relations are automatic)"
-            )
+            raise SandboxError("an application cannot be integrated with itself (peer relations are automatic)")
         matches = []
         for ep_a in charm_a.endpoints.values():
             for ep_b in charm_b.endpoints.values():
@@ -718,9 +704,7 @@ class Model:
         if existing and not exists:
             raise SandboxError(f'relation "{first} {second}" not found')
         if not existing and exists:
-            raise SandboxError(
-                f'relation "{match[0][0]}:{match[0][1]} {match[1][0]}:{match[1][1]}" already exists'
-            )
+            raise SandboxError(f'relation "{match[0][0]}:{match[0][1]} {match[1][0]}:{match[1][1]}" already exists')
         if not existing:
             for app, endpoint in match:
                 limit = self.apps[app].charm.endpoints[endpoint].limit

@@ -177,9 +177,7 @@ class Pod:
         with open(NETNS_DIR / self.netns / "hosts", "w") as hosts:
             hosts.write("\n".join(lines) + "\n")
 
-    def start_container(
-        self, name: str, pebble: Path, image: ImageTree, mounts: dict[str, str]
-    ) -> ContainerProcess:
+    def start_container(self, name: str, pebble: Path, image: ImageTree, mounts: dict[str, str]) -> ContainerProcess:
         """Start one workload container: its mounts, then `pebble run --create-dirs --hold`."""
         upper = self.ephemeral_dir / name
         pebble_dir = upper / "pebble"

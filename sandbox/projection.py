@@ -69,8 +69,7 @@ def _relation_view(world: World, unit: UnitState, relation: RelationState) -> An
         local_unit_data=local_unit,
         remote_app_data=dict(relation.app_data.get(remote, {})),
         remote_units_data={
-            other.number: dict(relation.unit_data[other.name])
-            for other in _joined_units(world, remote, relation)
+            other.number: dict(relation.unit_data[other.name]) for other in _joined_units(world, remote, relation)
         },
     )
 
@@ -117,9 +116,7 @@ def unit_view(
     address = unit.pod.address
     bind = testing.BindAddress([testing.Address(address, cidr=str(SUBNET))])
     networks = {
-        testing.Network(
-            name, bind_addresses=[bind], ingress_addresses=[address], egress_subnets=[f"{address}/32"]
-        )
+        testing.Network(name, bind_addresses=[bind], ingress_addresses=[address], egress_subnets=[f"{address}/32"])
         for name in [*app.charm.endpoints, "juju-info"]
     }
     containers = {

@@ -81,9 +81,7 @@ def java_home() -> Path:
     home = Path(java).resolve().parent.parent
     version = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
     if '"17.' not in version and '"21.' not in version:
-        raise SandboxError(
-            f"Java 17 (or 21) is required, found: {version.splitlines()[0] if version else '?'}"
-        )
+        raise SandboxError(f"Java 17 (or 21) is required, found: {version.splitlines()[0] if version else '?'}")
     step(f"Java found at {home}")
     return home
 
@@ -106,9 +104,7 @@ def provision_pebble(cache: Path) -> Path:
         env,
         build,
     )
-    out = subprocess.run(
-        [str(build / "pebble"), "version", "--client"], capture_output=True, text=True, check=False
-    )
+    out = subprocess.run([str(build / "pebble"), "version", "--client"], capture_output=True, text=True, check=False)
     if PEBBLE_VERSION not in out.stdout:
         raise SandboxError(f"built Pebble reports {out.stdout.strip()!r}, expected {PEBBLE_VERSION}")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -169,9 +165,7 @@ def provision_workload_python(cache: Path) -> Path:
         return python
     shutil.rmtree(venv, ignore_errors=True)
     _run([sys.executable, "-m", "venv", str(venv)], "creating the workload Python environment")
-    _run(
-        [str(python), "-m", "pip", "install", "-q", *WORKLOAD_PYTHON_PACKAGES], "installing workload packages"
-    )
+    _run([str(python), "-m", "pip", "install", "-q", *WORKLOAD_PYTHON_PACKAGES], "installing workload packages")
     stamp.write_text(wanted)
     return python
 

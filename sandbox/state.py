@@ -22,9 +22,7 @@ class UnitState:
     app: str
     number: int
     pod: Pod
-    workload_status: ops.StatusBase = field(
-        default_factory=lambda: testing.WaitingStatus("agent initialising")
-    )
+    workload_status: ops.StatusBase = field(default_factory=lambda: testing.WaitingStatus("agent initialising"))
     agent_status: str = "allocating"
     agent_message: str = ""
     workload_version: str = ""

@@ -75,16 +75,11 @@ def _juju_cross_checks(data: dict[str, Any]) -> str | None:
 
 def main() -> int:
     parts.setup_parts()  # registers the `charm` plugin, as charmcraft does at start-up
-    paths = sorted(ROOT.glob("charms/*/charmcraft.yaml")) + sorted(
-        ROOT.glob("tests/**/charms/*/charmcraft.yaml")
-    )
+    paths = sorted(ROOT.glob("charms/*/charmcraft.yaml")) + sorted(ROOT.glob("tests/**/charms/*/charmcraft.yaml"))
     failed = 0
     for path in paths:
         problem = _validate(path)
-        print(
-            f"{'ok  ' if problem is None else 'FAIL'} {path.relative_to(ROOT)}"
-            + (f": {problem}" if problem else "")
-        )
+        print(f"{'ok  ' if problem is None else 'FAIL'} {path.relative_to(ROOT)}" + (f": {problem}" if problem else ""))
         failed += problem is not None
     if not paths:
         print("no charmcraft.yaml found")

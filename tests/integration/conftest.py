@@ -12,9 +12,7 @@ def _controller_reason() -> str | None:
     juju = shutil.which("juju")
     if juju is None:
         return "no Juju controller reachable: the juju client is not installed"
-    result = subprocess.run(
-        [juju, "show-controller"], capture_output=True, text=True, timeout=30, check=False
-    )
+    result = subprocess.run([juju, "show-controller"], capture_output=True, text=True, timeout=30, check=False)
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["unknown error"])[-1]
         return f"no Juju controller reachable: {last}"

@@ -104,10 +104,7 @@ def test_config_change_flows_through_relation_data(model: Model) -> None:
 
     # Then the new greeting reaches the requirer through relation-changed
     assert model.units["beta/0"].workload_status.message == "heard 'hola'"
-    assert (
-        model.run("alpha/0", "fetch", {"url": "http://localhost:8080/"}).results["body"]
-        == "hola from alpha/0"
-    )
+    assert model.run("alpha/0", "fetch", {"url": "http://localhost:8080/"}).results["body"] == "hola from alpha/0"
 
 
 def test_exec_runs_in_the_workload_container_and_fails_loudly(model: Model) -> None:
@@ -205,9 +202,7 @@ def test_bad_input_is_a_one_line_error(model: Model) -> None:
 )
 def test_cli_bad_input_is_one_line_without_traceback(model: Model, argv: list[str], message: str) -> None:
     model.save()
-    result = subprocess.run(
-        [sys.executable, "-m", "sandbox", *argv], capture_output=True, text=True, check=False
-    )
+    result = subprocess.run([sys.executable, "-m", "sandbox", *argv], capture_output=True, text=True, check=False)
     assert result.returncode == 1
     assert result.stderr.startswith(message)
     assert len(result.stderr.strip().splitlines()) == 1

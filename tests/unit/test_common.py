@@ -44,9 +44,7 @@ def test_blocks_on_an_image_without_pulsar(charm_type: type, container: str, tmp
     out = ctx.run(ctx.on.pebble_ready(workload), testing.State(containers={workload}))
 
     # Then the unit is blocked with the reason, and no version is claimed
-    assert out.unit_status == testing.BlockedStatus(
-        f"the {container} container has no Pulsar distribution at /pulsar"
-    )
+    assert out.unit_status == testing.BlockedStatus(f"the {container} container has no Pulsar distribution at /pulsar")
     assert out.workload_version == ""
 
 

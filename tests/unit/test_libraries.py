@@ -12,12 +12,18 @@ from pulsar_k8s.charm import PulsarCharm
 from pulsar_k8s.charms.pulsar_k8s.v0.pulsar_workload import PebbleWorkload, WorkloadCommandError
 
 CHARMS_DIR = Path(__file__).resolve().parents[2] / "charms"
+TEST_CHARMS_DIR = Path(__file__).resolve().parents[1] / "sandbox" / "charms"
 OWNER = CHARMS_DIR / "pulsar-k8s" / "lib" / "charms" / "pulsar_k8s"
 OWNED_LIBS = sorted(OWNER.rglob("*.py"))
 COPIES = [
-    pytest.param(owned, copy, id=f"{copy.relative_to(CHARMS_DIR)}")
+    pytest.param(owned, copy, id=f"{copy.parents[4].name}/{copy.name}")
     for owned in OWNED_LIBS
-    for copy in sorted(CHARMS_DIR.glob(f"*/lib/charms/pulsar_k8s/{owned.relative_to(OWNER)}"))
+    for copy in sorted(
+        [
+            *CHARMS_DIR.glob(f"*/lib/charms/pulsar_k8s/{owned.relative_to(OWNER)}"),
+            *TEST_CHARMS_DIR.glob(f"*/lib/charms/pulsar_k8s/{owned.relative_to(OWNER)}"),
+        ]
+    )
     if copy != owned
 ]
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
 
 import ops
 
 CONTAINER = "bookie"
 PEER = "bookies"
 BOOKKEEPER_RELATION = "bookkeeper"
+SERVICE = "bookie"
 
+PULSAR_HOME = "/pulsar"
+BOOKKEEPER_CONF = f"{PULSAR_HOME}/conf/bookkeeper.conf"
 JOURNAL_DIR = "/var/lib/bookkeeper/journal"
 LEDGERS_DIR = "/var/lib/bookkeeper/ledgers"
 
@@ -18,11 +22,16 @@ BOOKIE_HTTP_PORT = 8000
 
 
 class Status(Enum):
-    """Every status the charm shows, so that its messages live in one place."""
+    """Every status the charm shows. Call a member with its fields to get the ops status."""
 
-    NO_PEBBLE = ops.WaitingStatus("waiting for Pebble in the bookie container")
-    NO_PULSAR_IMAGE = ops.BlockedStatus("the bookie container has no Pulsar distribution at /pulsar")
-    NO_BOOKKEEPER_RELATION = ops.BlockedStatus(
-        "integrate with pulsar-k8s: juju integrate bookie-k8s pulsar-k8s"
-    )
-    NOT_MANAGED_YET = ops.WaitingStatus("bookie bring-up arrives in the next revision")
+    NO_PEBBLE = (ops.WaitingStatus, "waiting for Pebble in the bookie container")
+    NO_PULSAR_IMAGE = (ops.BlockedStatus, "the bookie container has no Pulsar distribution at /pulsar")
+    INVALID_CONFIG = (ops.BlockedStatus, "{error}")
+    NO_BOOKKEEPER_RELATION = (ops.BlockedStatus, "integrate with pulsar-k8s: juju integrate bookie-k8s pulsar-k8s")
+    WAITING_FOR_METADATA = (ops.WaitingStatus, "waiting for pulsar-k8s to initialize cluster metadata")
+    STARTING = (ops.MaintenanceStatus, "bookie starting")
+    ACTIVE = (ops.ActiveStatus, "bookie ready as {bookie_id}")
+
+    def __call__(self, **fields: Any) -> ops.StatusBase:
+        kind, template = self.value
+        return kind(template.format(**fields))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
 
 import ops
 
@@ -12,18 +13,52 @@ BOOKKEEPER_RELATION = "bookkeeper"
 CLIENT_RELATION = "pulsar"
 
 PULSAR_HOME = "/pulsar"
-ZOOKEEPER_DATA = "/var/lib/pulsar/zookeeper"
+CONF_DIR = f"{PULSAR_HOME}/conf"
+ZOOKEEPER_CONF = f"{CONF_DIR}/zookeeper.conf"
+BROKER_CONF = f"{CONF_DIR}/broker.conf"
+BROKER_STATUS_FILE = f"{CONF_DIR}/broker-status"
+ZOOKEEPER_STORAGE = "/var/lib/pulsar/zookeeper"
+ZOOKEEPER_DATA_DIR = f"{ZOOKEEPER_STORAGE}/data"
+ZOOKEEPER_LOG_DIR = f"{ZOOKEEPER_STORAGE}/txlog"
+MYID_PATH = f"{ZOOKEEPER_DATA_DIR}/myid"
+
+ZOOKEEPER_SERVICE = "zookeeper"
+BROKER_SERVICE = "broker"
 
 ZOOKEEPER_CLIENT_PORT = 2181
 ZOOKEEPER_PEER_PORT = 2888
 ZOOKEEPER_ELECTION_PORT = 3888
+ZOOKEEPER_METRICS_PORT = 8000
 BROKER_SERVICE_PORT = 6650
 BROKER_WEB_PORT = 8080
 
+# The role the charms use for their own admin calls; a superuser of the broker.
+SUPERUSER_ROLE = "pulsar-k8s-admin"
+SECRET_KEY_LABEL = "token-signing-key"  # noqa: S105 - the label of a Juju secret, not a secret
+INIT_TIMEOUT = 300.0
+INIT_HEAP = "128m"
+
 
 class Status(Enum):
-    """Every status the charm shows, so that its messages live in one place."""
+    """Every status the charm shows. Call a member with its fields to get the ops status."""
 
-    NO_PEBBLE = ops.WaitingStatus("waiting for Pebble in the pulsar container")
-    NO_PULSAR_IMAGE = ops.BlockedStatus("the pulsar container has no Pulsar distribution at /pulsar")
-    NOT_MANAGED_YET = ops.WaitingStatus("ZooKeeper and broker bring-up arrive in the next revision")
+    NO_PEBBLE = (ops.WaitingStatus, "waiting for Pebble in the pulsar container")
+    NO_PULSAR_IMAGE = (ops.BlockedStatus, "the pulsar container has no Pulsar distribution at /pulsar")
+    INVALID_CONFIG = (ops.BlockedStatus, "{error}")
+    CLUSTER_NAME_FIXED = (ops.BlockedStatus, "invalid config cluster-name: initialized as {name!r}, cannot change")
+    NO_PEERS = (ops.WaitingStatus, "waiting for the cluster peer relation")
+    WAITING_FOR_UNITS = (ops.WaitingStatus, "zookeeper: waiting for units to join: {joined}/{planned}")
+    NOT_A_MEMBER = (ops.WaitingStatus, "zookeeper: waiting to join the ensemble")
+    ZK_QUORUM = (ops.WaitingStatus, "zookeeper quorum: {ready}/{total} members")
+    NO_SIGNING_KEY = (ops.WaitingStatus, "waiting for the leader to create the token signing key")
+    WAITING_FOR_INIT = (ops.WaitingStatus, "waiting for the leader to initialize cluster metadata")
+    INIT_FAILED = (ops.WaitingStatus, "initialize-cluster-metadata failed, retrying: {error}")
+    NO_BOOKKEEPER_RELATION = (ops.BlockedStatus, "integrate with bookie-k8s: juju integrate pulsar-k8s bookie-k8s")
+    WAITING_FOR_BOOKIES = (ops.WaitingStatus, "waiting for bookies: {ready}/{needed} ready")
+    BROKER_STARTING = (ops.MaintenanceStatus, "broker starting")
+    CLIENT_FAILED = (ops.WaitingStatus, "serving client {app} failed, retrying: {error}")
+    ACTIVE = (ops.ActiveStatus, "zookeeper {role}, broker ready")
+
+    def __call__(self, **fields: Any) -> ops.StatusBase:
+        kind, template = self.value
+        return kind(template.format(**fields))

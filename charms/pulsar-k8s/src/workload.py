@@ -1,9 +1,119 @@
-"""The pulsar container: paths, Pebble access and one-off commands."""
+"""The pulsar container: the Pebble layer of ZooKeeper and the broker, files, probes."""
 
 from __future__ import annotations
 
-from charms.pulsar_k8s.v0.pulsar_workload import PebbleWorkload
+import socket
+import urllib.error
+import urllib.request
+
+import ops
+
+from charms.pulsar_k8s.v0.pulsar_workload import PebbleWorkload, jvm_environment
+from literals import (
+    BROKER_SERVICE,
+    BROKER_WEB_PORT,
+    INIT_HEAP,
+    INIT_TIMEOUT,
+    PULSAR_HOME,
+    ZOOKEEPER_CLIENT_PORT,
+    ZOOKEEPER_SERVICE,
+)
+
+LAYER = "pulsar"
+PROBE_TIMEOUT = 2.0
 
 
 class PulsarWorkload(PebbleWorkload):
     """ZooKeeper and the broker, both run from the Pulsar distribution at /pulsar."""
+
+    def layer(self, zookeeper_heap: str, broker_heap: str | None) -> ops.pebble.LayerDict:
+        """The Pebble layer: ZooKeeper always, the broker once it may start (`broker_heap` set)."""
+        services: dict[str, ops.pebble.ServiceDict] = {
+            ZOOKEEPER_SERVICE: {
+                "override": "replace",
+                "summary": "ZooKeeper (Pulsar metadata store)",
+                "command": f"{PULSAR_HOME}/bin/pulsar zookeeper",
+                "startup": "enabled",
+                "environment": jvm_environment(zookeeper_heap),
+            }
+        }
+        checks: dict[str, ops.pebble.CheckDict] = {
+            "zookeeper-ready": {
+                "override": "replace",
+                "level": "ready",
+                "period": "3s",
+                "threshold": 1,
+                "tcp": {"port": ZOOKEEPER_CLIENT_PORT},
+            }
+        }
+        if broker_heap:
+            services[BROKER_SERVICE] = {
+                "override": "replace",
+                "summary": "Pulsar broker",
+                "command": f"{PULSAR_HOME}/bin/pulsar broker",
+                "startup": "enabled",
+                "after": [ZOOKEEPER_SERVICE],
+                "environment": jvm_environment(broker_heap, broker_heap),
+            }
+            checks["broker-ready"] = {
+                "override": "replace",
+                "level": "ready",
+                "period": "3s",
+                "threshold": 1,
+                "http": {"url": f"http://localhost:{BROKER_WEB_PORT}/status.html"},
+            }
+        return {"summary": "Apache Pulsar", "services": services, "checks": checks}
+
+    def apply_layer(self, layer: ops.pebble.LayerDict) -> None:
+        """Add the layer and start what is enabled; Pebble restarts only services whose definition changed."""
+        self.container.add_layer(LAYER, layer, combine=True)
+        self.container.replan()
+
+    def restart(self, service: str) -> None:
+        self.container.restart(service)
+
+    def is_running(self, service: str) -> bool:
+        services = self.container.get_services(service)
+        return service in services and services[service].is_running()
+
+    def zookeeper_command(self, command: str) -> str | None:
+        """A ZooKeeper four-letter command to the local server, or None if it does not answer.
+
+        The charm container shares the pod's network, so localhost is this unit's ZooKeeper.
+        """
+        try:
+            with socket.create_connection(("localhost", ZOOKEEPER_CLIENT_PORT), timeout=PROBE_TIMEOUT) as conn:
+                conn.sendall(command.encode())
+                chunks = []
+                while chunk := conn.recv(4096):
+                    chunks.append(chunk)
+        except OSError:
+            return None
+        return b"".join(chunks).decode(errors="replace")
+
+    def zookeeper_mode(self) -> str | None:
+        """leader, follower or standalone when this server serves; None otherwise."""
+        answer = self.zookeeper_command("srvr")
+        if not answer:
+            return None
+        for line in answer.splitlines():
+            if line.startswith("Mode:"):
+                return line.split(":", 1)[1].strip()
+        return None
+
+    def broker_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(
+                f"http://localhost:{BROKER_WEB_PORT}/status.html", timeout=PROBE_TIMEOUT
+            ) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def initialize_cluster_metadata(self, cluster: str, metadata_store: str, web_url: str, broker_url: str) -> None:
+        """Create the cluster's metadata (and BookKeeper's) if absent; raise WorkloadCommandError."""
+        argv = [f"{PULSAR_HOME}/bin/pulsar", "initialize-cluster-metadata", "--cluster", cluster]
+        argv += ["--metadata-store", metadata_store, "--configuration-metadata-store", metadata_store]
+        argv += ["--web-service-url", web_url, "--broker-service-url", broker_url]
+        environment = jvm_environment(INIT_HEAP)
+        self.run(argv, timeout=INIT_TIMEOUT, environment=environment)

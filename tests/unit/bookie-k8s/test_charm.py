@@ -1,44 +1,133 @@
-"""bookie-k8s: the bookkeeper relation gates everything."""
+"""bookie-k8s: bring-up gated on the bookkeeper relation and initialized metadata."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ops import testing
+import pytest
+from ops import pebble, testing
 
 from bookie_k8s.charm import BookieCharm
 from bookie_k8s.literals import Status
+from bookie_k8s.workload import BookieWorkload
+
+FQDN = "bookie-k8s-0.bookie-k8s-endpoints.test.svc.cluster.local"
+URI = "zk+hierarchical://pulsar-k8s-0.pulsar-k8s-endpoints.test.svc.cluster.local:2181/ledgers"
+RUNNING = pebble.Layer({"services": {"bookie": {"override": "replace", "command": "/pulsar/bin/pulsar bookie"}}})
+PROVIDER_DATA = {"metadata-service-uri": URI, "cluster-name": "pulsar", "initialized": "true"}
 
 
-def _container(image: Path) -> testing.Container:
-    return testing.Container(
-        "bookie", can_connect=True, mounts={"image": testing.Mount(location="/pulsar", source=image)}
+@pytest.fixture
+def ctx() -> testing.Context:
+    return testing.Context(BookieCharm, app_name="bookie-k8s", unit_id=0)
+
+
+@pytest.fixture
+def bookie(pulsar_image: Path, tmp_path: Path) -> testing.Container:
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    mounts = {
+        "image": testing.Mount(location="/pulsar/lib", source=pulsar_image / "lib"),
+        "conf": testing.Mount(location="/pulsar/conf", source=conf),
+    }
+    return testing.Container("bookie", can_connect=True, mounts=mounts)
+
+
+def _state(container: testing.Container, relation: testing.Relation | None = None, **kwargs: object) -> testing.State:
+    return testing.State(
+        containers={container},
+        relations={relation} if relation else set(),
+        model=testing.Model("test"),
+        **kwargs,  # type: ignore[arg-type]
     )
 
 
-def test_asks_to_integrate_with_pulsar(pulsar_image: Path) -> None:
-    # Given a bookie with no bookkeeper relation
-    ctx = testing.Context(BookieCharm)
-    workload = _container(pulsar_image)
+def test_asks_to_integrate_with_pulsar(ctx: testing.Context, bookie: testing.Container) -> None:
+    # When Pebble becomes ready on a bookie with no bookkeeper relation
+    out = ctx.run(ctx.on.pebble_ready(bookie), _state(bookie))
 
-    # When Pebble becomes ready
-    out = ctx.run(ctx.on.pebble_ready(workload), testing.State(containers={workload}))
-
-    # Then the unit tells the user what to integrate with
-    assert out.unit_status == Status.NO_BOOKKEEPER_RELATION.value
+    # Then the unit tells the user what to integrate with, and starts nothing
+    assert out.unit_status == Status.NO_BOOKKEEPER_RELATION()
     assert "juju integrate bookie-k8s pulsar-k8s" in out.unit_status.message
+    assert out.get_container("bookie").plan.services == {}
 
 
-def test_relation_broken_goes_back_to_asking(pulsar_image: Path) -> None:
-    # Given a bookie related to pulsar-k8s
-    ctx = testing.Context(BookieCharm)
-    relation = testing.Relation("bookkeeper", remote_app_name="pulsar-k8s")
-    state = testing.State(containers={_container(pulsar_image)}, relations={relation})
+def test_waits_for_metadata_and_announces_itself(ctx: testing.Context, bookie: testing.Container) -> None:
+    # Given a relation whose provider has not initialized the cluster yet
+    relation = testing.Relation(
+        "bookkeeper", remote_app_name="pulsar-k8s", remote_app_data={"metadata-service-uri": URI}
+    )
 
-    # When the relation changes, and later is removed
-    related = ctx.run(ctx.on.relation_changed(relation), state)
-    broken = ctx.run(ctx.on.relation_broken(relation), related)
+    # When the relation changes
+    out = ctx.run(ctx.on.relation_changed(relation), _state(bookie, relation))
 
-    # Then it waits while related, and asks again once the relation is gone
-    assert related.unit_status == Status.NOT_MANAGED_YET.value
-    assert broken.unit_status == Status.NO_BOOKKEEPER_RELATION.value
+    # Then it waits, starts nothing, and publishes its stable id as not ready
+    assert out.unit_status == Status.WAITING_FOR_METADATA()
+    assert out.get_container("bookie").plan.services == {}
+    assert out.get_relation(relation.id).local_unit_data["bookie-id"] == f"{FQDN}:3181"
+    assert out.get_relation(relation.id).local_unit_data["ready"] == "false"
+
+
+def test_starts_the_bookie_once_metadata_exists(
+    ctx: testing.Context, bookie: testing.Container, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given initialized metadata, and a bookie process that is not ready yet
+    monkeypatch.setattr(BookieWorkload, "ready", lambda self: False)
+    relation = testing.Relation("bookkeeper", remote_app_name="pulsar-k8s", remote_app_data=PROVIDER_DATA)
+
+    # When the relation changes
+    out = ctx.run(ctx.on.relation_changed(relation), _state(bookie, relation))
+
+    # Then bookkeeper.conf is rendered with the FQDN as bookie id and the provider's URI
+    conf = (tmp_path / "conf" / "bookkeeper.conf").read_text()
+    assert f"advertisedAddress={FQDN}\n" in conf
+    assert f"metadataServiceUri={URI}\n" in conf
+    assert "journalDirectories=/var/lib/bookkeeper/journal\n" in conf
+    assert "autoRecoveryDaemonEnabled=true\n" in conf
+    # And Pebble runs the bookie with the configured memory, checked on its readiness endpoint
+    plan = out.get_container("bookie").plan
+    assert plan.services["bookie"].command == "/pulsar/bin/pulsar bookie"
+    assert plan.services["bookie"].environment["PULSAR_MEM"] == "-Xms512m -Xmx512m -XX:MaxDirectMemorySize=512m"
+    assert plan.checks["bookie-ready"].http == {"url": "http://localhost:8000/api/v1/bookie/is_ready"}
+    assert out.unit_status == Status.STARTING()
+    assert out.get_relation(relation.id).local_unit_data["ready"] == "false"
+
+
+def test_reports_ready_when_the_bookie_is(
+    ctx: testing.Context, bookie: testing.Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a bookie whose readiness endpoint answers
+    monkeypatch.setattr(BookieWorkload, "ready", lambda self: True)
+    relation = testing.Relation("bookkeeper", remote_app_name="pulsar-k8s", remote_app_data=PROVIDER_DATA)
+
+    # When its readiness check recovers
+    out = ctx.run(ctx.on.update_status(), _state(bookie, relation))
+
+    # Then it is active, publishes ready, and opens the bookie port
+    assert out.unit_status == Status.ACTIVE(bookie_id=f"{FQDN}:3181")
+    assert out.get_relation(relation.id).local_unit_data["ready"] == "true"
+    assert out.opened_ports == {testing.TCPPort(3181)}
+
+
+@pytest.mark.parametrize(("option", "value"), [("bookie-heap", "lots"), ("direct-memory", "0m")])
+def test_invalid_config_blocks_and_leaves_the_workload_alone(
+    ctx: testing.Context, bookie: testing.Container, option: str, value: str
+) -> None:
+    # Given a running bookie
+    relation = testing.Relation("bookkeeper", remote_app_name="pulsar-k8s", remote_app_data=PROVIDER_DATA)
+    layer = testing.Container("bookie", can_connect=True, layers={"bookie": RUNNING}, mounts=bookie.mounts)
+
+    # When the user sets a bad value
+    out = ctx.run(ctx.on.config_changed(), _state(layer, relation, config={option: value}))
+
+    # Then the unit is blocked naming the option, and the plan is untouched
+    assert out.unit_status == Status.INVALID_CONFIG(
+        error=f"invalid config {option}: {value!r} (a size such as 512m or 2g)"
+    )
+    assert out.get_container("bookie").plan.to_dict() == layer.plan.to_dict()
+
+
+def test_relation_broken_goes_back_to_asking(ctx: testing.Context, bookie: testing.Container) -> None:
+    relation = testing.Relation("bookkeeper", remote_app_name="pulsar-k8s", remote_app_data=PROVIDER_DATA)
+    out = ctx.run(ctx.on.relation_broken(relation), _state(bookie, relation))
+    assert out.unit_status == Status.NO_BOOKKEEPER_RELATION()

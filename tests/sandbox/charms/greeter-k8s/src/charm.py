@@ -56,9 +56,7 @@ class GreeterCharm(ops.CharmBase):
         if not 1024 <= port <= 65535:
             self.unit.status = ops.BlockedStatus(f"invalid port {port}: use 1024-65535")
             return
-        self.container.push(
-            f"{WEB_ROOT}/index.html", f"{self._message} from {self.unit.name}\n", make_dirs=True
-        )
+        self.container.push(f"{WEB_ROOT}/index.html", f"{self._message} from {self.unit.name}\n", make_dirs=True)
         layer = ops.pebble.Layer(
             {
                 "summary": "greeter",

@@ -15,10 +15,28 @@ import ops
 
 LIBID = "7ef0956eb6164d3595ea14a6cdf1e1a8"
 LIBAPI = 0
-LIBPATCH = 1
+LIBPATCH = 2
 
 PULSAR_HOME = "/pulsar"
 _VERSION_JAR = re.compile(r"org\.apache\.pulsar-pulsar-broker-common-(?P<version>[0-9][^/]*)\.jar$")
+
+
+def jvm_environment(heap: str, direct_memory: str | None = None) -> dict[str, str]:
+    """Environment for a Pulsar JVM service (bin/pulsar reads these through pulsar_env.sh).
+
+    G1 instead of the image's default ZGC with pre-touched heaps: small heaps start faster
+    and their memory use is what it looks like.
+    """
+    memory = f"-Xms{heap} -Xmx{heap}"
+    if direct_memory:
+        memory += f" -XX:MaxDirectMemorySize={direct_memory}"
+    return {
+        "PULSAR_MEM": memory,
+        "PULSAR_GC": "-XX:+UseG1GC -XX:+PerfDisableSharedMem",
+        "PULSAR_LOG_DIR": f"{PULSAR_HOME}/logs",
+        # Log to stdout, so that Pebble keeps the logs and `pebble logs` shows them.
+        "PULSAR_LOG_APPENDER": "Console",
+    }
 
 
 class WorkloadCommandError(Exception):
@@ -52,9 +70,7 @@ class PebbleWorkload:
     ) -> str:
         """Run a one-off command to completion; return stdout or raise WorkloadCommandError."""
         try:
-            process = self.container.exec(
-                argv, timeout=timeout, environment=environment, working_dir=working_dir
-            )
+            process = self.container.exec(argv, timeout=timeout, environment=environment, working_dir=working_dir)
             stdout, _ = process.wait_output()
         except ops.pebble.ExecError as error:
             output = error.stderr or error.stdout or ""

@@ -1,0 +1,150 @@
+"""The charm's config, validated, and the workload's config files rendered from templates."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from literals import (
+    BROKER_SERVICE_PORT,
+    BROKER_STATUS_FILE,
+    BROKER_WEB_PORT,
+    SUPERUSER_ROLE,
+    ZOOKEEPER_CLIENT_PORT,
+    ZOOKEEPER_DATA_DIR,
+    ZOOKEEPER_ELECTION_PORT,
+    ZOOKEEPER_LOG_DIR,
+    ZOOKEEPER_METRICS_PORT,
+    ZOOKEEPER_PEER_PORT,
+)
+from managers.ensemble import Member
+
+TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
+_HEAP = re.compile(r"^[1-9][0-9]*[mg]$")
+_CLUSTER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$")
+MAX_AUTO_ENSEMBLE = 3
+MAX_AUTO_QUORUM = 2
+
+
+class InvalidConfigError(Exception):
+    """A config option has a value the charm cannot use; the message names the option."""
+
+    def __init__(self, option: str, reason: str) -> None:
+        self.option = option
+        super().__init__(f"invalid config {option}: {reason}")
+
+
+@dataclass(frozen=True)
+class CharmConfig:
+    cluster_name: str
+    broker_heap: str
+    zookeeper_heap: str
+    ensemble_size: int
+    write_quorum: int
+    ack_quorum: int
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> CharmConfig:
+        """Validate the options a user can type; raise InvalidConfigError on the first bad one."""
+        name = str(raw["cluster-name"])
+        if not _CLUSTER_NAME.match(name):
+            raise InvalidConfigError("cluster-name", f"{name!r} (letters, digits, - and _, max 64)")
+        for option in ("broker-heap", "zookeeper-heap"):
+            if not _HEAP.match(str(raw[option])):
+                raise InvalidConfigError(option, f"{raw[option]!r} (a size such as 512m or 2g)")
+        for option in ("ensemble-size", "write-quorum", "ack-quorum"):
+            if int(raw[option]) < 0:
+                raise InvalidConfigError(option, f"{raw[option]} (0 for automatic, or a positive number)")
+        return cls(
+            cluster_name=name,
+            broker_heap=str(raw["broker-heap"]),
+            zookeeper_heap=str(raw["zookeeper-heap"]),
+            ensemble_size=int(raw["ensemble-size"]),
+            write_quorum=int(raw["write-quorum"]),
+            ack_quorum=int(raw["ack-quorum"]),
+        )
+
+
+@dataclass(frozen=True)
+class LedgerQuorum:
+    ensemble_size: int
+    write_quorum: int
+    ack_quorum: int
+
+
+def ledger_quorum(config: CharmConfig, ready_bookies: int) -> LedgerQuorum:
+    """Ensemble, write and ack quorum: the configured values, or defaults from the ready bookies.
+
+    Defaults: E = min(ready bookies, 3), Qw = min(E, 2), Qa = min(Qw, 2); at least 1 each.
+    """
+    ensemble = config.ensemble_size or max(1, min(ready_bookies, MAX_AUTO_ENSEMBLE))
+    write = config.write_quorum or min(ensemble, MAX_AUTO_QUORUM)
+    ack = config.ack_quorum or min(write, MAX_AUTO_QUORUM)
+    if write > ensemble:
+        raise InvalidConfigError("write-quorum", f"{write} exceeds the ensemble size {ensemble}")
+    if ack > write:
+        raise InvalidConfigError("ack-quorum", f"{ack} exceeds the write quorum {write}")
+    return LedgerQuorum(ensemble, write, ack)
+
+
+def zookeeper_connect(members: list[Member]) -> str:
+    return ",".join(f"{m.host}:{ZOOKEEPER_CLIENT_PORT}" for m in members)
+
+
+def bookkeeper_metadata_service_uri(members: list[Member]) -> str:
+    hosts = ";".join(f"{m.host}:{ZOOKEEPER_CLIENT_PORT}" for m in members)
+    return f"zk+hierarchical://{hosts}/ledgers"
+
+
+class ConfigRenderer:
+    """Renders the workload's config files, whole, from the charm's templates."""
+
+    def __init__(self, templates: Path = TEMPLATES) -> None:
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(templates),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+            trim_blocks=True,
+            autoescape=False,  # noqa: S701 - these are Java properties files, not HTML
+        )
+
+    def zookeeper(self, members: list[Member]) -> str:
+        return self.env.get_template("zookeeper.conf.j2").render(
+            data_dir=ZOOKEEPER_DATA_DIR,
+            log_dir=ZOOKEEPER_LOG_DIR,
+            client_port=ZOOKEEPER_CLIENT_PORT,
+            peer_port=ZOOKEEPER_PEER_PORT,
+            election_port=ZOOKEEPER_ELECTION_PORT,
+            metrics_port=ZOOKEEPER_METRICS_PORT,
+            members=members,
+        )
+
+    def broker(
+        self,
+        config: CharmConfig,
+        members: list[Member],
+        advertised_address: str,
+        quorum: LedgerQuorum,
+        secret_key_b64: str,
+        superuser_token: str,
+    ) -> str:
+        return self.env.get_template("broker.conf.j2").render(
+            cluster_name=config.cluster_name,
+            metadata_store_url=f"zk:{zookeeper_connect(members)}",
+            bookkeeper_metadata_service_uri=bookkeeper_metadata_service_uri(members),
+            advertised_address=advertised_address,
+            broker_service_port=BROKER_SERVICE_PORT,
+            web_service_port=BROKER_WEB_PORT,
+            ensemble_size=quorum.ensemble_size,
+            write_quorum=quorum.write_quorum,
+            ack_quorum=quorum.ack_quorum,
+            status_file=BROKER_STATUS_FILE,
+            superuser_role=SUPERUSER_ROLE,
+            secret_key_b64=secret_key_b64,
+            superuser_token=superuser_token,
+        )
