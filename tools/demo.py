@@ -1,9 +1,8 @@
-"""The README's main command: bring up the demo deployment in the sandbox and report it.
+"""The README's main command: bring up an authenticated Pulsar cluster in the sandbox and use it.
 
-Today the Pulsar charms are skeletons (their bring-up is the next piece of work), so the
-demo deploys them as a user would and shows where each stands, then shows the sandbox's
-mechanics end to end with its test charm: relation data both ways, a secret, an action
-across pods, and a pod restart that keeps storage.
+juju deploy pulsar-k8s; juju deploy bookie-k8s -n 3; juju integrate pulsar-k8s bookie-k8s,
+then a client application integrated over `pulsar` produces and consumes with its own
+token, and an unauthenticated producer is refused. Prints what it did and `juju status`.
 """
 
 from __future__ import annotations
@@ -17,45 +16,41 @@ from sandbox import Model, SandboxError
 
 ROOT = Path(__file__).resolve().parent.parent
 CHARMS = ROOT / "charms"
-GREETER = ROOT / "tests" / "sandbox" / "charms" / "greeter-k8s"
+CLIENT = ROOT / "tests" / "sandbox" / "charms" / "pulsar-client-k8s"
+MESSAGES = 10_000
 
 
 def step(message: str) -> None:
     print(f"\n==> {message}", flush=True)
 
 
-def run_demo(model: Model) -> None:
+def run_demo(model: Model, pulsar_units: int) -> None:
     started = time.monotonic()
-    step("juju deploy pulsar-k8s; juju deploy bookie-k8s -n 3; juju integrate pulsar-k8s bookie-k8s")
-    model.deploy(CHARMS / "pulsar-k8s")
+    step(f"juju deploy pulsar-k8s -n {pulsar_units}; juju deploy bookie-k8s -n 3; juju integrate pulsar-k8s bookie-k8s")
+    model.deploy(CHARMS / "pulsar-k8s", num_units=pulsar_units)
     model.deploy(CHARMS / "bookie-k8s", num_units=3)
     model.integrate("pulsar-k8s", "bookie-k8s")
-    step("juju deploy loadgen-k8s; juju integrate loadgen-k8s pulsar-k8s; juju deploy cdc-k8s")
-    model.deploy(CHARMS / "loadgen-k8s")
-    model.integrate("loadgen-k8s", "pulsar-k8s")
-    model.deploy(CHARMS / "cdc-k8s")
-    model.wait_for_idle(status=None, timeout=180)
-    elapsed = time.monotonic() - started
-    print(f"every unit settled in {elapsed:.1f}s; each read Pulsar's version from its own pod")
+    step("juju deploy pulsar-client-k8s client; juju integrate client pulsar-k8s")
+    model.deploy(CLIENT, "client")
+    model.integrate("client", "pulsar-k8s")
+    model.wait_for_idle(timeout=900)
+    print(f"every unit active {time.monotonic() - started:.1f}s after the first deploy; no manual step")
 
-    step("sandbox mechanics with the test charm: deploy greeter x2, integrate")
-    model.deploy(GREETER, "greeter", num_units=2)
-    model.deploy(GREETER, "listener", config={"message": "hi"})
-    relation = model.integrate("greeter:greeting", "listener:upstream")
-    model.wait_for_idle(["greeter", "listener"], timeout=120)
-    data = model.relation_data(relation.id)
-    print(f"greeter app data: {dict(data.app_data['greeter'])}")
-    print(f"listener/0 unit data: {dict(data.unit_data['listener/0'])}")
+    step("juju run pulsar-k8s/leader cluster-status")
+    leader = model.leader("pulsar-k8s") or "pulsar-k8s/0"
+    for key, value in sorted(model.run(leader, "cluster-status").results.items()):
+        print(f"{key}: {value}")
 
-    step("juju run listener/0 fetch url=http://<greeter/0 fqdn>:8080/ (across pods, by FQDN)")
-    fetched = model.run("listener/0", "fetch", {"url": f"http://{model.fqdn('greeter/0')}:8080/"})
-    print(f"{fetched.status}: {fetched.results}")
-
-    step("write a file on storage and one outside it, restart the pod, read both back")
-    model.run("listener/0", "write-files", {"content": "survives"})
-    model.restart_pod("listener/0")
-    model.wait_for_idle(["listener"], timeout=120)
-    print(model.run("listener/0", "read-files").results)
+    step(f"juju run client/0 produce topic=readings count={MESSAGES}   (with the client's own token)")
+    print(model.run("client/0", "produce", {"topic": "readings", "count": MESSAGES}).results)
+    step(f"juju run client/0 consume topic=readings count={MESSAGES}")
+    print(model.run("client/0", "consume", {"topic": "readings", "count": MESSAGES}).results)
+    step("juju run client/0 produce topic=readings count=1 authenticate=false   (must be refused)")
+    refused = model.run("client/0", "produce", {"topic": "readings", "count": 1, "authenticate": False})
+    print(f"{refused.status}: {refused.message}")
+    step("juju run client/0 produce namespace=public/default   (another namespace: must be refused)")
+    refused = model.run("client/0", "produce", {"topic": "readings", "count": 1, "namespace": "public/default"})
+    print(f"{refused.status}: {refused.message}")
 
     step("juju status")
     print(model.status(), end="")
@@ -64,11 +59,12 @@ def run_demo(model: Model) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="demo")
+    parser.add_argument("--pulsar-units", type=int, default=1, help="1, or 3 for a ZooKeeper quorum")
     parser.add_argument("--destroy", action="store_true", help="destroy the model at the end")
     args = parser.parse_args()
     try:
         model = Model.create(args.model)
-        run_demo(model)
+        run_demo(model, args.pulsar_units)
     except SandboxError as error:
         print(f"ERROR {error}", file=sys.stderr)
         return 1

@@ -10,7 +10,7 @@ import ops
 from charms.pulsar_k8s.v0.bookkeeper import BookKeeperRequirer
 from literals import BOOKIE_PORT, BOOKKEEPER_CONF, BOOKKEEPER_RELATION, CONTAINER, Status
 from managers.config import BookieConfig, InvalidConfigError, render_bookkeeper_conf
-from workload import BookieWorkload
+from workload import LAYER, BookieWorkload
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class BookieCharm(ops.CharmBase):
             return Status.WAITING_FOR_METADATA()
         conf = render_bookkeeper_conf(config, self.fqdn, store.metadata_service_uri)
         changed = self.workload.write(BOOKKEEPER_CONF, conf)
-        self.workload.apply_layer(self.workload.layer(config.heap, config.direct_memory))
+        self.workload.apply_layer(LAYER, self.workload.layer(config.heap, config.direct_memory))
         if changed and self.workload.is_running():
             self.workload.restart()
         self.unit.set_ports(BOOKIE_PORT)

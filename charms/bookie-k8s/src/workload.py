@@ -40,10 +40,6 @@ class BookieWorkload(PebbleWorkload):
             },
         }
 
-    def apply_layer(self, layer: ops.pebble.LayerDict) -> None:
-        self.container.add_layer(LAYER, layer, combine=True)
-        self.container.replan()
-
     def restart(self) -> None:
         self.container.restart(SERVICE)
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import ops
@@ -21,13 +22,14 @@ from literals import (
     CONTAINER,
     MYID_PATH,
     PEER,
+    RESTART_WAIT,
     SECRET_KEY_LABEL,
     SUPERUSER_ROLE,
     ZOOKEEPER_CONF,
     ZOOKEEPER_SERVICE,
     Status,
 )
-from managers import auth, ensemble
+from managers import auth, ensemble, restarts
 from managers.admin import AdminError, PulsarAdmin
 from managers.config import (
     CharmConfig,
@@ -39,7 +41,7 @@ from managers.config import (
     zookeeper_connect,
 )
 from managers.ensemble import Member
-from workload import PulsarWorkload
+from workload import LAYER, PulsarWorkload
 
 logger = logging.getLogger(__name__)
 
@@ -138,8 +140,7 @@ class PulsarCharm(ops.CharmBase):
             return Status.NO_PEERS()
         peers.data[self.unit]["host"] = self.fqdn
 
-        mode = self.workload.zookeeper_mode()
-        peers.data[self.unit]["zk-state"] = mode or ""
+        mode = self._probe_zookeeper()
         states = self._zookeeper_states(mode)
         if self.unit.is_leader():
             self._lead_ensemble(peers, states)
@@ -150,20 +151,12 @@ class PulsarCharm(ops.CharmBase):
         if ensemble.server_id(self.unit.name) not in {m.id for m in members}:
             return Status.NOT_A_MEMBER()
 
-        zookeeper_changed = self.workload.write(ZOOKEEPER_CONF, self.renderer.zookeeper(members))
-        zookeeper_changed |= self.workload.write(MYID_PATH, f"{ensemble.server_id(self.unit.name)}\n")
         broker_conf = self._broker_conf(config, members)
-        broker_heap = config.broker_heap if isinstance(broker_conf, str) else None
-        if isinstance(broker_conf, str):
-            broker_changed = self.workload.write(BROKER_CONF, broker_conf, permissions=0o600)
-            self.workload.write(BROKER_STATUS_FILE, "ok\n")
-        else:
-            broker_changed = False
-        self.workload.apply_layer(self.workload.layer(config.zookeeper_heap, broker_heap))
-        if zookeeper_changed and mode is not None:
-            self.workload.restart(ZOOKEEPER_SERVICE)
-        if broker_changed and self.workload.is_running(BROKER_SERVICE):
-            self.workload.restart(BROKER_SERVICE)
+        waiting = self._apply(config, members, broker_conf if isinstance(broker_conf, str) else None)
+        if waiting:
+            return waiting
+        mode = self._probe_zookeeper()
+        states = self._zookeeper_states(mode)
 
         ready = sum(1 for m in members if states.get(m.id) in SERVING_MODES)
         if mode is None:
@@ -232,6 +225,82 @@ class PulsarCharm(ops.CharmBase):
             if self.peers is not None:
                 self.peers.data[self.app].pop(f"client-{event.relation.id}", None)
         self._reconcile(event)
+
+    def _probe_zookeeper(self) -> str | None:
+        """Probe the local ZooKeeper's mode and publish it to the peers."""
+        mode = self.workload.zookeeper_mode()
+        if self.peers is not None:
+            self.peers.data[self.unit]["zk-state"] = mode or ""
+        return mode
+
+    def _apply(self, config: CharmConfig, members: list[Member], broker_conf: str | None) -> ops.StatusBase | None:
+        """Write the config files and the layer; restart what changed, one unit at a time.
+
+        Returns a status while this unit waits for its turn to restart.
+        """
+        assert self.peers is not None
+        my_data = self.peers.data[self.unit]
+        zookeeper_conf = self.renderer.zookeeper(members)
+        myid = f"{ensemble.server_id(self.unit.name)}\n"
+        layer = self.workload.layer(config.zookeeper_heap, config.broker_heap if broker_conf else None)
+        services = layer.get("services", {})
+        desired = {ZOOKEEPER_SERVICE: restarts.fingerprint(zookeeper_conf, myid, services[ZOOKEEPER_SERVICE])}
+        if broker_conf:
+            desired[BROKER_SERVICE] = restarts.fingerprint(broker_conf, services[BROKER_SERVICE])
+        applied = json.loads(my_data.get("applied") or "{}")
+        running = {name for name in desired if self.workload.is_running(name)}
+        stale = restarts.stale_services(desired, applied, running)
+        request = my_data.get("restart-request", "")
+        if request.startswith(restarts.RESTARTED) and self._serving(request.removeprefix(restarts.RESTARTED)):
+            my_data.pop("restart-request")  # the restart is complete: the next unit may go
+        elif stale and not request.startswith(restarts.RESTARTED):
+            my_data["restart-request"] = restarts.WAITING + ",".join(stale)
+        if self.unit.is_leader():
+            self._lead_restarts()
+        if stale and self._app_data("restart-holder") != self.unit.name:
+            return Status.WAITING_TO_RESTART(services=", ".join(stale))
+
+        self.workload.write(ZOOKEEPER_CONF, zookeeper_conf)
+        self.workload.write(MYID_PATH, myid)
+        if broker_conf:
+            self.workload.write(BROKER_CONF, broker_conf, permissions=0o600)
+            self.workload.write(BROKER_STATUS_FILE, "ok\n")
+        before = self.workload.container.get_plan().to_dict().get("services", {})
+        self.workload.apply_layer(LAYER, layer)
+        after = self.workload.container.get_plan().to_dict().get("services", {})
+        for service in stale:
+            if before.get(service) == after.get(service):  # replan restarted the others
+                self.workload.restart(service)
+        my_data["applied"] = json.dumps(desired, sort_keys=True)
+        if stale:
+            # Hold the lock until the restarted services serve again; ZooKeeper takes
+            # seconds, so wait for it here rather than for the next event.
+            my_data.update({"zk-state": "", "broker-ready": "false"})
+            if ZOOKEEPER_SERVICE in stale:
+                self.workload.wait_for_zookeeper(RESTART_WAIT)
+            if self._serving(",".join(stale)):
+                my_data.pop("restart-request", None)
+            else:
+                my_data["restart-request"] = restarts.RESTARTED + ",".join(stale)
+        return None
+
+    def _serving(self, services: str) -> bool:
+        """Whether each of the named services of this unit serves again."""
+        checks = {
+            ZOOKEEPER_SERVICE: lambda: self.workload.zookeeper_mode() is not None,
+            BROKER_SERVICE: self.workload.broker_ready,
+        }
+        return all(checks[name]() for name in services.split(",") if name in checks)
+
+    def _lead_restarts(self) -> None:
+        """Leader: hand the restart lock to one unit at a time."""
+        assert self.peers is not None
+        units = [self.unit, *self.peers.units]
+        requests = {unit.name: self.peers.data[unit].get("restart-request", "") for unit in units}
+        holder = restarts.next_holder(requests, self._app_data("restart-holder"))
+        if holder != self._app_data("restart-holder"):
+            logger.info("restart lock: %s", holder or "free")
+            self.peers.data[self.app]["restart-holder"] = holder or ""
 
     def _lead_ensemble(self, peers: ops.Relation, states: dict[int, str]) -> None:
         """Leader: keep the signing key and the published ZooKeeper ensemble up to date."""

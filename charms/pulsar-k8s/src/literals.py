@@ -36,6 +36,7 @@ BROKER_WEB_PORT = 8080
 SUPERUSER_ROLE = "pulsar-k8s-admin"
 SECRET_KEY_LABEL = "token-signing-key"  # noqa: S105 - the label of a Juju secret, not a secret
 INIT_TIMEOUT = 300.0
+RESTART_WAIT = 30.0
 INIT_HEAP = "128m"
 
 
@@ -49,6 +50,7 @@ class Status(Enum):
     NO_PEERS = (ops.WaitingStatus, "waiting for the cluster peer relation")
     WAITING_FOR_UNITS = (ops.WaitingStatus, "zookeeper: waiting for units to join: {joined}/{planned}")
     NOT_A_MEMBER = (ops.WaitingStatus, "zookeeper: waiting to join the ensemble")
+    WAITING_TO_RESTART = (ops.MaintenanceStatus, "waiting for its turn to restart {services}")
     ZK_QUORUM = (ops.WaitingStatus, "zookeeper quorum: {ready}/{total} members")
     NO_SIGNING_KEY = (ops.WaitingStatus, "waiting for the leader to create the token signing key")
     WAITING_FOR_INIT = (ops.WaitingStatus, "waiting for the leader to initialize cluster metadata")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 import urllib.error
 import urllib.request
 
@@ -64,11 +65,6 @@ class PulsarWorkload(PebbleWorkload):
             }
         return {"summary": "Apache Pulsar", "services": services, "checks": checks}
 
-    def apply_layer(self, layer: ops.pebble.LayerDict) -> None:
-        """Add the layer and start what is enabled; Pebble restarts only services whose definition changed."""
-        self.container.add_layer(LAYER, layer, combine=True)
-        self.container.replan()
-
     def restart(self, service: str) -> None:
         self.container.restart(service)
 
@@ -90,6 +86,13 @@ class PulsarWorkload(PebbleWorkload):
         except OSError:
             return None
         return b"".join(chunks).decode(errors="replace")
+
+    def wait_for_zookeeper(self, timeout: float) -> str | None:
+        """Poll until the local ZooKeeper serves (or `timeout` passes); return its mode."""
+        deadline = time.monotonic() + timeout
+        while (mode := self.zookeeper_mode()) is None and time.monotonic() < deadline:
+            time.sleep(1.0)
+        return mode
 
     def zookeeper_mode(self) -> str | None:
         """leader, follower or standalone when this server serves; None otherwise."""

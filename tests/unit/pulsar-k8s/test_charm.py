@@ -1,26 +1,341 @@
-"""pulsar-k8s: what this revision does on a healthy container."""
+"""pulsar-k8s: each gate of the bring-up, in order, and what the charm leaves behind."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import dataclasses
+import json
 
-from ops import testing
+import pytest
+from helpers.pulsar_k8s_builders import (
+    FQDN0,
+    FQDN1,
+    INIT,
+    KEY,
+    Probes,
+    Unit,
+    initialized_app_data,
+    ready_bookies,
+    signing_key_secret,
+)
+from ops import pebble, testing
 
-from pulsar_k8s.charm import PulsarCharm
 from pulsar_k8s.literals import Status
+from pulsar_k8s.managers import auth
+from pulsar_k8s.managers.admin import PulsarAdmin
 
 
-def test_says_bring_up_is_not_managed_yet(pulsar_image: Path) -> None:
-    # Given a leader unit with a reachable Pulsar container
-    ctx = testing.Context(PulsarCharm)
-    workload = testing.Container(
-        "pulsar", can_connect=True, mounts={"image": testing.Mount(location="/pulsar", source=pulsar_image)}
+def test_invalid_config_blocks_naming_the_option_and_leaves_the_workload(
+    ctx: testing.Context, unit: Unit, probes: Probes
+) -> None:
+    # Given a unit whose services are running from an earlier plan
+    running = pebble.Layer({"services": {"broker": {"override": "replace", "command": "/pulsar/bin/pulsar broker"}}})
+    state = unit.state(config={"zookeeper-heap": "huge"}, layers={"pulsar": running})
+
+    # When the user sets an invalid heap size
+    out = ctx.run(ctx.on.config_changed(), state)
+
+    # Then the unit is blocked naming the option, and the plan is what it was
+    assert out.unit_status == Status.INVALID_CONFIG(
+        error="invalid config zookeeper-heap: 'huge' (a size such as 512m or 2g)"
     )
-    state = testing.State(leader=True, containers={workload})
+    assert out.get_container("pulsar").plan.to_dict() == running.to_dict()
+
+
+def test_the_first_ensemble_waits_for_every_planned_unit(ctx: testing.Context, unit: Unit, probes: Probes) -> None:
+    # Given a leader deployed with -n 3, alone so far
+    out = ctx.run(ctx.on.config_changed(), unit.state(planned_units=3))
+
+    # Then it publishes no ensemble, starts nothing, and says how many have joined
+    assert out.unit_status == Status.WAITING_FOR_UNITS(joined=1, planned=3)
+    assert "zk-members" not in out.get_relations("cluster")[0].local_app_data
+    assert out.get_container("pulsar").plan.services == {}
+
+
+def test_a_single_unit_starts_zookeeper_and_creates_the_signing_key(
+    ctx: testing.Context, unit: Unit, probes: Probes
+) -> None:
+    # When the only unit, the leader, gets Pebble
+    out = ctx.run(ctx.on.pebble_ready(unit.container()), unit.state())
+
+    # Then it publishes itself as the ensemble and renders zookeeper.conf and myid
+    peer = out.get_relations("cluster")[0]
+    assert json.loads(peer.local_app_data["zk-members"]) == [{"id": 1, "host": FQDN0}]
+    assert peer.local_unit_data["host"] == FQDN0
+    conf = (unit.conf / "zookeeper.conf").read_text()
+    assert f"server.1={FQDN0}:2888:3888\n" in conf
+    assert "dataDir=/var/lib/pulsar/zookeeper/data\n" in conf
+    assert "admin.enableServer=false\n" in conf
+    assert (unit.zookeeper / "data" / "myid").read_text() == "1\n"
+    # And Pebble runs ZooKeeper only; the broker waits
+    plan = out.get_container("pulsar").plan
+    assert set(plan.services) == {"zookeeper"}
+    assert plan.services["zookeeper"].command == "/pulsar/bin/pulsar zookeeper"
+    assert plan.services["zookeeper"].environment["PULSAR_MEM"] == "-Xms256m -Xmx256m"
+    assert plan.checks["zookeeper-ready"].tcp == {"port": 2181}
+    # And the signing key lives in a Juju secret named in peer data
+    secret = next(s for s in out.secrets if s.label == "token-signing-key")
+    assert peer.local_app_data["signing-key-secret"] == secret.id
+    assert out.unit_status == Status.ZK_QUORUM(ready=0, total=1)
+
+
+def test_a_unit_outside_the_ensemble_waits_to_join(ctx: testing.Context, unit: Unit, probes: Probes) -> None:
+    # Given a non-leader that the ensemble does not list yet
+    state = unit.state(leader=False, app_data={"zk-members": f'[{{"id": 2, "host": "{FQDN1}"}}]'})
 
     # When config changes
     out = ctx.run(ctx.on.config_changed(), state)
 
-    # Then it says plainly that bring-up is not managed by this revision, and starts nothing
-    assert out.unit_status == Status.NOT_MANAGED_YET.value
+    # Then it starts nothing
+    assert out.unit_status == Status.NOT_A_MEMBER()
     assert out.get_container("pulsar").plan.services == {}
+
+
+def test_the_leader_initializes_the_cluster_once_zookeeper_serves(
+    ctx: testing.Context, unit: Unit, probes: Probes
+) -> None:
+    # Given ZooKeeper serving on the leader, and bookies related
+    probes.zookeeper_mode = "standalone"
+    secret = signing_key_secret()
+    app_data = {"zk-members": f'[{{"id": 1, "host": "{FQDN0}"}}]', "signing-key-secret": secret.id}
+    bookies = ready_bookies(3, 0)
+    state = unit.state(
+        app_data=app_data, secrets=(secret,), relations=(bookies,), execs=frozenset({testing.Exec(INIT)})
+    )
+
+    # When its readiness check recovers
+    out = ctx.run(ctx.on.update_status(), state)
+
+    # Then it ran initialize-cluster-metadata with the cluster's URLs, through Pebble
+    command = ctx.exec_history["pulsar"][0].command
+    assert command == [
+        *INIT, "--cluster", "pulsar",
+        "--metadata-store", f"zk:{FQDN0}:2181", "--configuration-metadata-store", f"zk:{FQDN0}:2181",
+        "--web-service-url", f"http://{FQDN0}:8080", "--broker-service-url", f"pulsar://{FQDN0}:6650",
+    ]  # fmt: skip
+    # And recorded it, and told the bookies where the metadata lives
+    assert out.get_relations("cluster")[0].local_app_data["initialized"] == "pulsar"
+    assert out.get_relation(bookies.id).local_app_data == {
+        "metadata-service-uri": f"zk+hierarchical://{FQDN0}:2181/ledgers",
+        "cluster-name": "pulsar",
+        "initialized": "true",
+    }
+    assert out.unit_status == Status.WAITING_FOR_BOOKIES(ready=0, needed=3)
+
+
+def test_a_failed_initialization_shows_stderr_and_is_retried(ctx: testing.Context, unit: Unit, probes: Probes) -> None:
+    probes.zookeeper_mode = "standalone"
+    secret = signing_key_secret()
+    app_data = {"zk-members": f'[{{"id": 1, "host": "{FQDN0}"}}]', "signing-key-secret": secret.id}
+    failing = testing.Exec(INIT, return_code=1, stderr="java.net.ConnectException: Connection refused\n")
+    state = unit.state(app_data=app_data, secrets=(secret,), execs=frozenset({failing}))
+
+    out = ctx.run(ctx.on.update_status(), state)
+
+    assert out.unit_status == Status.INIT_FAILED(
+        error="/pulsar/bin/pulsar initialize-cluster-metadata exited 1: java.net.ConnectException: Connection refused"
+    )
+    assert "initialized" not in out.get_relations("cluster")[0].local_app_data
+    # The next event tries again
+    ctx.run(ctx.on.update_status(), out)
+    assert len(ctx.exec_history["pulsar"]) == 2
+
+
+def test_an_initialized_cluster_is_not_initialized_again(ctx: testing.Context, unit: Unit, probes: Probes) -> None:
+    probes.zookeeper_mode = "standalone"
+    secret = signing_key_secret()
+    state = unit.state(app_data=initialized_app_data(secret), secrets=(secret,), relations=(ready_bookies(3, 0),))
+
+    ctx.run(ctx.on.update_status(), state)
+
+    assert ctx.exec_history.get("pulsar", []) == []
+
+
+def test_without_bookies_the_broker_waits_for_the_integration(ctx: testing.Context, unit: Unit, probes: Probes) -> None:
+    probes.zookeeper_mode = "standalone"
+    secret = signing_key_secret()
+    out = ctx.run(ctx.on.update_status(), unit.state(app_data=initialized_app_data(secret), secrets=(secret,)))
+    assert out.unit_status == Status.NO_BOOKKEEPER_RELATION()
+    assert "broker" not in out.get_container("pulsar").plan.services
+
+
+def test_the_broker_waits_for_ensemble_size_ready_bookies(ctx: testing.Context, unit: Unit, probes: Probes) -> None:
+    probes.zookeeper_mode = "standalone"
+    secret = signing_key_secret()
+    state = unit.state(app_data=initialized_app_data(secret), secrets=(secret,), relations=(ready_bookies(3, 2),))
+
+    out = ctx.run(ctx.on.update_status(), state)
+
+    assert out.unit_status == Status.WAITING_FOR_BOOKIES(ready=2, needed=3)
+    assert "broker" not in out.get_container("pulsar").plan.services
+    assert not (unit.conf / "broker.conf").exists()
+
+
+def test_the_broker_starts_with_its_whole_config_rendered(ctx: testing.Context, unit: Unit, probes: Probes) -> None:
+    # Given metadata initialized and three ready bookies
+    probes.zookeeper_mode = "standalone"
+    secret = signing_key_secret()
+    state = unit.state(app_data=initialized_app_data(secret), secrets=(secret,), relations=(ready_bookies(3, 3),))
+
+    # When a bookie's readiness arrives
+    out = ctx.run(ctx.on.update_status(), state)
+
+    # Then broker.conf carries the cluster, the stores, the FQDN, the quorums and token auth
+    conf = (unit.conf / "broker.conf").read_text().splitlines()
+    for line in (
+        "clusterName=pulsar",
+        f"metadataStoreUrl=zk:{FQDN0}:2181",
+        f"bookkeeperMetadataServiceUri=zk+hierarchical://{FQDN0}:2181/ledgers",
+        f"advertisedAddress={FQDN0}",
+        "managedLedgerDefaultEnsembleSize=3",
+        "managedLedgerDefaultWriteQuorum=2",
+        "managedLedgerDefaultAckQuorum=2",
+        "authenticationEnabled=true",
+        "authorizationEnabled=true",
+        "superUserRoles=pulsar-k8s-admin",
+        f"tokenSecretKey=data:;base64,{KEY}",
+        f"brokerClientAuthenticationParameters=token:{auth.token_for('pulsar-k8s-admin', KEY)}",
+    ):
+        assert line in conf
+    # And the broker runs after ZooKeeper, with its heap, probed on status.html
+    plan = out.get_container("pulsar").plan
+    assert plan.services["broker"].command == "/pulsar/bin/pulsar broker"
+    assert plan.services["broker"].after == ["zookeeper"]
+    assert plan.services["broker"].environment["PULSAR_MEM"] == "-Xms512m -Xmx512m -XX:MaxDirectMemorySize=512m"
+    assert plan.checks["broker-ready"].http == {"url": "http://localhost:8080/status.html"}
+    assert out.opened_ports == {testing.TCPPort(6650), testing.TCPPort(8080)}
+    assert out.unit_status == Status.BROKER_STARTING()
+
+
+@pytest.mark.parametrize(
+    ("config", "error"),
+    [
+        ({"write-quorum": 3, "ensemble-size": 2}, "invalid config write-quorum: 3 exceeds the ensemble size 2"),
+        ({"ack-quorum": 3}, "invalid config ack-quorum: 3 exceeds the write quorum 2"),
+    ],
+)
+def test_inconsistent_quorums_block(
+    ctx: testing.Context, unit: Unit, probes: Probes, config: dict[str, int], error: str
+) -> None:
+    probes.zookeeper_mode = "standalone"
+    secret = signing_key_secret()
+    state = unit.state(
+        app_data=initialized_app_data(secret), secrets=(secret,), relations=(ready_bookies(3, 3),), config=config
+    )
+    out = ctx.run(ctx.on.config_changed(), state)
+    assert out.unit_status == Status.INVALID_CONFIG(error=error)
+    assert "broker" not in out.get_container("pulsar").plan.services
+
+
+def test_cluster_name_cannot_change_once_initialized(ctx: testing.Context, unit: Unit, probes: Probes) -> None:
+    secret = signing_key_secret()
+    state = unit.state(app_data=initialized_app_data(secret), secrets=(secret,), config={"cluster-name": "other"})
+    out = ctx.run(ctx.on.config_changed(), state)
+    assert out.unit_status == Status.CLUSTER_NAME_FIXED(name="pulsar")
+
+
+def test_non_leaders_wait_for_initialization(ctx: testing.Context, unit: Unit, probes: Probes) -> None:
+    probes.zookeeper_mode = "follower"
+    secret = testing.Secret({"signing-key": KEY}, owner="app")
+    app_data = {"zk-members": f'[{{"id": 1, "host": "{FQDN0}"}}]', "signing-key-secret": secret.id}
+    out = ctx.run(ctx.on.update_status(), unit.state(leader=False, app_data=app_data, secrets=(secret,)))
+    assert out.unit_status == Status.WAITING_FOR_INIT()
+    assert ctx.exec_history.get("pulsar", []) == []
+
+
+def test_get_admin_credentials_returns_a_superuser_token(ctx: testing.Context, unit: Unit) -> None:
+    secret = signing_key_secret()
+    ctx.run(
+        ctx.on.action("get-admin-credentials"), unit.state(app_data=initialized_app_data(secret), secrets=(secret,))
+    )
+    results = ctx.action_results or {}
+    assert auth.role_of(results["token"], KEY) == "pulsar-k8s-admin"
+    assert results["service-url"] == f"pulsar://{FQDN0}:6650"
+
+
+def test_get_admin_credentials_fails_before_the_key_exists(ctx: testing.Context, unit: Unit) -> None:
+    with pytest.raises(testing.ActionFailed, match="token signing key does not exist yet"):
+        ctx.run(ctx.on.action("get-admin-credentials"), unit.state())
+
+
+def _active_cluster(unit: Unit, probes: Probes, **kwargs: object) -> testing.State:
+    probes.zookeeper_mode = "standalone"
+    probes.broker_ready = True
+    secret = signing_key_secret()
+    relations = (ready_bookies(3, 3), *kwargs.pop("relations", ()))  # type: ignore[misc]
+    return unit.state(app_data=initialized_app_data(secret), secrets=(secret,), relations=relations, **kwargs)  # type: ignore[arg-type]
+
+
+def test_the_leader_gives_a_client_its_namespace_permissions_and_token(
+    ctx: testing.Context, unit: Unit, probes: Probes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a running cluster and a client asking for its namespace and a topic
+    calls: list[tuple[str, ...]] = []
+    for method in ("ensure_tenant", "ensure_namespace", "grant", "ensure_topic"):
+        monkeypatch.setattr(PulsarAdmin, method, lambda self, *args, _m=method: calls.append((_m, *map(str, args))))
+    client = testing.Relation(
+        "pulsar", remote_app_name="client",
+        remote_app_data={"namespace": "client/default", "permissions": "produce,consume", "topics": "readings"},
+    )  # fmt: skip
+
+    # When the client's request arrives
+    out = ctx.run(ctx.on.relation_changed(client), _active_cluster(unit, probes, relations=(client,)))
+
+    # Then the admin API created the tenant, namespace, grant and topic
+    assert calls == [
+        ("ensure_tenant", "client", "pulsar"),
+        ("ensure_namespace", "client/default"),
+        ("grant", "client/default", "client", "('consume', 'produce')"),
+        ("ensure_topic", "client/default", "readings"),
+    ]
+    # And the client got URLs, its namespace, and a secret with a token for its own role
+    data = out.get_relation(client.id).local_app_data
+    assert data["service-url"] == f"pulsar://{FQDN0}:6650"
+    assert data["web-service-url"] == f"http://{FQDN0}:8080"
+    assert data["namespace"] == "client/default"
+    secret = next(s for s in out.secrets if s.id == data["secret-credentials"])
+    assert auth.role_of(secret.latest_content["token"], KEY) == "client"
+    assert secret.remote_grants == {client.id: {"client"}}
+    assert out.unit_status == Status.ACTIVE(role="standalone")
+
+
+def test_a_client_asking_for_another_tenant_is_refused(
+    ctx: testing.Context, unit: Unit, probes: Probes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(PulsarAdmin, "ensure_tenant", lambda *a: pytest.fail("no admin call for a refused request"))
+    client = testing.Relation("pulsar", remote_app_name="client", remote_app_data={"namespace": "public/default"})
+
+    out = ctx.run(ctx.on.relation_changed(client), _active_cluster(unit, probes, relations=(client,)))
+
+    data = out.get_relation(client.id).local_app_data
+    assert data == {"error": "namespace 'public/default': the tenant must be the application name 'client'"}
+
+
+def test_a_running_unit_waits_for_the_restart_lock(ctx: testing.Context, unit: Unit, probes: Probes) -> None:
+    # Given a non-leader whose services run with something else than they should
+    running = {"zookeeper": pebble.ServiceStatus.ACTIVE, "broker": pebble.ServiceStatus.ACTIVE}
+    state = _active_cluster(unit, probes, leader=False)
+    container = testing.Container(
+        "pulsar", can_connect=True, mounts=unit.container().mounts, service_statuses=running,
+        layers={"pulsar": pebble.Layer({"services": {"zookeeper": {"override": "replace", "command": "old"},
+                                                     "broker": {"override": "replace", "command": "old"}}})},
+    )  # fmt: skip
+    state = dataclasses.replace(state, containers={container})
+
+    # When it reconciles without holding the lock
+    out = ctx.run(ctx.on.config_changed(), state)
+
+    # Then it asks for the lock and leaves its services as they were
+    assert out.unit_status == Status.WAITING_TO_RESTART(services="broker, zookeeper")
+    peer = out.get_relations("cluster")[0]
+    assert peer.local_unit_data["restart-request"] == "waiting:broker,zookeeper"
+    assert out.get_container("pulsar").plan.services["broker"].command == "old"
+
+    # When the leader hands it the lock
+    peer = dataclasses.replace(peer, local_app_data={**peer.local_app_data, "restart-holder": "pulsar-k8s/0"})
+    others = {r for r in out.relations if r.endpoint != "cluster"}
+    out = ctx.run(ctx.on.update_status(), dataclasses.replace(out, relations={*others, peer}))
+
+    # Then it applies the new plan, and releases the lock once its services serve again
+    assert out.get_container("pulsar").plan.services["broker"].command == "/pulsar/bin/pulsar broker"
+    assert "restart-request" not in out.get_relations("cluster")[0].local_unit_data
+    assert out.unit_status == Status.ACTIVE(role="standalone")

@@ -15,7 +15,7 @@ import ops
 
 LIBID = "7ef0956eb6164d3595ea14a6cdf1e1a8"
 LIBAPI = 0
-LIBPATCH = 2
+LIBPATCH = 3
 
 PULSAR_HOME = "/pulsar"
 _VERSION_JAR = re.compile(r"org\.apache\.pulsar-pulsar-broker-common-(?P<version>[0-9][^/]*)\.jar$")
@@ -80,6 +80,23 @@ class PebbleWorkload:
         except ops.pebble.APIError as error:  # e.g. the executable does not exist
             raise WorkloadCommandError(argv, None, error.message) from error
         return stdout
+
+    def apply_layer(self, name: str, layer: ops.pebble.LayerDict) -> bool:
+        """Add the layer and replan, only if it changes the plan; return whether it did.
+
+        Pebble restarts on replan exactly the services whose definition changed.
+        """
+        wanted = ops.pebble.Layer(layer).to_dict()
+        plan = self.container.get_plan().to_dict()
+        if all(
+            plan.get(kind, {}).get(key) == value
+            for kind in ("services", "checks")
+            for key, value in wanted.get(kind, {}).items()
+        ):
+            return False
+        self.container.add_layer(name, layer, combine=True)
+        self.container.replan()
+        return True
 
     def write(self, path: str, content: str, permissions: int = 0o644) -> bool:
         """Push `content` to `path` if it differs from what is there; return whether it changed."""

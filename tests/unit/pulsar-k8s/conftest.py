@@ -1,0 +1,34 @@
+"""Fixtures for pulsar-k8s unit tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers.pulsar_k8s_builders import Probes, Unit
+from ops import testing
+
+from pulsar_k8s.charm import PulsarCharm
+from pulsar_k8s.workload import PulsarWorkload
+
+
+@pytest.fixture
+def probes(monkeypatch: pytest.MonkeyPatch) -> Probes:
+    """Stand-ins for the workload's network probes (ZooKeeper's srvr, the broker's status page)."""
+    answers = Probes()
+    monkeypatch.setattr(PulsarWorkload, "zookeeper_mode", lambda self: answers.zookeeper_mode)
+    monkeypatch.setattr(PulsarWorkload, "broker_ready", lambda self: answers.broker_ready)
+    return answers
+
+
+@pytest.fixture
+def ctx() -> testing.Context:
+    return testing.Context(PulsarCharm, app_name="pulsar-k8s", unit_id=0)
+
+
+@pytest.fixture
+def unit(tmp_path: Path, pulsar_image: Path) -> Unit:
+    built = Unit(tmp_path / "unit", pulsar_image)
+    built.conf.mkdir(parents=True)
+    built.zookeeper.mkdir(parents=True)
+    return built

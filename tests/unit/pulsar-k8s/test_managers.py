@@ -1,0 +1,183 @@
+"""pulsar-k8s managers: decisions and rendering, without ops."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import ClassVar
+
+import pytest
+
+from pulsar_k8s.managers import auth, restarts
+from pulsar_k8s.managers.admin import AdminError, PulsarAdmin
+from pulsar_k8s.managers.config import CharmConfig, InvalidConfigError, LedgerQuorum, ledger_quorum
+from pulsar_k8s.managers.ensemble import Member, next_ensemble, server_id
+
+DEFAULTS = {
+    "cluster-name": "pulsar",
+    "broker-heap": "512m",
+    "zookeeper-heap": "256m",
+    "ensemble-size": 0,
+    "write-quorum": 0,
+    "ack-quorum": 0,
+}
+
+
+def members(*ids: int) -> list[Member]:
+    return [Member(i, f"pulsar-k8s-{i - 1}.fqdn") for i in ids]
+
+
+class TestEnsemble:
+    def test_server_ids_follow_unit_numbers(self) -> None:
+        assert server_id("pulsar-k8s/0") == 1
+        assert server_id("pulsar-k8s/12") == 13
+
+    def test_the_first_ensemble_waits_for_all_planned_units_then_takes_them_together(self) -> None:
+        assert next_ensemble([], members(1, 2), planned_units=3, healthy=False) == []
+        assert next_ensemble([], members(1, 2, 3), planned_units=3, healthy=False) == members(1, 2, 3)
+
+    def test_growth_adds_one_server_at_a_time_and_only_when_healthy(self) -> None:
+        current, candidates = members(1, 2, 3), members(1, 2, 3, 4, 5)
+        assert next_ensemble(current, candidates, planned_units=5, healthy=False) == current
+        assert next_ensemble(current, candidates, planned_units=5, healthy=True) == members(1, 2, 3, 4)
+        assert next_ensemble(members(1, 2, 3, 4), candidates, 5, healthy=True) == members(1, 2, 3, 4, 5)
+
+    def test_new_servers_never_hold_a_majority(self) -> None:
+        # However many units join at once, each step adds one empty server to a healthy ensemble.
+        current = members(1)
+        candidates = members(1, 2, 3, 4, 5)
+        while current != candidates:
+            following = next_ensemble(current, candidates, planned_units=5, healthy=True)
+            new = len(following) - len(current)
+            assert new == 1
+            assert new < len(following) / 2 or len(following) == 2  # 1 of 2 cannot elect alone either
+            current = following
+
+    def test_a_departed_server_is_dropped_one_at_a_time(self) -> None:
+        assert next_ensemble(members(1, 2, 3, 4, 5), members(1, 2, 3), 3, healthy=True) == members(1, 2, 3, 4)
+
+
+class TestRestarts:
+    def test_only_running_services_with_changed_fingerprints_are_stale(self) -> None:
+        desired = {"zookeeper": "a", "broker": "b"}
+        assert restarts.stale_services(desired, {"zookeeper": "a", "broker": "old"}, {"zookeeper", "broker"}) == [
+            "broker"
+        ]
+        assert restarts.stale_services(desired, {}, set()) == []  # nothing runs: start freely
+
+    def test_the_lock_goes_to_one_unit_at_a_time(self) -> None:
+        requests = {"p/0": "", "p/1": "waiting:broker", "p/2": "waiting:zookeeper"}
+        assert restarts.next_holder(requests, None) == "p/1"
+        # The holder keeps it while restarting, even when others wait
+        requests["p/1"] = "restarted:broker"
+        assert restarts.next_holder(requests, "p/1") == "p/1"
+        # Once it serves again, the next unit gets it
+        requests["p/1"] = ""
+        assert restarts.next_holder(requests, "p/1") == "p/2"
+
+    def test_nobody_gets_the_lock_while_a_restart_is_unfinished(self) -> None:
+        assert restarts.next_holder({"p/0": "restarted:zookeeper", "p/1": "waiting:broker"}, None) is None
+
+    def test_fingerprints_change_with_any_part(self) -> None:
+        assert restarts.fingerprint("conf", {"env": 1}) != restarts.fingerprint("conf", {"env": 2})
+        assert restarts.fingerprint("conf", {"env": 1}) == restarts.fingerprint("conf", {"env": 1})
+
+
+class TestConfig:
+    def test_defaults_follow_the_bookies_capped_at_three_two_two(self) -> None:
+        config = CharmConfig.parse(DEFAULTS)
+        assert ledger_quorum(config, 1) == LedgerQuorum(1, 1, 1)
+        assert ledger_quorum(config, 2) == LedgerQuorum(2, 2, 2)
+        assert ledger_quorum(config, 5) == LedgerQuorum(3, 2, 2)
+
+    def test_explicit_quorums_are_kept_and_checked(self) -> None:
+        config = CharmConfig.parse({**DEFAULTS, "ensemble-size": 5, "write-quorum": 3, "ack-quorum": 2})
+        assert ledger_quorum(config, 5) == LedgerQuorum(5, 3, 2)
+        with pytest.raises(InvalidConfigError, match="write-quorum: 4 exceeds the ensemble size 3"):
+            ledger_quorum(CharmConfig.parse({**DEFAULTS, "ensemble-size": 3, "write-quorum": 4}), 3)
+
+    @pytest.mark.parametrize(
+        ("option", "value"),
+        [("cluster-name", "has space"), ("broker-heap", "512"), ("zookeeper-heap", "1t"), ("ack-quorum", -1)],
+    )
+    def test_bad_values_name_their_option(self, option: str, value: object) -> None:
+        with pytest.raises(InvalidConfigError) as raised:
+            CharmConfig.parse({**DEFAULTS, option: value})
+        assert raised.value.option == option
+
+
+class TestAuth:
+    def test_tokens_carry_the_role_and_verify_only_with_their_key(self) -> None:
+        key, other = auth.new_secret_key(), auth.new_secret_key()
+        token = auth.token_for("client-app", key)
+        assert auth.role_of(token, key) == "client-app"
+        assert auth.role_of(token, other) is None
+        assert auth.role_of("not-a-token", key) is None
+
+    def test_the_token_is_a_standard_hs256_jwt(self) -> None:
+        header = auth.token_for("r", auth.new_secret_key()).split(".")[0]
+        assert json.loads(base64.urlsafe_b64decode(header + "==")) == {"alg": "HS256", "typ": "JWT"}
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    calls: ClassVar[list[tuple[str, str, str, str]]] = []
+    existing: ClassVar[set[str]] = set()
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode() if length else ""
+        self.calls.append((self.command, self.path, self.headers.get("Authorization", ""), body))
+        if self.path in self.existing and self.command == "PUT":
+            self.send_response(409)
+            self.end_headers()
+            self.wfile.write(b'{"reason": "exists"}')
+            return
+        if self.path.endswith("/forbidden"):
+            self.send_response(403)
+            self.end_headers()
+            self.wfile.write(b'{"reason": "Client is not authorized"}')
+            return
+        self.send_response(204)
+        self.end_headers()
+
+    do_PUT = do_POST = do_GET = _handle  # noqa: N815 - the names http.server dispatches to
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def broker() -> Iterator[str]:
+    _Recorder.calls = []
+    _Recorder.existing = {"/admin/v2/tenants/app"}
+    server = HTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+class TestAdmin:
+    def test_calls_carry_the_superuser_token_and_existing_objects_are_fine(self, broker: str) -> None:
+        admin = PulsarAdmin("tok", base_url=broker)
+        admin.ensure_tenant("app", "pulsar")
+        admin.ensure_namespace("app/default")
+        admin.grant("app/default", "app", ("consume", "produce"))
+        assert [(m, p) for m, p, _, _ in _Recorder.calls] == [
+            ("PUT", "/admin/v2/tenants/app"),
+            ("PUT", "/admin/v2/namespaces/app/default"),
+            ("POST", "/admin/v2/namespaces/app/default/permissions/app"),
+        ]
+        assert {auth_header for _, _, auth_header, _ in _Recorder.calls} == {"Bearer tok"}
+        assert json.loads(_Recorder.calls[2][3]) == ["consume", "produce"]
+
+    def test_a_refusal_carries_the_broker_reason(self, broker: str) -> None:
+        with pytest.raises(AdminError, match="HTTP 403: Client is not authorized"):
+            PulsarAdmin("tok", base_url=broker).ensure_namespace("app/forbidden")
+
+    def test_an_unreachable_broker_is_an_admin_error(self) -> None:
+        with pytest.raises(AdminError, match="/admin/v2/tenants/x"):
+            PulsarAdmin("tok", base_url="http://127.0.0.1:9").ensure_tenant("x", "pulsar")
