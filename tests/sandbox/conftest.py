@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,3 +28,18 @@ def model(request: pytest.FixtureRequest) -> Iterator[Model]:
     created = Model.create(name[:24], update_status_interval=3600)
     yield created
     created.destroy()
+
+
+def deploy_pulsar_cluster(model: Model, pulsar_units: int) -> None:
+    """`juju deploy` pulsar-k8s, bookie-k8s -n 3 and a client, integrate them, wait until active."""
+    model.deploy(CHARMS / "pulsar-k8s", num_units=pulsar_units)
+    model.deploy(CHARMS / "bookie-k8s", num_units=3)
+    model.integrate("pulsar-k8s", "bookie-k8s")
+    model.deploy(TEST_CHARMS / "pulsar-client-k8s", "client")
+    model.integrate("client", "pulsar-k8s")
+    model.wait_for_idle(timeout=900)
+
+
+@pytest.fixture
+def deploy_cluster() -> Callable[[Model, int], None]:
+    return deploy_pulsar_cluster

@@ -5,15 +5,13 @@ The tests of this module build on each other in order, as one story of a cluster
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 
 import ops
 import pytest
 
 from sandbox import Model
 
-CHARMS = Path(__file__).resolve().parents[2] / "charms"
-CLIENT = Path(__file__).resolve().parent / "charms" / "pulsar-client-k8s"
 MESSAGES = 10_000
 BRING_UP_TIMEOUT = 600
 
@@ -24,14 +22,9 @@ def _consume_all(model: Model, subscription: str) -> dict[str, str]:
     return result.results
 
 
-def test_cluster_comes_up_with_no_manual_step(model: Model) -> None:
+def test_cluster_comes_up_with_no_manual_step(model: Model, deploy_cluster: Callable[[Model, int], None]) -> None:
     # When the user deploys and integrates, as in the README
-    model.deploy(CHARMS / "pulsar-k8s")
-    model.deploy(CHARMS / "bookie-k8s", num_units=3)
-    model.integrate("pulsar-k8s", "bookie-k8s")
-    model.deploy(CLIENT, "client")
-    model.integrate("client", "pulsar-k8s")
-    model.wait_for_idle(timeout=BRING_UP_TIMEOUT)
+    deploy_cluster(model, 1)
 
     # Then every unit is active, and the cluster reports its parts
     assert model.units["pulsar-k8s/0"].workload_status.message == "zookeeper standalone, broker ready"

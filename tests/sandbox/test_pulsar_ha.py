@@ -5,24 +5,19 @@ Slower than test_pulsar_cluster: it stops the ZooKeeper leader's pod under a liv
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 
 from sandbox import Model
 
-CHARMS = Path(__file__).resolve().parents[2] / "charms"
-CLIENT = Path(__file__).resolve().parent / "charms" / "pulsar-client-k8s"
 MESSAGES = 10_000
 TIMEOUT = 900
 
 
-def test_three_units_form_a_quorum_and_survive_losing_the_leader(model: Model) -> None:
+def test_three_units_form_a_quorum_and_survive_losing_the_leader(
+    model: Model, deploy_cluster: Callable[[Model, int], None]
+) -> None:
     # When pulsar-k8s is deployed with three units, with three bookies and a client
-    model.deploy(CHARMS / "pulsar-k8s", num_units=3)
-    model.deploy(CHARMS / "bookie-k8s", num_units=3)
-    model.integrate("pulsar-k8s", "bookie-k8s")
-    model.deploy(CLIENT, "client")
-    model.integrate("client", "pulsar-k8s")
-    model.wait_for_idle(timeout=TIMEOUT)
+    deploy_cluster(model, 3)
 
     # Then ZooKeeper has one leader and two followers, and three brokers are ready
     status = model.run("pulsar-k8s/0", "cluster-status").results

@@ -8,8 +8,9 @@ import logging
 import ops
 
 from charms.pulsar_k8s.v0.bookkeeper import BookKeeperRequirer
+from charms.pulsar_k8s.v0.pulsar_workload import ImageProblem, InvalidConfigError, pod_fqdn
 from literals import BOOKIE_PORT, BOOKKEEPER_CONF, BOOKKEEPER_RELATION, CONTAINER, Status
-from managers.config import BookieConfig, InvalidConfigError, render_bookkeeper_conf
+from managers.config import BookieConfig, render_bookkeeper_conf
 from workload import LAYER, BookieWorkload
 
 logger = logging.getLogger(__name__)
@@ -40,8 +41,7 @@ class BookieCharm(ops.CharmBase):
 
     @property
     def fqdn(self) -> str:
-        app, number = self.unit.name.split("/")
-        return f"{app}-{number}.{app}-endpoints.{self.model.name}.svc.cluster.local"
+        return pod_fqdn(self.unit.name, self.model.name)
 
     @property
     def bookie_id(self) -> str:
@@ -51,12 +51,8 @@ class BookieCharm(ops.CharmBase):
         self.unit.status = self._bring_up(event)
 
     def _bring_up(self, event: ops.EventBase) -> ops.StatusBase:
-        if not self.workload.can_connect():
-            return Status.NO_PEBBLE()
-        version = self.workload.pulsar_version()
-        if version is None:
-            return Status.NO_PULSAR_IMAGE()
-        self.unit.set_workload_version(version)
+        if problem := self.workload.check_image(self.unit):
+            return Status.NO_PEBBLE() if problem is ImageProblem.NO_PEBBLE else Status.NO_PULSAR_IMAGE()
         try:
             config = BookieConfig.parse(self.config)
         except InvalidConfigError as error:

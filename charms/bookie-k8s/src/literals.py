@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from enum import Enum
-from typing import Any
-
 import ops
+
+from charms.pulsar_k8s.v0.pulsar_workload import StatusCatalog
 
 CONTAINER = "bookie"
 PEER = "bookies"
@@ -21,7 +20,7 @@ BOOKIE_PORT = 3181
 BOOKIE_HTTP_PORT = 8000
 
 
-class Status(Enum):
+class Status(StatusCatalog):
     """Every status the charm shows. Call a member with its fields to get the ops status."""
 
     NO_PEBBLE = (ops.WaitingStatus, "waiting for Pebble in the bookie container")
@@ -31,7 +30,3 @@ class Status(Enum):
     WAITING_FOR_METADATA = (ops.WaitingStatus, "waiting for pulsar-k8s to initialize cluster metadata")
     STARTING = (ops.MaintenanceStatus, "bookie starting")
     ACTIVE = (ops.ActiveStatus, "bookie ready as {bookie_id}")
-
-    def __call__(self, **fields: Any) -> ops.StatusBase:
-        kind, template = self.value
-        return kind(template.format(**fields))

@@ -7,6 +7,7 @@ import logging
 
 import ops
 
+from charms.pulsar_k8s.v0.pulsar_workload import ImageProblem
 from literals import CONTAINER, DATABASE_RELATION, PULSAR_RELATION, Status
 from workload import CdcWorkload
 
@@ -34,14 +35,10 @@ class CdcCharm(ops.CharmBase):
         framework.observe(self.on.get_lag_action, self._on_get_lag)
 
     def _reconcile(self, event: ops.EventBase) -> None:
-        if not self.workload.can_connect():
-            self.unit.status = Status.NO_PEBBLE.value
+        if problem := self.workload.check_image(self.unit):
+            no_pebble = problem is ImageProblem.NO_PEBBLE
+            self.unit.status = (Status.NO_PEBBLE if no_pebble else Status.NO_PULSAR_IMAGE).value
             return
-        version = self.workload.pulsar_version()
-        if version is None:
-            self.unit.status = Status.NO_PULSAR_IMAGE.value
-            return
-        self.unit.set_workload_version(version)
         broken = event.relation.name if isinstance(event, ops.RelationBrokenEvent) else None
         related = [
             name

@@ -7,6 +7,7 @@ import logging
 
 import ops
 
+from charms.pulsar_k8s.v0.pulsar_workload import ImageProblem
 from literals import CONTAINER, PULSAR_RELATION, Status
 from workload import LoadgenWorkload
 
@@ -34,14 +35,10 @@ class LoadgenCharm(ops.CharmBase):
             framework.observe(self.on[action.replace("_", "-")].action, self._on_not_available)
 
     def _reconcile(self, event: ops.EventBase) -> None:
-        if not self.workload.can_connect():
-            self.unit.status = Status.NO_PEBBLE.value
+        if problem := self.workload.check_image(self.unit):
+            no_pebble = problem is ImageProblem.NO_PEBBLE
+            self.unit.status = (Status.NO_PEBBLE if no_pebble else Status.NO_PULSAR_IMAGE).value
             return
-        version = self.workload.pulsar_version()
-        if version is None:
-            self.unit.status = Status.NO_PULSAR_IMAGE.value
-            return
-        self.unit.set_workload_version(version)
         if self.model.get_relation(PULSAR_RELATION) is None or isinstance(event, ops.RelationBrokenEvent):
             self.unit.status = Status.NO_PULSAR_RELATION.value
             return

@@ -10,7 +10,7 @@ import ops
 
 from charms.pulsar_k8s.v0.bookkeeper import BookKeeperProvider, MetadataStore
 from charms.pulsar_k8s.v0.pulsar import Grant, InvalidRequestError, PulsarProvider
-from charms.pulsar_k8s.v0.pulsar_workload import WorkloadCommandError
+from charms.pulsar_k8s.v0.pulsar_workload import ImageProblem, InvalidConfigError, WorkloadCommandError, pod_fqdn
 from literals import (
     BOOKKEEPER_RELATION,
     BROKER_CONF,
@@ -34,7 +34,6 @@ from managers.admin import AdminError, PulsarAdmin
 from managers.config import (
     CharmConfig,
     ConfigRenderer,
-    InvalidConfigError,
     LedgerQuorum,
     bookkeeper_metadata_service_uri,
     ledger_quorum,
@@ -85,8 +84,7 @@ class PulsarCharm(ops.CharmBase):
 
     @property
     def fqdn(self) -> str:
-        app, number = self.unit.name.split("/")
-        return f"{app}-{number}.{app}-endpoints.{self.model.name}.svc.cluster.local"
+        return pod_fqdn(self.unit.name, self.model.name)
 
     @property
     def peers(self) -> ops.Relation | None:
@@ -122,12 +120,8 @@ class PulsarCharm(ops.CharmBase):
         self.unit.status = self._bring_up(event)
 
     def _bring_up(self, event: ops.EventBase) -> ops.StatusBase:
-        if not self.workload.can_connect():
-            return Status.NO_PEBBLE()
-        version = self.workload.pulsar_version()
-        if version is None:
-            return Status.NO_PULSAR_IMAGE()
-        self.unit.set_workload_version(version)
+        if problem := self.workload.check_image(self.unit):
+            return Status.NO_PEBBLE() if problem is ImageProblem.NO_PEBBLE else Status.NO_PULSAR_IMAGE()
         try:
             config = CharmConfig.parse(self.config)
         except InvalidConfigError as error:

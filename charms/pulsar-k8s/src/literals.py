@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from enum import Enum
-from typing import Any
-
 import ops
+
+from charms.pulsar_k8s.v0.pulsar_workload import StatusCatalog
 
 CONTAINER = "pulsar"
 PEER = "cluster"
@@ -40,7 +39,7 @@ RESTART_WAIT = 30.0
 INIT_HEAP = "128m"
 
 
-class Status(Enum):
+class Status(StatusCatalog):
     """Every status the charm shows. Call a member with its fields to get the ops status."""
 
     NO_PEBBLE = (ops.WaitingStatus, "waiting for Pebble in the pulsar container")
@@ -60,7 +59,3 @@ class Status(Enum):
     BROKER_STARTING = (ops.MaintenanceStatus, "broker starting")
     CLIENT_FAILED = (ops.WaitingStatus, "serving client {app} failed, retrying: {error}")
     ACTIVE = (ops.ActiveStatus, "zookeeper {role}, broker ready")
-
-    def __call__(self, **fields: Any) -> ops.StatusBase:
-        kind, template = self.value
-        return kind(template.format(**fields))

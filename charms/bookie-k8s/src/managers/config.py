@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,18 +9,10 @@ from typing import Any
 
 import jinja2
 
+from charms.pulsar_k8s.v0.pulsar_workload import check_size
 from literals import BOOKIE_HTTP_PORT, BOOKIE_PORT, JOURNAL_DIR, LEDGERS_DIR
 
 TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
-_SIZE = re.compile(r"^[1-9][0-9]*[mg]$")
-
-
-class InvalidConfigError(Exception):
-    """A config option has a value the charm cannot use; the message names the option."""
-
-    def __init__(self, option: str, reason: str) -> None:
-        self.option = option
-        super().__init__(f"invalid config {option}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -31,10 +22,10 @@ class BookieConfig:
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> BookieConfig:
-        for option in ("bookie-heap", "direct-memory"):
-            if not _SIZE.match(str(raw[option])):
-                raise InvalidConfigError(option, f"{raw[option]!r} (a size such as 512m or 2g)")
-        return cls(heap=str(raw["bookie-heap"]), direct_memory=str(raw["direct-memory"]))
+        return cls(
+            heap=check_size("bookie-heap", raw["bookie-heap"]),
+            direct_memory=check_size("direct-memory", raw["direct-memory"]),
+        )
 
     def cache_mb(self) -> int:
         """DbLedgerStorage write and read-ahead caches: a quarter of direct memory each."""

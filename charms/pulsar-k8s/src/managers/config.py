@@ -10,6 +10,7 @@ from typing import Any
 
 import jinja2
 
+from charms.pulsar_k8s.v0.pulsar_workload import InvalidConfigError, check_size
 from literals import (
     BROKER_SERVICE_PORT,
     BROKER_STATUS_FILE,
@@ -25,18 +26,9 @@ from literals import (
 from managers.ensemble import Member
 
 TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
-_HEAP = re.compile(r"^[1-9][0-9]*[mg]$")
 _CLUSTER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$")
 MAX_AUTO_ENSEMBLE = 3
 MAX_AUTO_QUORUM = 2
-
-
-class InvalidConfigError(Exception):
-    """A config option has a value the charm cannot use; the message names the option."""
-
-    def __init__(self, option: str, reason: str) -> None:
-        self.option = option
-        super().__init__(f"invalid config {option}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -54,16 +46,15 @@ class CharmConfig:
         name = str(raw["cluster-name"])
         if not _CLUSTER_NAME.match(name):
             raise InvalidConfigError("cluster-name", f"{name!r} (letters, digits, - and _, max 64)")
-        for option in ("broker-heap", "zookeeper-heap"):
-            if not _HEAP.match(str(raw[option])):
-                raise InvalidConfigError(option, f"{raw[option]!r} (a size such as 512m or 2g)")
+        broker_heap = check_size("broker-heap", raw["broker-heap"])
+        zookeeper_heap = check_size("zookeeper-heap", raw["zookeeper-heap"])
         for option in ("ensemble-size", "write-quorum", "ack-quorum"):
             if int(raw[option]) < 0:
                 raise InvalidConfigError(option, f"{raw[option]} (0 for automatic, or a positive number)")
         return cls(
             cluster_name=name,
-            broker_heap=str(raw["broker-heap"]),
-            zookeeper_heap=str(raw["zookeeper-heap"]),
+            broker_heap=broker_heap,
+            zookeeper_heap=zookeeper_heap,
             ensemble_size=int(raw["ensemble-size"]),
             write_quorum=int(raw["write-quorum"]),
             ack_quorum=int(raw["ack-quorum"]),

@@ -10,15 +10,58 @@ Owned by pulsar-k8s; the other charms carry identical copies.
 from __future__ import annotations
 
 import re
+from enum import Enum
+from typing import Any
 
 import ops
 
 LIBID = "7ef0956eb6164d3595ea14a6cdf1e1a8"
 LIBAPI = 0
-LIBPATCH = 3
+LIBPATCH = 4
 
 PULSAR_HOME = "/pulsar"
 _VERSION_JAR = re.compile(r"org\.apache\.pulsar-pulsar-broker-common-(?P<version>[0-9][^/]*)\.jar$")
+_SIZE = re.compile(r"^[1-9][0-9]*[mg]$")
+
+
+class StatusCatalog(Enum):
+    """Base of a charm's `Status` enum: members are (status class, message template) pairs.
+
+    Calling a member with the template's fields gives the ops status to set, so every
+    message a charm can show is written once, in its literals.
+    """
+
+    def __call__(self, **fields: Any) -> ops.StatusBase:
+        kind, template = self.value
+        return kind(template.format(**fields))
+
+
+class ImageProblem(Enum):
+    """Why a container cannot run Pulsar yet."""
+
+    NO_PEBBLE = "no-pebble"
+    NO_PULSAR = "no-pulsar"
+
+
+class InvalidConfigError(Exception):
+    """A config option has a value the charm cannot use; the message names the option."""
+
+    def __init__(self, option: str, reason: str) -> None:
+        self.option = option
+        super().__init__(f"invalid config {option}: {reason}")
+
+
+def check_size(option: str, value: object) -> str:
+    """A JVM memory size such as 512m or 2g; raise InvalidConfigError naming the option."""
+    if not _SIZE.match(str(value)):
+        raise InvalidConfigError(option, f"{value!r} (a size such as 512m or 2g)")
+    return str(value)
+
+
+def pod_fqdn(unit_name: str, model_name: str) -> str:
+    """The unit's stable DNS name on Kubernetes: <app>-<n>.<app>-endpoints.<model>.svc.cluster.local."""
+    app, number = unit_name.rsplit("/", 1)
+    return f"{app}-{number}.{app}-endpoints.{model_name}.svc.cluster.local"
 
 
 def jvm_environment(heap: str, direct_memory: str | None = None) -> dict[str, str]:
@@ -59,6 +102,16 @@ class PebbleWorkload:
 
     def can_connect(self) -> bool:
         return self.container.can_connect()
+
+    def check_image(self, unit: ops.Unit) -> ImageProblem | None:
+        """None once the container is reachable and carries Pulsar (its version set on the unit)."""
+        if not self.can_connect():
+            return ImageProblem.NO_PEBBLE
+        version = self.pulsar_version()
+        if version is None:
+            return ImageProblem.NO_PULSAR
+        unit.set_workload_version(version)
+        return None
 
     def run(
         self,

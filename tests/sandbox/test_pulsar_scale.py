@@ -1,0 +1,35 @@
+"""Scaling pulsar-k8s from 1 to 3 units grows the ZooKeeper ensemble one server at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sandbox import Model
+
+MESSAGES = 5_000
+TIMEOUT = 900
+
+
+def test_scale_up_keeps_the_data_and_ends_in_a_quorum_of_three(
+    model: Model, deploy_cluster: Callable[[Model, int], None]
+) -> None:
+    # Given a single-unit cluster holding messages
+    deploy_cluster(model, 1)
+    model.run("client/0", "consume", {"topic": "scale", "count": 0, "subscription": "later"})
+    produced = model.run("client/0", "produce", {"topic": "scale", "count": MESSAGES})
+    assert produced.results == {"acked": str(MESSAGES), "failed": "0"}, produced.message
+
+    # When two units are added
+    model.add_unit("pulsar-k8s", 2)
+    model.wait_for_idle(timeout=TIMEOUT)
+
+    # Then ZooKeeper runs as a quorum of three (grown 1 -> 2 -> 3, never a majority of new servers)
+    status = model.run("pulsar-k8s/0", "cluster-status").results
+    assert sorted(status["zookeeper"].values()) == ["follower", "follower", "leader"]
+    assert set(status["brokers"].values()) == {"ready"}
+    # And the restarts it took happened one unit at a time, and nothing was lost
+    consumed = model.run("client/0", "consume", {"topic": "scale", "count": MESSAGES, "subscription": "later"})
+    assert consumed.results == {"received": str(MESSAGES)}, consumed.message
+    leader_log = (model.units["pulsar-k8s/0"].pod.log_dir / "charm.log").read_text()
+    assert "zookeeper ensemble" in leader_log
+    assert leader_log.count("restart lock: pulsar-k8s/") >= 2
