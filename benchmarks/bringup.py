@@ -77,7 +77,8 @@ def _wait(client: ops.pebble.Client, probe: str, timeout: float = 600) -> None:
 
 def hand_run(captured: dict[str, dict[str, object]]) -> float:
     """The same processes, configs and order, with no charm in the loop."""
-    model = Model.create("bench-hand", update_status_interval=3600)
+    # The same model name as the charm run: the captured files name its FQDNs.
+    model = Model.create("bench-up", update_status_interval=3600)
     artifacts = Artifacts.load()
     image = _image_tree("apachepulsar/pulsar", artifacts)
     started_pods: list[pods.Pod] = []
