@@ -339,3 +339,22 @@ def test_a_running_unit_waits_for_the_restart_lock(ctx: testing.Context, unit: U
     assert out.get_container("pulsar").plan.services["broker"].command == "/pulsar/bin/pulsar broker"
     assert "restart-request" not in out.get_relations("cluster")[0].local_unit_data
     assert out.unit_status == Status.ACTIVE(role="standalone")
+
+
+def test_a_broken_client_relation_loses_its_token(ctx: testing.Context, unit: Unit, probes: Probes) -> None:
+    # Given a client that was granted a namespace and a token secret
+    client = testing.Relation("pulsar", remote_app_name="client", remote_app_data={"namespace": "client/default"})
+    token = testing.Secret({"token": "t"}, owner="app", label=f"pulsar-client-{client.id}",
+                           remote_grants={client.id: {"client"}})  # fmt: skip
+    state = _active_cluster(unit, probes, relations=(client,))
+    peer = state.get_relations("cluster")[0]
+    peer = dataclasses.replace(peer, local_app_data={**peer.local_app_data, f"client-{client.id}": "done"})
+    others = {r for r in state.relations if r.endpoint != "cluster"}
+    state = dataclasses.replace(state, relations={*others, peer}, secrets={*state.secrets, token})
+
+    # When the relation is removed
+    out = ctx.run(ctx.on.relation_broken(client), state)
+
+    # Then the token secret is gone, and so is the record of the grant
+    assert token.id not in {s.id for s in out.secrets}
+    assert f"client-{client.id}" not in out.get_relations("cluster")[0].local_app_data
