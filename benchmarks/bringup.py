@@ -44,15 +44,23 @@ PROBE = {
 }
 
 
-def charm_run(pulsar_units: int) -> tuple[float, dict[str, dict[str, object]]]:
+def charm_run(pulsar_units: int, timeline: bool = False) -> tuple[float, dict[str, dict[str, object]]]:
     model = Model.create("bench-up", update_status_interval=3600)
     try:
         started = time.perf_counter()
-        model.deploy(CHARMS / "pulsar-k8s", num_units=pulsar_units)
-        model.deploy(CHARMS / "bookie-k8s", num_units=3)
-        model.integrate("pulsar-k8s", "bookie-k8s")
+        # As a person types them: each command returns before the hooks run.
+        model.deploy(CHARMS / "pulsar-k8s", num_units=pulsar_units, settle=False)
+        model.deploy(CHARMS / "bookie-k8s", num_units=3, settle=False)
+        model.integrate("pulsar-k8s", "bookie-k8s", settle=False)
         model.wait_for_idle(timeout=900, idle_period=0.0)
         elapsed = time.perf_counter() - started
+        if timeline:
+            for record in sorted(model.event_records, key=lambda r: r.started):
+                print(
+                    f"  {record.started - started:6.2f} s +{record.total_seconds:5.2f} s  {record.unit:14} "
+                    f"{record.kind:24} -> {record.status}",
+                    flush=True,
+                )
         captured: dict[str, dict[str, object]] = {}
         for name, unit in model.units.items():
             container = next(iter(unit.pod.containers))
@@ -153,9 +161,10 @@ def hand_run(captured: dict[str, dict[str, object]]) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description="bring-up benchmark")
     parser.add_argument("--pulsar-units", type=int, nargs="+", default=[1, 3])
+    parser.add_argument("--timeline", action="store_true", help="print every event of the charm run")
     args = parser.parse_args()
     for units in args.pulsar_units:
-        charms, captured = charm_run(units)
+        charms, captured = charm_run(units, args.timeline)
         hand = hand_run(captured)
         print(
             f"pulsar-k8s x{units} + bookie-k8s x3: charms {charms:6.1f} s, by hand {hand:6.1f} s, "

@@ -36,6 +36,7 @@ from sandbox.state import AppState, RelationState, SecretState, UnitState
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
 _APP_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z][a-z0-9]*)*$")
 HOOK_RETRY_DELAYS = (5.0, 10.0, 20.0, 40.0, 60.0)
+POLL_INTERVAL = 0.2  # seconds between looks at Pebble checks and notices, as the Juju agent watches them
 PEBBLE_IMAGES = ("apachepulsar/pulsar",)
 
 
@@ -57,6 +58,8 @@ class EventRecord:
     kind: str
     total_seconds: float
     charm_seconds: float
+    started: float = 0.0  # time.perf_counter() when the event was sent to the agent
+    status: str = ""  # the unit's workload status after the event
 
 
 class Model:
@@ -158,7 +161,13 @@ class Model:
         num_units: int = 1,
         config: dict[str, Any] | None = None,
         trust: bool = False,
+        settle: bool = True,
     ) -> AppState:
+        """Deploy a charm and run its units' hooks.
+
+        With `settle=False`, return once the pods run, as `juju deploy` returns before any
+        hook ran; the next verb or wait_for_idle runs them.
+        """
         charm = CharmSpec.load(Path(charm_dir).resolve())
         name = app or charm.name
         if not _APP_NAME.match(name):
@@ -174,10 +183,10 @@ class Model:
             self.apps[name] = state
             for peer in charm.peers:
                 self._new_relation(peer.interface, [(name, peer.name)])
-        self.add_unit(name, num_units)
+        self.add_unit(name, num_units, settle=settle)
         return state
 
-    def add_unit(self, app: str, num_units: int = 1) -> list[str]:
+    def add_unit(self, app: str, num_units: int = 1, settle: bool = True) -> list[str]:
         state = self._app(app)
         if num_units < 1:
             raise SandboxError("add-unit needs at least one unit")
@@ -191,7 +200,8 @@ class Model:
         with self._lock:
             for unit_name in added:
                 self._queue_unit_arrival(self.units[unit_name])
-        self.settle()
+        if settle:
+            self.settle()
         return added
 
     def remove_unit(self, unit_name: str) -> None:
@@ -239,7 +249,7 @@ class Model:
         self._refresh_hosts()
         self.settle()
 
-    def integrate(self, first: str, second: str) -> RelationState:
+    def integrate(self, first: str, second: str, settle: bool = True) -> RelationState:
         (app_a, ep_a), (app_b, ep_b) = self._match_endpoints(first, second)
         with self._lock:
             relation = self._new_relation(
@@ -250,7 +260,8 @@ class Model:
                 self._queue(unit, "relation_created", relation_id=relation.id)
             for unit in units:
                 self._enter_scope(unit, relation)
-        self.settle()
+        if settle:
+            self.settle()
         return relation
 
     def remove_relation(self, first: str, second: str) -> None:
@@ -403,7 +414,7 @@ class Model:
                 raise WaitTimeoutError(
                     f"not idle after {timeout:.0f}s: " + "; ".join(self._describe(u) for u in pending)
                 )
-            time.sleep(0.2)
+            time.sleep(POLL_INTERVAL)
 
     def _settled(self, unit: UnitState, status: str | None, now: float, idle_period: float) -> bool:
         if unit.queue or unit.busy or unit.error:
@@ -426,7 +437,12 @@ class Model:
     def settle(self, units: list[str] | None = None, deadline: float | None = None) -> None:
         """Run queued events until none is left (or the deadline passes); units run in parallel."""
         running: dict[Future[None], str] = {}
+        last_poll = time.monotonic()
         while True:
+            if time.monotonic() - last_poll >= POLL_INTERVAL:
+                # Juju watches Pebble checks while hooks run, not only between them.
+                self._poll_workloads()
+                last_poll = time.monotonic()
             with self._lock:
                 for unit in list(self.units.values()):
                     if units is not None and unit.name not in units:
@@ -439,7 +455,7 @@ class Model:
                     running[self._pool.submit(self._run_next, unit)] = unit.name
             if not running:
                 break
-            done, _ = wait(list(running), timeout=1.0, return_when=FIRST_COMPLETED)
+            done, _ = wait(list(running), timeout=POLL_INTERVAL, return_when=FIRST_COMPLETED)
             for future in done:
                 running.pop(future)
                 future.result()
@@ -465,7 +481,6 @@ class Model:
         reply = self._call_agent(unit, request)
         elapsed = time.perf_counter() - started
         with self._lock:
-            self.event_records.append(EventRecord(unit.name, spec["kind"], elapsed, reply.get("charm_seconds", 0.0)))
             self._log(unit, spec, reply)
             if reply.get("error"):
                 attempts = unit.error["attempts"] + 1 if unit.error else 1
@@ -499,6 +514,16 @@ class Model:
             unit.agent_status = "idle"
             unit.agent_message = ""
             unit.idle_since = time.monotonic()
+            self.event_records.append(
+                EventRecord(
+                    unit.name,
+                    spec["kind"],
+                    elapsed,
+                    reply.get("charm_seconds", 0.0),
+                    started,
+                    f"{unit.workload_status.name}: {unit.workload_status.message}",
+                )
+            )
 
     def _call_agent(self, unit: UnitState, request: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -1,4 +1,5 @@
-"""Scaling pulsar-k8s from 1 to 3 units grows the ZooKeeper ensemble one server at a time."""
+"""Scaling pulsar-k8s 1 -> 3 -> 1: the ZooKeeper ensemble grows one server at a time and shrinks
+as units leave, and no acknowledged message is lost."""
 
 from __future__ import annotations
 
@@ -33,3 +34,24 @@ def test_scale_up_keeps_the_data_and_ends_in_a_quorum_of_three(
     leader_log = (model.units["pulsar-k8s/0"].pod.log_dir / "charm.log").read_text()
     assert "zookeeper ensemble" in leader_log
     assert leader_log.count("restart lock: pulsar-k8s/") >= 2
+
+
+def test_scale_down_one_unit_at_a_time_shrinks_the_ensemble_and_keeps_the_data(model: Model) -> None:
+    # Given the quorum of three from the test above, and messages produced through it
+    model.run("client/0", "consume", {"topic": "shrink", "count": 0, "subscription": "later"})
+    produced = model.run("client/0", "produce", {"topic": "shrink", "count": MESSAGES})
+    assert produced.results == {"acked": str(MESSAGES), "failed": "0"}, produced.message
+
+    # When units are removed one at a time, as `juju remove-unit` and waiting in between
+    for unit in ("pulsar-k8s/2", "pulsar-k8s/1"):
+        model.remove_unit(unit)
+        model.wait_for_idle(timeout=TIMEOUT)
+
+        # Then after each removal the survivors form the smaller ensemble, and serve
+        status = model.run("pulsar-k8s/0", "cluster-status").results
+        assert unit.replace("/", "-") not in status["zookeeper"]
+        assert set(status["brokers"].values()) == {"ready"}
+    assert status["zookeeper"] == {"pulsar-k8s-0": "standalone"}
+    # And every acknowledged message is still there, served by the last broker
+    consumed = model.run("client/0", "consume", {"topic": "shrink", "count": MESSAGES, "subscription": "later"})
+    assert consumed.results == {"received": str(MESSAGES)}, consumed.message

@@ -9,6 +9,7 @@ import pytest
 from ops import testing
 
 from pulsar_k8s.charm import PulsarCharm
+from pulsar_k8s.charms.pulsar_k8s.v0 import rolling_restart
 from pulsar_k8s.charms.pulsar_k8s.v0.pulsar_workload import PebbleWorkload, WorkloadCommandError
 
 CHARMS_DIR = Path(__file__).resolve().parents[2] / "charms"
@@ -103,3 +104,29 @@ def test_write_pushes_only_when_the_content_changes(tmp_path: Path) -> None:
     # Then only the second write touches the file
     assert (unchanged, changed) == (False, True)
     assert (conf / "broker.conf").read_text() == "clusterName=other\n"
+
+
+class TestRollingRestart:
+    def test_only_running_services_with_changed_fingerprints_are_stale(self) -> None:
+        desired = {"zookeeper": "a", "broker": "b"}
+        assert rolling_restart.stale_services(
+            desired, {"zookeeper": "a", "broker": "old"}, {"zookeeper", "broker"}
+        ) == ["broker"]
+        assert rolling_restart.stale_services(desired, {}, set()) == []  # nothing runs: start freely
+
+    def test_the_lock_goes_to_one_unit_at_a_time(self) -> None:
+        requests = {"p/0": "", "p/1": "waiting:broker", "p/2": "waiting:zookeeper"}
+        assert rolling_restart.next_holder(requests, None) == "p/1"
+        # The holder keeps it while restarting, even when others wait
+        requests["p/1"] = "restarted:broker"
+        assert rolling_restart.next_holder(requests, "p/1") == "p/1"
+        # Once it serves again, the next unit gets it
+        requests["p/1"] = ""
+        assert rolling_restart.next_holder(requests, "p/1") == "p/2"
+
+    def test_nobody_gets_the_lock_while_a_restart_is_unfinished(self) -> None:
+        assert rolling_restart.next_holder({"p/0": "restarted:zookeeper", "p/1": "waiting:broker"}, None) is None
+
+    def test_fingerprints_change_with_any_part(self) -> None:
+        assert rolling_restart.fingerprint("conf", {"env": 1}) != rolling_restart.fingerprint("conf", {"env": 2})
+        assert rolling_restart.fingerprint("conf", {"env": 1}) == rolling_restart.fingerprint("conf", {"env": 1})

@@ -9,7 +9,8 @@ import ops
 
 from charms.pulsar_k8s.v0.bookkeeper import BookKeeperRequirer
 from charms.pulsar_k8s.v0.pulsar_workload import ImageProblem, InvalidConfigError, pod_fqdn
-from literals import BOOKIE_PORT, BOOKKEEPER_CONF, BOOKKEEPER_RELATION, CONTAINER, Status
+from charms.pulsar_k8s.v0.rolling_restart import RollingRestart, fingerprint
+from literals import BOOKIE_PORT, BOOKKEEPER_CONF, BOOKKEEPER_RELATION, CONTAINER, PEER, SERVICE, Status
 from managers.config import BookieConfig, render_bookkeeper_conf
 from workload import LAYER, BookieWorkload
 
@@ -23,6 +24,7 @@ class BookieCharm(ops.CharmBase):
         super().__init__(framework)
         self.workload = BookieWorkload(self.unit.get_container(CONTAINER))
         self.bookkeeper = BookKeeperRequirer(self, BOOKKEEPER_RELATION)
+        self.restarts = RollingRestart(self, PEER)
         container = self.on[CONTAINER]
         for event in (
             self.on.install,
@@ -30,12 +32,16 @@ class BookieCharm(ops.CharmBase):
             self.on.config_changed,
             self.on.upgrade_charm,
             self.on.update_status,
+            self.on.leader_elected,
             container.pebble_ready,
             container.pebble_check_failed,
             container.pebble_check_recovered,
             self.on[BOOKKEEPER_RELATION].relation_joined,
             self.on[BOOKKEEPER_RELATION].relation_changed,
             self.on[BOOKKEEPER_RELATION].relation_broken,
+            # Restart lock traffic: a unit's request and release, the leader's hand-over.
+            self.on[PEER].relation_changed,
+            self.on[PEER].relation_departed,
         ):
             framework.observe(event, self._reconcile)
 
@@ -63,11 +69,25 @@ class BookieCharm(ops.CharmBase):
         if store is None or not store.initialized:
             self.bookkeeper.publish(self.bookie_id, ready=False)
             return Status.WAITING_FOR_METADATA()
+        if self.model.get_relation(PEER) is None:
+            return Status.NO_PEERS()
         conf = render_bookkeeper_conf(config, self.fqdn, store.metadata_service_uri)
-        changed = self.workload.write(BOOKKEEPER_CONF, conf)
-        self.workload.apply_layer(LAYER, self.workload.layer(config.heap, config.direct_memory))
-        if changed and self.workload.is_running():
+        layer = self.workload.layer(config.heap, config.direct_memory)
+        desired = {SERVICE: fingerprint(conf, layer.get("services", {})[SERVICE])}
+        serving = lambda _: self.workload.ready()  # noqa: E731 - the lock's "serves again" test
+        self.restarts.check_restarted(serving)
+        stale = self.restarts.stale(desired, {SERVICE} if self.workload.is_running() else set())
+        if stale and not self.restarts.may_restart():
+            # Keep serving with the old config until this bookie's turn comes.
+            self.bookkeeper.publish(self.bookie_id, ready=self.workload.ready())
+            if holder := self.restarts.holder:
+                return Status.RESTART_HELD(holder=holder)
+            return Status.WAITING_TO_RESTART()
+        self.workload.write(BOOKKEEPER_CONF, conf)
+        self.workload.apply_layer(LAYER, layer)
+        if stale:
             self.workload.restart()
+        self.restarts.applied(desired, stale, serving)
         self.unit.set_ports(BOOKIE_PORT)
         ready = self.workload.ready()
         self.bookkeeper.publish(self.bookie_id, ready=ready)

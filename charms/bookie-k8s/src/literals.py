@@ -28,5 +28,9 @@ class Status(StatusCatalog):
     INVALID_CONFIG = (ops.BlockedStatus, "{error}")
     NO_BOOKKEEPER_RELATION = (ops.BlockedStatus, "integrate with pulsar-k8s: juju integrate bookie-k8s pulsar-k8s")
     WAITING_FOR_METADATA = (ops.WaitingStatus, "waiting for pulsar-k8s to initialize cluster metadata")
+    NO_PEERS = (ops.WaitingStatus, "waiting for the bookies peer relation")
+    WAITING_TO_RESTART = (ops.MaintenanceStatus, "waiting for its turn to restart the bookie")
+    # No timeout moves the lock on: with write quorum 2, two bookies down stop the writes.
+    RESTART_HELD = (ops.MaintenanceStatus, "waiting to restart the bookie: {holder} restarts first")
     STARTING = (ops.MaintenanceStatus, "bookie starting")
     ACTIVE = (ops.ActiveStatus, "bookie ready as {bookie_id}")

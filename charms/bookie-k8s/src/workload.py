@@ -7,11 +7,17 @@ import urllib.request
 
 import ops
 
-from charms.pulsar_k8s.v0.pulsar_workload import PebbleWorkload, jvm_environment
+from charms.pulsar_k8s.v0.pulsar_workload import PebbleWorkload, jvm_environment, readiness_check
 from literals import BOOKIE_HTTP_PORT, PULSAR_HOME, SERVICE
 
 LAYER = "bookie"
 READY_URL = f"http://localhost:{BOOKIE_HTTP_PORT}/api/v1/bookie/is_ready"
+# Fails only when the bookie's state says it is shutting down (no answer yet: starting).
+SHUT_DOWN_PROBE = (
+    f"bash -c 'exec 3<>/dev/tcp/localhost/{BOOKIE_HTTP_PORT} || exit 0; "
+    'printf "GET /api/v1/bookie/state HTTP/1.0\\r\\n\\r\\n" >&3; '
+    '! grep -Eq "shuttingDown\\" *: *true" <&3\''
+)
 
 
 class BookieWorkload(PebbleWorkload):
@@ -27,16 +33,21 @@ class BookieWorkload(PebbleWorkload):
                     "command": f"{PULSAR_HOME}/bin/pulsar bookie",
                     "startup": "enabled",
                     "environment": jvm_environment(heap, direct_memory),
+                    "on-check-failure": {"bookie-alive": "restart"},
                 }
             },
             "checks": {
-                "bookie-ready": {
+                "bookie-ready": readiness_check({"http": {"url": READY_URL}}),
+                # A bookie that shut itself down (its ZooKeeper session expired while the
+                # ensemble changed) can leave the JVM running with the bookie stopped;
+                # Pebble restarts it. A bookie still starting passes.
+                "bookie-alive": {
                     "override": "replace",
-                    "level": "ready",
-                    "period": "3s",
-                    "threshold": 1,
-                    "http": {"url": READY_URL},
-                }
+                    "level": "alive",
+                    "period": "10s",
+                    "threshold": 3,
+                    "exec": {"command": SHUT_DOWN_PROBE},
+                },
             },
         }
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 import ops
@@ -11,6 +10,7 @@ import ops
 from charms.pulsar_k8s.v0.bookkeeper import BookKeeperProvider, MetadataStore
 from charms.pulsar_k8s.v0.pulsar import Grant, InvalidRequestError, PulsarProvider
 from charms.pulsar_k8s.v0.pulsar_workload import ImageProblem, InvalidConfigError, WorkloadCommandError, pod_fqdn
+from charms.pulsar_k8s.v0.rolling_restart import RollingRestart, fingerprint
 from literals import (
     BOOKKEEPER_RELATION,
     BROKER_CONF,
@@ -29,7 +29,7 @@ from literals import (
     ZOOKEEPER_SERVICE,
     Status,
 )
-from managers import auth, ensemble, restarts
+from managers import auth, ensemble
 from managers.admin import AdminError, PulsarAdmin
 from managers.config import (
     CharmConfig,
@@ -55,6 +55,7 @@ class PulsarCharm(ops.CharmBase):
         self.workload = PulsarWorkload(self.unit.get_container(CONTAINER))
         self.bookkeeper = BookKeeperProvider(self, BOOKKEEPER_RELATION)
         self.clients = PulsarProvider(self, CLIENT_RELATION)
+        self.restarts = RollingRestart(self, PEER)
         self.renderer = ConfigRenderer()
         container = self.on[CONTAINER]
         for event in (
@@ -233,25 +234,18 @@ class PulsarCharm(ops.CharmBase):
         Returns a status while this unit waits for its turn to restart.
         """
         assert self.peers is not None
-        my_data = self.peers.data[self.unit]
         zookeeper_conf = self.renderer.zookeeper(members)
         myid = f"{ensemble.server_id(self.unit.name)}\n"
         layer = self.workload.layer(config.zookeeper_heap, config.broker_heap if broker_conf else None)
         services = layer.get("services", {})
-        desired = {ZOOKEEPER_SERVICE: restarts.fingerprint(zookeeper_conf, myid, services[ZOOKEEPER_SERVICE])}
+        desired = {ZOOKEEPER_SERVICE: fingerprint(zookeeper_conf, myid, services[ZOOKEEPER_SERVICE])}
         if broker_conf:
-            desired[BROKER_SERVICE] = restarts.fingerprint(broker_conf, services[BROKER_SERVICE])
-        applied = json.loads(my_data.get("applied") or "{}")
-        running = {name for name in desired if self.workload.is_running(name)}
-        stale = restarts.stale_services(desired, applied, running)
-        request = my_data.get("restart-request", "")
-        if request.startswith(restarts.RESTARTED) and self._serving(request.removeprefix(restarts.RESTARTED)):
-            my_data.pop("restart-request")  # the restart is complete: the next unit may go
-        elif stale and not request.startswith(restarts.RESTARTED):
-            my_data["restart-request"] = restarts.WAITING + ",".join(stale)
-        if self.unit.is_leader():
-            self._lead_restarts()
-        if stale and self._app_data("restart-holder") != self.unit.name:
+            desired[BROKER_SERVICE] = fingerprint(broker_conf, services[BROKER_SERVICE])
+        self.restarts.check_restarted(self._serving)
+        stale = self.restarts.stale(desired, {name for name in desired if self.workload.is_running(name)})
+        if stale and not self.restarts.may_restart():
+            if holder := self.restarts.holder:
+                return Status.RESTART_HELD(services=", ".join(stale), holder=holder)
             return Status.WAITING_TO_RESTART(services=", ".join(stale))
 
         self.workload.write(ZOOKEEPER_CONF, zookeeper_conf)
@@ -265,36 +259,21 @@ class PulsarCharm(ops.CharmBase):
         for service in stale:
             if before.get(service) == after.get(service):  # replan restarted the others
                 self.workload.restart(service)
-        my_data["applied"] = json.dumps(desired, sort_keys=True)
         if stale:
-            # Hold the lock until the restarted services serve again; ZooKeeper takes
-            # seconds, so wait for it here rather than for the next event.
-            my_data.update({"zk-state": "", "broker-ready": "false"})
+            self.peers.data[self.unit].update({"zk-state": "", "broker-ready": "false"})
             if ZOOKEEPER_SERVICE in stale:
+                # ZooKeeper serves again within seconds: wait here, not for the next event.
                 self.workload.wait_for_zookeeper(RESTART_WAIT)
-            if self._serving(",".join(stale)):
-                my_data.pop("restart-request", None)
-            else:
-                my_data["restart-request"] = restarts.RESTARTED + ",".join(stale)
+        self.restarts.applied(desired, stale, self._serving)
         return None
 
-    def _serving(self, services: str) -> bool:
+    def _serving(self, services: list[str]) -> bool:
         """Whether each of the named services of this unit serves again."""
         checks = {
             ZOOKEEPER_SERVICE: lambda: self.workload.zookeeper_mode() is not None,
             BROKER_SERVICE: self.workload.broker_ready,
         }
-        return all(checks[name]() for name in services.split(",") if name in checks)
-
-    def _lead_restarts(self) -> None:
-        """Leader: hand the restart lock to one unit at a time."""
-        assert self.peers is not None
-        units = [self.unit, *self.peers.units]
-        requests = {unit.name: self.peers.data[unit].get("restart-request", "") for unit in units}
-        holder = restarts.next_holder(requests, self._app_data("restart-holder"))
-        if holder != self._app_data("restart-holder"):
-            logger.info("restart lock: %s", holder or "free")
-            self.peers.data[self.app]["restart-holder"] = holder or ""
+        return all(checks[name]() for name in services if name in checks)
 
     def _lead_ensemble(self, peers: ops.Relation, states: dict[int, str]) -> None:
         """Leader: keep the signing key and the published ZooKeeper ensemble up to date."""

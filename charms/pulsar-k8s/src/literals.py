@@ -50,6 +50,9 @@ class Status(StatusCatalog):
     WAITING_FOR_UNITS = (ops.WaitingStatus, "zookeeper: waiting for units to join: {joined}/{planned}")
     NOT_A_MEMBER = (ops.WaitingStatus, "zookeeper: waiting to join the ensemble")
     WAITING_TO_RESTART = (ops.MaintenanceStatus, "waiting for its turn to restart {services}")
+    # No timeout moves the lock on: restarting a second ZooKeeper while the first is still
+    # down would lose a quorum of three. The holder's own status says what it waits for.
+    RESTART_HELD = (ops.MaintenanceStatus, "waiting to restart {services}: {holder} restarts first")
     ZK_QUORUM = (ops.WaitingStatus, "zookeeper quorum: {ready}/{total} members")
     NO_SIGNING_KEY = (ops.WaitingStatus, "waiting for the leader to create the token signing key")
     WAITING_FOR_INIT = (ops.WaitingStatus, "waiting for the leader to initialize cluster metadata")

@@ -9,7 +9,7 @@ import urllib.request
 
 import ops
 
-from charms.pulsar_k8s.v0.pulsar_workload import PebbleWorkload, jvm_environment
+from charms.pulsar_k8s.v0.pulsar_workload import PebbleWorkload, jvm_environment, readiness_check
 from literals import (
     BROKER_SERVICE,
     BROKER_WEB_PORT,
@@ -21,6 +21,10 @@ from literals import (
 )
 
 LAYER = "pulsar"
+# A Pebble exec check: bash (bin/pulsar needs it anyway) speaks the four-letter word.
+ZOOKEEPER_SERVING_PROBE = (
+    f"bash -c 'exec 3<>/dev/tcp/localhost/{ZOOKEEPER_CLIENT_PORT} && printf srvr >&3 && grep -q \"^Mode: \" <&3'"
+)
 PROBE_TIMEOUT = 2.0
 
 
@@ -39,13 +43,9 @@ class PulsarWorkload(PebbleWorkload):
             }
         }
         checks: dict[str, ops.pebble.CheckDict] = {
-            "zookeeper-ready": {
-                "override": "replace",
-                "level": "ready",
-                "period": "3s",
-                "threshold": 1,
-                "tcp": {"port": ZOOKEEPER_CLIENT_PORT},
-            }
+            # Not a TCP check: ZooKeeper listens long before it serves (it refuses requests
+            # until its ensemble has a quorum); `srvr` says "Mode: ..." only once it serves.
+            "zookeeper-ready": readiness_check({"exec": {"command": ZOOKEEPER_SERVING_PROBE}}),
         }
         if broker_heap:
             services[BROKER_SERVICE] = {
@@ -56,13 +56,9 @@ class PulsarWorkload(PebbleWorkload):
                 "after": [ZOOKEEPER_SERVICE],
                 "environment": jvm_environment(broker_heap, broker_heap),
             }
-            checks["broker-ready"] = {
-                "override": "replace",
-                "level": "ready",
-                "period": "3s",
-                "threshold": 1,
-                "http": {"url": f"http://localhost:{BROKER_WEB_PORT}/status.html"},
-            }
+            checks["broker-ready"] = readiness_check(
+                {"http": {"url": f"http://localhost:{BROKER_WEB_PORT}/status.html"}}
+            )
         return {"summary": "Apache Pulsar", "services": services, "checks": checks}
 
     def restart(self, service: str) -> None:

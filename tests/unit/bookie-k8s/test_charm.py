@@ -33,10 +33,16 @@ def bookie(pulsar_image: Path, tmp_path: Path) -> testing.Container:
     return testing.Container("bookie", can_connect=True, mounts=mounts)
 
 
-def _state(container: testing.Container, relation: testing.Relation | None = None, **kwargs: object) -> testing.State:
+def _state(
+    container: testing.Container,
+    relation: testing.Relation | None = None,
+    peers: testing.PeerRelation | None = None,
+    **kwargs: object,
+) -> testing.State:
+    peers = peers or testing.PeerRelation("bookies")
     return testing.State(
         containers={container},
-        relations={relation} if relation else set(),
+        relations={relation, peers} if relation else {peers},
         model=testing.Model("test"),
         **kwargs,  # type: ignore[arg-type]
     )
@@ -89,6 +95,11 @@ def test_starts_the_bookie_once_metadata_exists(
     assert plan.services["bookie"].command == "/pulsar/bin/pulsar bookie"
     assert plan.services["bookie"].environment["PULSAR_MEM"] == "-Xms512m -Xmx512m -XX:MaxDirectMemorySize=512m"
     assert plan.checks["bookie-ready"].http == {"url": "http://localhost:8000/api/v1/bookie/is_ready"}
+    # And Pebble restarts a bookie that stopped itself but left its JVM running
+    assert plan.checks["bookie-alive"].level == pebble.CheckLevel.ALIVE
+    assert plan.checks["bookie-alive"].exec is not None
+    assert "/api/v1/bookie/state" in plan.checks["bookie-alive"].exec["command"]
+    assert plan.services["bookie"].on_check_failure == {"bookie-alive": "restart"}
     assert out.unit_status == Status.STARTING()
     assert out.get_relation(relation.id).local_unit_data["ready"] == "false"
 
@@ -131,3 +142,64 @@ def test_relation_broken_goes_back_to_asking(ctx: testing.Context, bookie: testi
     relation = testing.Relation("bookkeeper", remote_app_name="pulsar-k8s", remote_app_data=PROVIDER_DATA)
     out = ctx.run(ctx.on.relation_broken(relation), _state(bookie, relation))
     assert out.unit_status == Status.NO_BOOKKEEPER_RELATION()
+
+
+def _running_bookie(bookie: testing.Container) -> testing.Container:
+    """A bookie started with an older definition than the charm renders now."""
+    return testing.Container(
+        "bookie",
+        can_connect=True,
+        layers={"bookie": RUNNING},
+        mounts=bookie.mounts,
+        service_statuses={"bookie": pebble.ServiceStatus.ACTIVE},
+    )
+
+
+def test_a_changed_bookie_waits_while_another_restarts(
+    ctx: testing.Context, bookie: testing.Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a running bookie whose config changed, while bookie-k8s/1 holds the restart lock
+    monkeypatch.setattr(BookieWorkload, "ready", lambda self: True)
+    relation = testing.Relation("bookkeeper", remote_app_name="pulsar-k8s", remote_app_data=PROVIDER_DATA)
+    peers = testing.PeerRelation(
+        "bookies", local_app_data={"restart-holder": "bookie-k8s/1"}, peers_data={1: {"restart-request": "x"}}
+    )
+    container = _running_bookie(bookie)
+
+    # When it reconciles
+    out = ctx.run(ctx.on.config_changed(), _state(container, relation, peers, config={"bookie-heap": "1g"}))
+
+    # Then it asks for the lock, says whom it waits for, and keeps serving as it was
+    assert out.unit_status == Status.RESTART_HELD(holder="bookie-k8s/1")
+    assert out.get_relation(peers.id).local_unit_data["restart-request"] == "waiting:bookie"
+    assert out.get_container("bookie").plan.to_dict() == container.plan.to_dict()
+    assert out.get_relation(relation.id).local_unit_data["ready"] == "true"
+
+
+def test_the_leader_restarts_its_bookie_when_the_lock_is_free(
+    ctx: testing.Context, bookie: testing.Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the leader, whose bookie runs an older definition, and nobody else restarting
+    monkeypatch.setattr(BookieWorkload, "ready", lambda self: False)
+    relation = testing.Relation("bookkeeper", remote_app_name="pulsar-k8s", remote_app_data=PROVIDER_DATA)
+    container = _running_bookie(bookie)
+
+    # When it reconciles
+    out = ctx.run(ctx.on.config_changed(), _state(container, relation, leader=True))
+
+    # Then it takes the lock, applies the new plan, and holds the lock until the bookie is ready
+    peers = out.get_relations("bookies")[0]
+    assert peers.local_app_data["restart-holder"] == "bookie-k8s/0"
+    assert peers.local_unit_data["restart-request"] == "restarted:bookie"
+    assert out.get_container("bookie").plan.services["bookie"].environment["PULSAR_MEM"].startswith("-Xms512m")
+    assert out.unit_status == Status.STARTING()
+
+    # When the bookie is ready again and its readiness check recovers
+    monkeypatch.setattr(BookieWorkload, "ready", lambda self: True)
+    out = ctx.run(ctx.on.update_status(), out)
+
+    # Then the lock is free for the next bookie
+    peers = out.get_relations("bookies")[0]
+    assert "restart-request" not in peers.local_unit_data
+    assert "restart-holder" not in peers.local_app_data
+    assert out.unit_status == Status.ACTIVE(bookie_id=f"{FQDN}:3181")

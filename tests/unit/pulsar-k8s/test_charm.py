@@ -71,7 +71,12 @@ def test_a_single_unit_starts_zookeeper_and_creates_the_signing_key(
     assert set(plan.services) == {"zookeeper"}
     assert plan.services["zookeeper"].command == "/pulsar/bin/pulsar zookeeper"
     assert plan.services["zookeeper"].environment["PULSAR_MEM"] == "-Xms256m -Xmx256m"
-    assert plan.checks["zookeeper-ready"].tcp == {"port": 2181}
+    # And its readiness check asks ZooKeeper whether it serves, every second
+    check = plan.checks["zookeeper-ready"]
+    assert check.exec is not None
+    assert "printf srvr" in check.exec["command"]
+    assert "localhost/2181" in check.exec["command"]
+    assert (check.level, check.period, check.threshold) == (pebble.CheckLevel.READY, "1s", 1)
     # And the signing key lives in a Juju secret named in peer data
     secret = next(s for s in out.secrets if s.label == "token-signing-key")
     assert peer.local_app_data["signing-key-secret"] == secret.id
@@ -339,6 +344,27 @@ def test_a_running_unit_waits_for_the_restart_lock(ctx: testing.Context, unit: U
     assert out.get_container("pulsar").plan.services["broker"].command == "/pulsar/bin/pulsar broker"
     assert "restart-request" not in out.get_relations("cluster")[0].local_unit_data
     assert out.unit_status == Status.ACTIVE(role="standalone")
+
+
+def test_a_unit_waits_while_another_holds_the_restart_lock(ctx: testing.Context, unit: Unit, probes: Probes) -> None:
+    # Given a non-leader whose broker runs with an old definition, while unit 1 holds the lock
+    running = {"zookeeper": pebble.ServiceStatus.ACTIVE, "broker": pebble.ServiceStatus.ACTIVE}
+    state = _active_cluster(unit, probes, leader=False)
+    container = testing.Container(
+        "pulsar", can_connect=True, mounts=unit.container().mounts, service_statuses=running,
+        layers={"pulsar": pebble.Layer({"services": {"broker": {"override": "replace", "command": "old"}}})},
+    )  # fmt: skip
+    peer = state.get_relations("cluster")[0]
+    peer = dataclasses.replace(peer, local_app_data={**peer.local_app_data, "restart-holder": "pulsar-k8s/1"})
+    others = {r for r in state.relations if r.endpoint != "cluster"}
+    state = dataclasses.replace(state, containers={container}, relations={*others, peer})
+
+    # When it reconciles
+    out = ctx.run(ctx.on.update_status(), state)
+
+    # Then its status names the unit it waits for, and its broker is left alone
+    assert out.unit_status == Status.RESTART_HELD(services="broker", holder="pulsar-k8s/1")
+    assert out.get_container("pulsar").plan.services["broker"].command == "old"
 
 
 def test_a_broken_client_relation_loses_its_token(ctx: testing.Context, unit: Unit, probes: Probes) -> None:

@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import pytest
 
-from pulsar_k8s.managers import auth, restarts
+from pulsar_k8s.managers import auth
 from pulsar_k8s.managers.admin import AdminError, PulsarAdmin
 from pulsar_k8s.managers.config import CharmConfig, InvalidConfigError, LedgerQuorum, ledger_quorum
 from pulsar_k8s.managers.ensemble import Member, next_ensemble, server_id
@@ -56,34 +56,19 @@ class TestEnsemble:
             assert new < len(following) / 2 or len(following) == 2  # 1 of 2 cannot elect alone either
             current = following
 
-    def test_a_departed_server_is_dropped_one_at_a_time(self) -> None:
-        assert next_ensemble(members(1, 2, 3, 4, 5), members(1, 2, 3), 3, healthy=True) == members(1, 2, 3, 4)
+    def test_departed_servers_are_dropped_even_without_a_quorum(self) -> None:
+        # The departed members are not serving (so the ensemble is not healthy): drop them anyway.
+        assert next_ensemble(members(1, 2, 3), members(1, 2), planned_units=2, healthy=False) == members(1, 2)
+        assert next_ensemble(members(1, 2, 3), members(1), planned_units=1, healthy=False) == members(1)
 
+    def test_a_member_missing_from_an_incomplete_view_is_kept(self) -> None:
+        # A new leader that has not seen unit 2 join yet (3 units planned, 2 seen) changes nothing.
+        assert next_ensemble(members(1, 2, 3), members(1, 3), planned_units=3, healthy=True) == members(1, 2, 3)
 
-class TestRestarts:
-    def test_only_running_services_with_changed_fingerprints_are_stale(self) -> None:
-        desired = {"zookeeper": "a", "broker": "b"}
-        assert restarts.stale_services(desired, {"zookeeper": "a", "broker": "old"}, {"zookeeper", "broker"}) == [
-            "broker"
-        ]
-        assert restarts.stale_services(desired, {}, set()) == []  # nothing runs: start freely
-
-    def test_the_lock_goes_to_one_unit_at_a_time(self) -> None:
-        requests = {"p/0": "", "p/1": "waiting:broker", "p/2": "waiting:zookeeper"}
-        assert restarts.next_holder(requests, None) == "p/1"
-        # The holder keeps it while restarting, even when others wait
-        requests["p/1"] = "restarted:broker"
-        assert restarts.next_holder(requests, "p/1") == "p/1"
-        # Once it serves again, the next unit gets it
-        requests["p/1"] = ""
-        assert restarts.next_holder(requests, "p/1") == "p/2"
-
-    def test_nobody_gets_the_lock_while_a_restart_is_unfinished(self) -> None:
-        assert restarts.next_holder({"p/0": "restarted:zookeeper", "p/1": "waiting:broker"}, None) is None
-
-    def test_fingerprints_change_with_any_part(self) -> None:
-        assert restarts.fingerprint("conf", {"env": 1}) != restarts.fingerprint("conf", {"env": 2})
-        assert restarts.fingerprint("conf", {"env": 1}) == restarts.fingerprint("conf", {"env": 1})
+    def test_a_replaced_unit_is_dropped_before_its_successor_joins(self) -> None:
+        current = next_ensemble(members(1, 2, 3), members(1, 2, 4), planned_units=3, healthy=False)
+        assert current == members(1, 2)
+        assert next_ensemble(current, members(1, 2, 4), planned_units=3, healthy=True) == members(1, 2, 4)
 
 
 class TestConfig:

@@ -9,7 +9,12 @@ unit renders the same server list. It changes one server at a time:
   at a time. With N members of which at most one is new and empty, any majority of the
   new ensemble contains a member holding the data, so empty servers can never elect a
   leader among themselves (the failure dynamic reconfiguration also protects against).
-- A departed server is dropped one at a time, keeping the ensemble's survivors a majority.
+- Departed servers (their units removed) are dropped as soon as the leader's view of the
+  peers is complete, without waiting for health: they are gone, so waiting cannot bring a
+  quorum back, and dropping adds no empty server. Removing one unit at a time keeps the
+  survivors a quorum throughout; removing several at once costs availability until the
+  survivors restart with the smaller ensemble (and data, if the removed ones held the only
+  copies of recent writes), as with any ZooKeeper.
 
 Why a one-at-a-time rolling change rather than ZooKeeper's dynamic reconfiguration: it
 needs no superuser session to ZooKeeper from the charm and no extra client library, the
@@ -49,18 +54,22 @@ def next_ensemble(current: list[Member], candidates: list[Member], planned_units
 
     `current` is the published ensemble (empty before the first one), `candidates` every
     unit that has announced itself (the leader included), `healthy` whether every current
-    member answers with a quorum.
+    member answers with a quorum, `planned_units` Juju's goal for the application (removed
+    units are not counted).
     """
     candidates = sorted(candidates)
     if not current:
         return candidates if len(candidates) >= planned_units else []
-    if not healthy:
-        return current
     current_ids = {m.id for m in current}
     candidate_ids = {m.id for m in candidates}
-    departed = [m for m in current if m.id not in candidate_ids]
-    if departed:
-        return [m for m in current if m.id != departed[-1].id]
+    if any(m.id not in candidate_ids for m in current):
+        # A member missing from the view is departed only once the view holds every planned
+        # unit: a newly elected leader may not have seen each peer join yet.
+        if len(candidates) < planned_units:
+            return current
+        return [m for m in current if m.id in candidate_ids]
+    if not healthy:
+        return current
     joining = [m for m in candidates if m.id not in current_ids]
     if joining:
         return sorted([*current, joining[0]])

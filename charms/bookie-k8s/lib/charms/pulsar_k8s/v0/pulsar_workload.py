@@ -17,7 +17,7 @@ import ops
 
 LIBID = "7ef0956eb6164d3595ea14a6cdf1e1a8"
 LIBAPI = 0
-LIBPATCH = 4
+LIBPATCH = 5
 
 PULSAR_HOME = "/pulsar"
 _VERSION_JAR = re.compile(r"org\.apache\.pulsar-pulsar-broker-common-(?P<version>[0-9][^/]*)\.jar$")
@@ -80,6 +80,20 @@ def jvm_environment(heap: str, direct_memory: str | None = None) -> dict[str, st
         # Log to stdout, so that Pebble keeps the logs and `pebble logs` shows them.
         "PULSAR_LOG_APPENDER": "Console",
     }
+
+
+def readiness_check(probe: dict[str, object]) -> ops.pebble.CheckDict:
+    """A `ready` Pebble check that fails on its first probe while a JVM starts.
+
+    Pebble counts a new check as up until it fails, and Juju only tells the charm about
+    changes (check-failed, then check-recovered). A one-second period makes the first probe
+    land before any Pulsar JVM listens, so each start is seen as failed then recovered:
+    the charm hears the moment the service serves instead of waiting for update-status.
+    A probe is a TCP connect or a GET of a static page; once a second costs nothing.
+    """
+    check: dict[str, object] = {"override": "replace", "level": "ready", "period": "1s", "threshold": 1}
+    check.update(probe)
+    return check  # type: ignore[return-value]
 
 
 class WorkloadCommandError(Exception):
