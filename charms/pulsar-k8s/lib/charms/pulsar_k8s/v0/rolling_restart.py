@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 
 import ops
@@ -28,6 +29,8 @@ import ops
 LIBID = "0f31847f27ad46a88d369845417f569d"
 LIBAPI = 0
 LIBPATCH = 1
+
+logger = logging.getLogger(__name__)
 
 WAITING = "waiting:"
 RESTARTED = "restarted:"
@@ -126,4 +129,5 @@ class RollingRestart:
         requests = {unit.name: relation.data[unit].get(_REQUEST, "") for unit in units}
         holder = next_holder(requests, self.holder)
         if holder != self.holder:
+            logger.info("restart lock: %s", holder or "free")
             relation.data[self._charm.app][_HOLDER] = holder or ""
