@@ -367,6 +367,33 @@ def test_a_unit_waits_while_another_holds_the_restart_lock(ctx: testing.Context,
     assert out.get_container("pulsar").plan.services["broker"].command == "old"
 
 
+def test_the_leader_drops_a_removed_unit_from_the_ensemble(ctx: testing.Context, unit: Unit, probes: Probes) -> None:
+    # Given a quorum of three whose unit 2 was removed: it no longer answers, 2 units are planned
+    secret = signing_key_secret()
+    fqdn2 = FQDN1.replace("pulsar-k8s-1", "pulsar-k8s-2")
+    members = [{"id": 1, "host": FQDN0}, {"id": 2, "host": FQDN1}, {"id": 3, "host": fqdn2}]
+    app_data = {**initialized_app_data(secret), "zk-members": json.dumps(members)}
+    probes.zookeeper_mode = "leader"
+    state = unit.state(
+        app_data=app_data,
+        peers={1: {"host": FQDN1, "zk-state": "follower"}},
+        secrets=(secret,),
+        relations=(ready_bookies(3, 3),),
+        planned_units=2,
+    )
+    peer = state.get_relations("cluster")[0]
+
+    # When the leader hears that unit 2 departed
+    out = ctx.run(ctx.on.relation_departed(peer, remote_unit=2, departing_unit="pulsar-k8s/2"), state)
+
+    # Then the published ensemble is the two survivors, and zookeeper.conf lists only them
+    published = json.loads(out.get_relations("cluster")[0].local_app_data["zk-members"])
+    assert published == members[:2]
+    conf = (unit.conf / "zookeeper.conf").read_text()
+    assert f"server.2={FQDN1}:2888:3888\n" in conf
+    assert "server.3=" not in conf
+
+
 def test_a_broken_client_relation_loses_its_token(ctx: testing.Context, unit: Unit, probes: Probes) -> None:
     # Given a client that was granted a namespace and a token secret
     client = testing.Relation("pulsar", remote_app_name="client", remote_app_data={"namespace": "client/default"})
