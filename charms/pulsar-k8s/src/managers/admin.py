@@ -1,12 +1,15 @@
 """The broker's admin REST API, as the charm's superuser: tenants, namespaces, permissions, topics.
 
 Hooks stay fast: one HTTP call per change, instead of a JVM `pulsar-admin` per call.
+Names from the broker are quoted into paths; namespaces of three parts (`tenant/cluster/ns`,
+Pulsar's v1 names) go to the v1 paths.
 """
 
 from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -26,7 +29,9 @@ class PulsarAdmin:
         self.token = token
         self.base_url = base_url
 
-    def _call(self, method: str, path: str, body: Any = None, ok_if_exists: bool = False) -> Any:
+    def _call(
+        self, method: str, path: str, body: Any = None, ok_if_exists: bool = False, ok_if_missing: bool = False
+    ) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(f"{self.base_url}{path}", data=data, method=method)  # noqa: S310
         request.add_header("Authorization", f"Bearer {self.token}")
@@ -36,7 +41,7 @@ class PulsarAdmin:
             with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310 - our broker's URL
                 payload = response.read()
         except urllib.error.HTTPError as error:
-            if ok_if_exists and error.code == 409:
+            if (ok_if_exists and error.code == 409) or (ok_if_missing and error.code == 404):
                 return None
             reason = error.read().decode(errors="replace").strip()
             try:
@@ -50,17 +55,58 @@ class PulsarAdmin:
 
     def ensure_tenant(self, tenant: str, cluster: str) -> None:
         self._call(
-            "PUT", f"/admin/v2/tenants/{tenant}", {"adminRoles": [], "allowedClusters": [cluster]}, ok_if_exists=True
+            "PUT",
+            f"/admin/v2/tenants/{_quote(tenant)}",
+            {"adminRoles": [], "allowedClusters": [cluster]},
+            ok_if_exists=True,
         )
 
     def ensure_namespace(self, namespace: str) -> None:
-        self._call("PUT", f"/admin/v2/namespaces/{namespace}", ok_if_exists=True)
+        self._call("PUT", _namespace_path(namespace), ok_if_exists=True)
 
     def grant(self, namespace: str, role: str, actions: tuple[str, ...]) -> None:
-        self._call("POST", f"/admin/v2/namespaces/{namespace}/permissions/{role}", list(actions))
+        self._call("POST", f"{_namespace_path(namespace)}/permissions/{_quote(role)}", list(actions))
+
+    def revoke(self, namespace: str, role: str) -> None:
+        """Remove the role's permissions on the namespace (a namespace that is gone is fine)."""
+        self._call("DELETE", f"{_namespace_path(namespace)}/permissions/{_quote(role)}", ok_if_missing=True)
+
+    def revoke_on_topic(self, topic: str, role: str) -> None:
+        """Remove the role's topic-level permissions; `topic` is `persistent://tenant/ns/name`."""
+        domain, _, name = topic.partition("://")
+        path = "/".join(_quote(part) for part in name.split("/"))
+        self._call("DELETE", f"/admin/v2/{_quote(domain)}/{path}/permissions/{_quote(role)}", ok_if_missing=True)
 
     def permissions(self, namespace: str) -> dict[str, list[str]]:
-        return self._call("GET", f"/admin/v2/namespaces/{namespace}/permissions") or {}
+        return self._call("GET", f"{_namespace_path(namespace)}/permissions") or {}
+
+    def tenants(self) -> list[str]:
+        return self._call("GET", "/admin/v2/tenants") or []
+
+    def tenant_info(self, tenant: str) -> dict[str, Any] | None:
+        """`adminRoles` and `allowedClusters` of the tenant; None if it is gone."""
+        return self._call("GET", f"/admin/v2/tenants/{_quote(tenant)}", ok_if_missing=True)
+
+    def update_tenant(self, tenant: str, info: dict[str, Any]) -> None:
+        self._call("POST", f"/admin/v2/tenants/{_quote(tenant)}", info)
+
+    def namespaces(self, tenant: str) -> list[str]:
+        """The tenant's namespaces, as `tenant/ns` (or `tenant/cluster/ns`); none if it is gone."""
+        return self._call("GET", f"/admin/v2/namespaces/{_quote(tenant)}", ok_if_missing=True) or []
+
+    def policies(self, namespace: str) -> dict[str, Any] | None:
+        """The namespace's policies (`auth_policies` among them); None if it is gone."""
+        return self._call("GET", _namespace_path(namespace), ok_if_missing=True)
 
     def ensure_topic(self, namespace: str, topic: str) -> None:
-        self._call("PUT", f"/admin/v2/persistent/{namespace}/{topic}", ok_if_exists=True)
+        path = "/".join(_quote(part) for part in [*namespace.split("/"), topic])
+        self._call("PUT", f"/admin/v2/persistent/{path}", ok_if_exists=True)
+
+
+def _quote(name: str) -> str:
+    return urllib.parse.quote(name, safe="")
+
+
+def _namespace_path(namespace: str) -> str:
+    parts = "/".join(_quote(part) for part in namespace.split("/"))
+    return f"/admin/namespaces/{parts}" if namespace.count("/") == 2 else f"/admin/v2/namespaces/{parts}"

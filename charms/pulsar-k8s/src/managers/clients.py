@@ -1,16 +1,111 @@
-"""Client access (leader only): grants and revocations for the applications related over `pulsar`."""
+"""Client access (leader only): grants and revocations for the applications related over `pulsar`.
+
+Each relation gets its own role, `pulsar-k8s-client-<relation id>`: two client applications
+never share a role whatever they are called, no client role is the superuser's, and since Juju
+never reuses a relation id in a model, a role is never granted to a second relation.
+
+Pulsar's token provider keeps no revocation list and our tokens do not expire, so revoking
+means the role keeps no permission anywhere: its namespace and topic permissions and tenant
+admin entries go, and the role is never granted again. Every `serve` also sweeps: any client
+role whose relation is gone loses what it still holds, so a revocation that failed (broker down,
+leadership moved) completes on a later reconcile. The clients' data stays (see the library).
+"""
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
 import ops
 
-from charms.pulsar_k8s.v0.pulsar import Grant, InvalidRequestError, PulsarProvider
+from charms.pulsar_k8s.v0.pulsar import ClientRequest, Grant, InvalidRequestError, PulsarProvider
 from managers import auth
 from managers.admin import AdminError, PulsarAdmin
 
 logger = logging.getLogger(__name__)
+
+CLIENT_ROLE_PREFIX = "pulsar-k8s-client-"
+_CLIENT_ROLE = re.compile(rf"^{CLIENT_ROLE_PREFIX}(0|[1-9][0-9]*)$")
+# Pulsar's system tenant: heartbeat and system namespaces, never granted to clients.
+SYSTEM_TENANT = "pulsar"
+
+
+def client_role(relation_id: int) -> str:
+    """The role of the client on relation `relation_id`."""
+    return f"{CLIENT_ROLE_PREFIX}{relation_id}"
+
+
+def relation_id_of(role: str) -> int | None:
+    """The relation id a client role was made for; None for any other role."""
+    match = _CLIENT_ROLE.match(role)
+    return int(match.group(1)) if match else None
+
+
+@dataclass(frozen=True)
+class NamespaceAuth:
+    """Who may do what in one namespace: namespace-level and topic-level permissions."""
+
+    namespace: str
+    roles: dict[str, frozenset[str]] = field(default_factory=dict)
+    topic_roles: dict[str, frozenset[str]] = field(default_factory=dict)  # topic -> roles
+
+    @classmethod
+    def from_policies(cls, namespace: str, policies: dict[str, Any]) -> NamespaceAuth:
+        auth_policies = policies.get("auth_policies") or {}
+        namespace_auth = auth_policies.get("namespace_auth") or {}
+        destination_auth = auth_policies.get("destination_auth") or {}
+        return cls(
+            namespace,
+            {role: frozenset(actions or ()) for role, actions in namespace_auth.items()},
+            {topic: frozenset(roles or {}) for topic, roles in destination_auth.items()},
+        )
+
+
+@dataclass(frozen=True)
+class TenantAuth:
+    """A tenant as the admin API describes it."""
+
+    name: str
+    admin_roles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AccessView:
+    """What the broker says about every tenant and namespace but the system tenant's."""
+
+    tenants: dict[str, TenantAuth]
+    namespaces: dict[str, NamespaceAuth]
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """One permission of a client role to remove: on a namespace, a topic, or as tenant admin."""
+
+    role: str
+    namespace: str | None = None
+    topic: str | None = None
+    tenant: str | None = None
+
+
+def stale_access(view: AccessView, live_relation_ids: Iterable[int]) -> list[Revocation]:
+    """What client roles of relations that are gone still hold."""
+    live = set(live_relation_ids)
+
+    def stale(role: str) -> bool:
+        relation_id = relation_id_of(role)
+        return relation_id is not None and relation_id not in live
+
+    found: list[Revocation] = []
+    for tenant in sorted(view.tenants.values(), key=lambda t: t.name):
+        found += [Revocation(role, tenant=tenant.name) for role in tenant.admin_roles if stale(role)]
+    for namespace in sorted(view.namespaces.values(), key=lambda n: n.namespace):
+        found += [Revocation(role, namespace=namespace.namespace) for role in sorted(namespace.roles) if stale(role)]
+        for topic, roles in sorted(namespace.topic_roles.items()):
+            found += [Revocation(role, topic=topic) for role in sorted(roles) if stale(role)]
+    return found
 
 
 class ClientAccess:
@@ -27,28 +122,26 @@ class ClientAccess:
         Returns an error message if the broker could not be reached or refused a call (the charm
         shows it in a status and retries), else None.
         """
-        for relation in self.provider.relations:
+        try:
+            view = self._read_access()
+        except AdminError as error:
+            logger.error("reading client permissions failed: %s", error)
+            return f"reading client permissions failed: {error}"
+        errors: list[str] = []
+        relations = self.provider.relations
+        for relation in relations:
             try:
-                request = self.provider.request(relation)
-            except InvalidRequestError as error:
-                self.provider.refuse(relation, str(error))
-                continue
-            if request is None:
-                continue
-            try:
-                tenant = request.namespace.split("/")[0]
-                self.admin.ensure_tenant(tenant, cluster_name)
-                self.admin.ensure_namespace(request.namespace)
-                self.admin.grant(request.namespace, request.app, request.permissions)
-                for topic in request.topics:
-                    self.admin.ensure_topic(request.namespace, topic)
+                self._serve(relation, view, cluster_name, service_url, web_service_url)
             except AdminError as error:
-                logger.error("serving client %s failed: %s", request.app, error)
-                return f"serving client {request.app} failed: {error}"
-            token = auth.token_for(request.app, self.signing_key)
-            grant = Grant(service_url, web_service_url, request.namespace, token)
-            self.provider.grant(relation, grant)
-        return None
+                app = relation.app.name if relation.app else f"relation {relation.id}"
+                logger.error("serving client %s failed: %s", app, error)
+                errors.append(f"serving client {app} failed: {error}")
+        try:
+            self._remove(stale_access(view, (relation.id for relation in relations)))
+        except AdminError as error:
+            logger.error("sweeping departed clients' permissions failed: %s", error)
+            errors.append(f"sweeping departed clients' permissions failed: {error}")
+        return "; ".join(errors) or None
 
     def revoke(self, relation: ops.Relation) -> str | None:
         """The relation is broken (and this unit is not dying): remove its permissions and secret.
@@ -57,4 +150,81 @@ class ClientAccess:
         completes it later).
         """
         self.provider.revoke(relation)
+        live = {r.id for r in self.provider.relations} - {relation.id}
+        try:
+            revocations = stale_access(self._read_access(), live)
+            self._remove(revocations)
+        except AdminError as error:
+            logger.error("revoking %s failed, the next reconcile retries: %s", client_role(relation.id), error)
+            return f"revoking {client_role(relation.id)} failed: {error}"
+        logger.info("revoked %s: %s", client_role(relation.id), revocations)
         return None
+
+    def _serve(
+        self, relation: ops.Relation, view: AccessView, cluster_name: str, service_url: str, web_service_url: str
+    ) -> None:
+        role = client_role(relation.id)
+        previous = self.provider.granted(relation).namespace
+        try:
+            request = self.provider.request(relation)
+        except InvalidRequestError as error:
+            if previous:
+                self._revoke_namespace(view, previous, role)
+            self.provider.refuse(relation, str(error))
+            return
+        if request is None:
+            return
+        self._grant(view, request, role, cluster_name)
+        if previous and previous != request.namespace:
+            self._revoke_namespace(view, previous, role)
+        token = auth.token_for(role, self.signing_key)
+        self.provider.grant(relation, Grant(service_url, web_service_url, request.namespace, role, token))
+
+    def _grant(self, view: AccessView, request: ClientRequest, role: str, cluster_name: str) -> None:
+        """Create what is missing and grant what differs; unchanged grants make no call."""
+        if request.tenant not in view.tenants:
+            self.admin.ensure_tenant(request.tenant, cluster_name)
+        existing = view.namespaces.get(request.namespace)
+        if existing is None:
+            self.admin.ensure_namespace(request.namespace)
+        if existing is None or existing.roles.get(role) != frozenset(request.permissions):
+            self.admin.grant(request.namespace, role, request.permissions)
+        for topic in request.topics:
+            self.admin.ensure_topic(request.namespace, topic)
+
+    def _revoke_namespace(self, view: AccessView, namespace: str, role: str) -> None:
+        existing = view.namespaces.get(namespace)
+        if existing is not None and role in existing.roles:
+            self.admin.revoke(namespace, role)
+
+    def _read_access(self) -> AccessView:
+        tenants: dict[str, TenantAuth] = {}
+        namespaces: dict[str, NamespaceAuth] = {}
+        for tenant in self.admin.tenants():
+            if tenant == SYSTEM_TENANT:
+                continue
+            info = self.admin.tenant_info(tenant)
+            if info is None:  # deleted meanwhile
+                continue
+            tenants[tenant] = TenantAuth(tenant, tuple(info.get("adminRoles") or ()))
+            for namespace in self.admin.namespaces(tenant):
+                policies = self.admin.policies(namespace)
+                if policies is not None:
+                    namespaces[namespace] = NamespaceAuth.from_policies(namespace, policies)
+        return AccessView(tenants, namespaces)
+
+    def _remove(self, revocations: list[Revocation]) -> None:
+        admins: dict[str, set[str]] = {}
+        for revocation in revocations:
+            logger.info("removing the permissions of %s, whose relation is gone: %s", revocation.role, revocation)
+            if revocation.namespace is not None:
+                self.admin.revoke(revocation.namespace, revocation.role)
+            elif revocation.topic is not None:
+                self.admin.revoke_on_topic(revocation.topic, revocation.role)
+            elif revocation.tenant is not None:
+                admins.setdefault(revocation.tenant, set()).add(revocation.role)
+        for tenant, roles in admins.items():
+            info = self.admin.tenant_info(tenant)
+            if info is not None:
+                kept = [role for role in info.get("adminRoles") or () if role not in roles]
+                self.admin.update_tenant(tenant, {**info, "adminRoles": kept})

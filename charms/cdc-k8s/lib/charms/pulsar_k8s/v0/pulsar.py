@@ -1,35 +1,58 @@
 """The `pulsar` interface: a client application asks for a namespace and gets a token for it.
 
-Requirer application data:
-- `namespace`: `tenant/namespace` it wants. The tenant must be the requirer's application
-  name (default `<app>/default`): an application can never ask for another's namespace.
-- `permissions`: comma-separated subset of `produce,consume` (default both)
-- `topics` (optional): comma-separated topic names to create in that namespace
+Both application databags are typed (`ClientRequestData`, `ClientGrantData`), saved and loaded
+with ops' `Relation.save` / `Relation.load`: every value is JSON (a string is `"quoted"`), and a
+key that is absent means "not set".
 
-Provider (pulsar-k8s) application data, once granted:
-- `service-url`: `pulsar://` URL listing every broker
-- `web-service-url`: `http://` URL listing every broker
+Requirer application data (`ClientRequestData`), written by the requirer's leader:
+- `namespace`: `"tenant/namespace"` it wants. The tenant must be the requirer's application
+  name (`PulsarRequirer` asks for `"<app>/default"` unless told otherwise): an application can
+  never ask for another's namespace. No request is served until this key is set.
+- `permissions`: list, a non-empty subset of `["consume", "produce"]` (default both)
+- `topics`: list of topic names to create in that namespace (default none)
+
+Reserved tenants are refused, whatever the application is called: `public` and `pulsar`
+(Pulsar's shared and system tenants) and anything starting with `pulsar-k8s` (the provider's
+own names, its superuser role `pulsar-k8s-admin` among them). Deploy such a client under
+another application name.
+
+Provider (pulsar-k8s) application data (`ClientGrantData`), written by the provider's leader:
+- `service-url`: `"pulsar://host1:6650,host2:6650"`, every broker
+- `web-service-url`: `"http://host1:8080,host2:8080"`, every broker
 - `namespace`: the namespace granted
-- `secret-credentials`: id of a Juju secret holding `token` (a JWT whose role is the
-  requirer's application name), granted to the relation
-- `error`: set instead when the request cannot be granted, and says why
+- `role`: the role the token carries, `"pulsar-k8s-client-<relation id>"`: one per relation,
+  never the same for two relations (Juju never reuses a relation id in a model), never a
+  superuser. It has the requested permissions on the granted namespace and nothing else.
+- `secret-credentials`: id of a Juju secret holding `token` (a JWT for `role`), granted to
+  the relation
+- `error`: set instead of the keys above when the request cannot be granted, and says why
+  (the request is invalid, reserved, or does not decode)
+
+Revocation: when the relation is removed, the provider removes the role's permissions
+everywhere (namespaces, topics, tenant admins) and the token's secret; the role is never
+granted again, so the token, which does not expire, authorizes nothing. The client's data
+(tenant, namespace, topics, messages) is kept: relating the application again gives a new role
+access to the same namespace. Delete the data with the admin credentials if it must go.
 
 Owned by pulsar-k8s; every client charm carries an identical copy.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import ops
 
 LIBID = "24e9bbc0699e4782a67a2453be440f52"
 LIBAPI = 0
-LIBPATCH = 1
+LIBPATCH = 2
 
 DEFAULT_RELATION = "pulsar"
-ALL_PERMISSIONS = ("produce", "consume")
+ALL_PERMISSIONS = ("consume", "produce")
+RESERVED_TENANTS = ("public", "pulsar")
+RESERVED_TENANT_PREFIX = "pulsar-k8s"
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
 
 
@@ -37,9 +60,55 @@ class InvalidRequestError(ValueError):
     """A client's request that cannot be granted; the message says why."""
 
 
+class InvalidGrantError(ValueError):
+    """The provider's data does not decode; the message says why."""
+
+
+def _check_str(name: str, value: object, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str):
+        raise ValueError(f"{name}: expected a string, got {json.dumps(value)}")
+
+
+def _check_str_list(name: str, value: object) -> None:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"{name}: expected a list of strings, got {json.dumps(value)}")
+
+
+@dataclass
+class ClientRequestData:
+    """The requirer's application databag (see the module docstring)."""
+
+    namespace: str | None = None
+    permissions: list[str] = field(default_factory=lambda: list(ALL_PERMISSIONS))
+    topics: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _check_str("namespace", self.namespace, optional=True)
+        _check_str_list("permissions", self.permissions)
+        _check_str_list("topics", self.topics)
+
+
+@dataclass
+class ClientGrantData:
+    """The provider's application databag (see the module docstring)."""
+
+    service_url: str | None = field(default=None, metadata={"alias": "service-url"})
+    web_service_url: str | None = field(default=None, metadata={"alias": "web-service-url"})
+    namespace: str | None = None
+    role: str | None = None
+    secret_credentials: str | None = field(default=None, metadata={"alias": "secret-credentials"})
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("service_url", "web_service_url", "namespace", "role", "secret_credentials", "error"):
+            _check_str(key.replace("_", "-"), getattr(self, key), optional=True)
+
+
 @dataclass(frozen=True)
 class ClientRequest:
-    """What a client application asked for on one relation."""
+    """A valid request, as the provider serves it."""
 
     relation_id: int
     app: str
@@ -47,50 +116,71 @@ class ClientRequest:
     permissions: tuple[str, ...]
     topics: tuple[str, ...]
 
+    @property
+    def tenant(self) -> str:
+        return self.namespace.split("/")[0]
+
 
 @dataclass(frozen=True)
 class Grant:
-    """What the provider hands back."""
+    """What the provider hands back on one relation."""
 
     service_url: str
     web_service_url: str
     namespace: str
+    role: str
     token: str
 
 
 @dataclass(frozen=True)
 class Connection:
-    """What a client needs to connect: URLs, its namespace and its token."""
+    """What a client needs to connect: URLs, its namespace, its role and its token."""
 
     service_url: str
     web_service_url: str
     namespace: str
+    role: str
     token: str
 
 
-def parse_request(relation_id: int, app: str, data: dict[str, str]) -> ClientRequest:
-    """Validate a requirer's application data; raise InvalidRequestError."""
-    namespace = data.get("namespace") or f"{app}/default"
+def is_reserved_tenant(tenant: str) -> bool:
+    return tenant in RESERVED_TENANTS or tenant.startswith(RESERVED_TENANT_PREFIX)
+
+
+def validate_request(relation_id: int, app: str, data: ClientRequestData) -> ClientRequest | None:
+    """The request in `data`, None while the requirer has not asked; raise InvalidRequestError."""
+    if data.namespace is None:
+        return None
+    namespace = data.namespace
     tenant, _, name = namespace.partition("/")
     if not (_NAME.match(tenant) and _NAME.match(name)):
         raise InvalidRequestError(f"namespace {namespace!r} is not tenant/namespace")
     if tenant != app:
         raise InvalidRequestError(f"namespace {namespace!r}: the tenant must be the application name {app!r}")
-    permissions = tuple(
-        p.strip() for p in (data.get("permissions") or ",".join(ALL_PERMISSIONS)).split(",") if p.strip()
-    )
-    unknown = [p for p in permissions if p not in ALL_PERMISSIONS]
-    if unknown or not permissions:
-        raise InvalidRequestError(f"permissions {unknown or permissions} not in {list(ALL_PERMISSIONS)}")
-    topics = tuple(t.strip() for t in (data.get("topics") or "").split(",") if t.strip())
-    bad = [t for t in topics if not _NAME.match(t)]
+    if is_reserved_tenant(tenant):
+        raise InvalidRequestError(
+            f"namespace {namespace!r}: tenant {tenant!r} is reserved (public, pulsar, pulsar-k8s*); "
+            "deploy the client under another application name"
+        )
+    unknown = [p for p in data.permissions if p not in ALL_PERMISSIONS]
+    if unknown or not data.permissions:
+        raise InvalidRequestError(f"permissions {unknown or data.permissions} not in {list(ALL_PERMISSIONS)}")
+    bad = [t for t in data.topics if not _NAME.match(t)]
     if bad:
         raise InvalidRequestError(f"topic names {bad} are not valid")
-    return ClientRequest(relation_id, app, namespace, tuple(sorted(set(permissions))), topics)
+    return ClientRequest(relation_id, app, namespace, tuple(sorted(set(data.permissions))), tuple(data.topics))
+
+
+def _erase_unset(relation: ops.Relation, app: ops.Application, data: ClientGrantData) -> None:
+    """Save `data`, leaving the keys of unset fields out of the databag (absent = not set)."""
+    relation.save(data, app)
+    bag = relation.data[app]
+    for key in [k for k, v in bag.items() if v == "null"]:
+        del bag[key]
 
 
 class PulsarProvider(ops.Object):
-    """pulsar-k8s's side: read requests, hand back URLs, namespace and a token secret."""
+    """pulsar-k8s's side: read requests, hand back URLs, namespace, role and a token secret."""
 
     def __init__(self, charm: ops.CharmBase, relation_name: str = DEFAULT_RELATION) -> None:
         super().__init__(charm, relation_name)
@@ -99,49 +189,56 @@ class PulsarProvider(ops.Object):
 
     @property
     def relations(self) -> list[ops.Relation]:
+        """The live relations (a broken one is left out during its relation-broken)."""
         return list(self.charm.model.relations[self.relation_name])
 
     def request(self, relation: ops.Relation) -> ClientRequest | None:
-        """The relation's request; None until the requirer wrote one. Raises InvalidRequestError."""
-        if relation.app is None or not relation.data[relation.app].get("namespace"):
+        """The relation's request; None until the requirer asked. Raises InvalidRequestError."""
+        if relation.app is None:
             return None
-        return parse_request(relation.id, relation.app.name, dict(relation.data[relation.app]))
+        try:
+            data = relation.load(ClientRequestData, relation.app)
+        except (ValueError, TypeError) as error:  # JSONDecodeError is a ValueError
+            raise InvalidRequestError(f"the request does not decode: {error}") from error
+        return validate_request(relation.id, relation.app.name, data)
+
+    def granted(self, relation: ops.Relation) -> ClientGrantData:
+        """What this side published on the relation (leader only); empty if it does not decode."""
+        try:
+            return relation.load(ClientGrantData, self.charm.app)
+        except (ValueError, TypeError):
+            return ClientGrantData()
 
     def grant(self, relation: ops.Relation, grant: Grant) -> None:
         """Publish a grant (leader only): the token goes in a Juju secret granted to the relation."""
-        label = f"{self.relation_name}-client-{relation.id}"
         content = {"token": grant.token}
         try:
-            secret = self.charm.model.get_secret(label=label)
+            secret = self.charm.model.get_secret(label=self._secret_label(relation))
             if secret.get_content(refresh=True) != content:
                 secret.set_content(content)
         except ops.SecretNotFoundError:
-            secret = self.charm.app.add_secret(content, label=label)
+            secret = self.charm.app.add_secret(content, label=self._secret_label(relation))
         secret.grant(relation)
-        data = relation.data[self.charm.app]
-        data.pop("error", None)
-        data.update(
-            {
-                "service-url": grant.service_url,
-                "web-service-url": grant.web_service_url,
-                "namespace": grant.namespace,
-                "secret-credentials": secret.id or "",
-            }
-        )
+        secret_id = secret.id or secret.get_info().id  # a secret looked up by label has no id yet
+        data = ClientGrantData(grant.service_url, grant.web_service_url, grant.namespace, grant.role, secret_id)
+        if self.granted(relation) != data:
+            _erase_unset(relation, self.charm.app, data)
 
     def refuse(self, relation: ops.Relation, reason: str) -> None:
-        relation.data[self.charm.app]["error"] = reason
-
-    def granted(self, relation: ops.Relation) -> str | None:
-        """The namespace already granted on this relation, if any."""
-        return relation.data[self.charm.app].get("namespace")
+        """Publish why the request is refused (leader only), withdrawing any earlier grant."""
+        self.revoke(relation)
+        if self.granted(relation) != ClientGrantData(error=reason):
+            _erase_unset(relation, self.charm.app, ClientGrantData(error=reason))
 
     def revoke(self, relation: ops.Relation) -> None:
         """Remove the relation's token secret (leader only), e.g. when the relation is broken."""
         try:
-            self.charm.model.get_secret(label=f"{self.relation_name}-client-{relation.id}").remove_all_revisions()
+            self.charm.model.get_secret(label=self._secret_label(relation)).remove_all_revisions()
         except ops.SecretNotFoundError:
             pass
+
+    def _secret_label(self, relation: ops.Relation) -> str:
+        return f"{self.relation_name}-client-{relation.id}"
 
 
 class PulsarRequirer(ops.Object):
@@ -158,9 +255,7 @@ class PulsarRequirer(ops.Object):
         super().__init__(charm, relation_name)
         self.charm = charm
         self.relation_name = relation_name
-        self.namespace = namespace or f"{charm.app.name}/default"
-        self.permissions = permissions
-        self.topics = topics
+        self.request = ClientRequestData(namespace or f"{charm.app.name}/default", list(permissions), list(topics))
         self.framework.observe(charm.on[relation_name].relation_created, self._on_relation_created)
         self.framework.observe(charm.on.leader_elected, self._on_relation_created)
 
@@ -176,30 +271,42 @@ class PulsarRequirer(ops.Object):
         relation = self.relation
         if relation is None or not self.charm.unit.is_leader():
             return
-        relation.data[self.charm.app].update(
-            {
-                "namespace": self.namespace,
-                "permissions": ",".join(self.permissions),
-                "topics": ",".join(self.topics),
-            }
-        )
+        try:
+            current = relation.load(ClientRequestData, self.charm.app)
+        except (ValueError, TypeError):
+            current = None
+        if current != self.request:
+            relation.save(self.request, self.charm.app)
 
-    def error(self) -> str | None:
+    def _grant_data(self) -> ClientGrantData | None:
         relation = self.relation
         if relation is None or relation.app is None:
             return None
-        return relation.data[relation.app].get("error")
+        try:
+            return relation.load(ClientGrantData, relation.app)
+        except (ValueError, TypeError) as error:
+            raise InvalidGrantError(f"pulsar-k8s's data does not decode: {error}") from error
+
+    def error(self) -> str | None:
+        """Why the provider refused the request, or why its answer cannot be read; None if neither."""
+        try:
+            data = self._grant_data()
+        except InvalidGrantError as error:
+            return str(error)
+        return data.error if data else None
 
     def connection(self) -> Connection | None:
         """The granted connection, or None while the provider has not granted one."""
-        relation = self.relation
-        if relation is None or relation.app is None:
+        try:
+            data = self._grant_data()
+        except InvalidGrantError:
             return None
-        data = relation.data[relation.app]
-        if not data.get("secret-credentials") or data.get("error"):
+        if data is None or data.error or not data.secret_credentials:
+            return None
+        if not (data.service_url and data.web_service_url and data.namespace and data.role):
             return None
         try:
-            token = self.charm.model.get_secret(id=data["secret-credentials"]).get_content(refresh=True)["token"]
+            token = self.charm.model.get_secret(id=data.secret_credentials).get_content(refresh=True)["token"]
         except (ops.SecretNotFoundError, ops.ModelError, KeyError):
             return None
-        return Connection(data["service-url"], data["web-service-url"], data["namespace"], token)
+        return Connection(data.service_url, data.web_service_url, data.namespace, data.role, token)

@@ -1,0 +1,577 @@
+"""Client access: the `pulsar` interface library and ClientAccess, against a stand-in broker.
+
+The broker is a real local HTTP server that keeps tenants, namespaces, permissions and topics
+the way Pulsar's admin REST API does, and refuses any token but the superuser's. ClientAccess
+runs inside a minimal provider charm (ops.testing), so the library, the secrets and the
+relation data are the real ones; the pulsar-k8s charm itself is not involved.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+
+import ops
+import pytest
+from ops import testing
+
+from pulsar_k8s.charms.pulsar_k8s.v0.pulsar import (
+    ClientRequestData,
+    InvalidRequestError,
+    PulsarProvider,
+    PulsarRequirer,
+    validate_request,
+)
+from pulsar_k8s.managers import auth
+from pulsar_k8s.managers.admin import PulsarAdmin
+from pulsar_k8s.managers.clients import ClientAccess, client_role, relation_id_of
+
+KEY = auth.new_secret_key()
+SUPERUSER = "pulsar-k8s-admin"
+SUPERUSER_TOKEN = auth.token_for(SUPERUSER, KEY)
+SERVICE_URL = "pulsar://a:6650,b:6650"
+WEB_SERVICE_URL = "http://a:8080,b:8080"
+UNREACHABLE = "http://127.0.0.1:9"
+
+
+# ---------------------------------------------------------------- a stand-in broker
+
+
+@dataclass
+class BrokerState:
+    """What Pulsar keeps in its metadata store, as far as the admin API shows it."""
+
+    tenants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    namespaces: dict[str, dict[str, Any]] = field(default_factory=dict)  # namespace -> policies
+    topics: set[str] = field(default_factory=set)
+    calls: list[tuple[str, str]] = field(default_factory=list)
+
+    def add_namespace(self, namespace: str) -> None:
+        self.namespaces[namespace] = {
+            "auth_policies": {"namespace_auth": {}, "destination_auth": {}, "subscription_auth_roles": {}}
+        }
+
+    def auth(self, namespace: str) -> dict[str, Any]:
+        return self.namespaces[namespace]["auth_policies"]
+
+    def roles(self, namespace: str) -> dict[str, list[str]]:
+        return self.auth(namespace)["namespace_auth"]
+
+    def everything_granted_to(self, role: str) -> list[str]:
+        """Every place `role` holds a permission: namespaces, topics, tenant admins."""
+        held = [f"tenant-admin {t}" for t, info in self.tenants.items() if role in info["adminRoles"]]
+        for namespace, policies in self.namespaces.items():
+            if role in policies["auth_policies"]["namespace_auth"]:
+                held.append(f"namespace {namespace}")
+            for topic, roles in policies["auth_policies"]["destination_auth"].items():
+                if role in roles:
+                    held.append(f"topic {topic}")
+        return held
+
+    def writes(self) -> list[tuple[str, str]]:
+        return [(method, path) for method, path in self.calls if method != "GET"]
+
+
+def initialized_cluster() -> BrokerState:
+    """What `initialize-cluster-metadata` leaves: the public and pulsar tenants and namespaces."""
+    state = BrokerState()
+    for tenant in ("public", "pulsar"):
+        state.tenants[tenant] = {"adminRoles": [], "allowedClusters": ["pulsar"]}
+    for namespace in ("public/default", "public/functions", "pulsar/system"):
+        state.add_namespace(namespace)
+    return state
+
+
+class _AdminApi(BaseHTTPRequestHandler):
+    state: ClassVar[BrokerState]
+
+    def _reply(self, code: int, body: Any = None) -> None:
+        payload = json.dumps(body).encode() if body is not None else b""
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length)) if length else None
+        state = self.state
+        state.calls.append((self.command, self.path))
+        if self.headers.get("Authorization") != f"Bearer {SUPERUSER_TOKEN}":
+            return self._reply(401, {"reason": "Authentication required"})
+        segments = [urllib.parse.unquote(p) for p in self.path.split("/")]  # "", admin, v2, kind, ...
+        kind, parts, method = segments[3], segments[4:], self.command
+        match kind, parts, method:
+            case "tenants", [], "GET":
+                return self._reply(200, sorted(state.tenants))
+            case "tenants", [tenant], "GET":
+                return self._reply(200, state.tenants[tenant]) if tenant in state.tenants else self._reply(404)
+            case "tenants", [tenant], "PUT":
+                if tenant in state.tenants:
+                    return self._reply(409, {"reason": "Tenant already exists"})
+                state.tenants[tenant] = body
+                return self._reply(204)
+            case "tenants", [tenant], "POST":
+                state.tenants[tenant] = body
+                return self._reply(204)
+            case "namespaces", [tenant], "GET":
+                if tenant not in state.tenants:
+                    return self._reply(404, {"reason": "Tenant does not exist"})
+                return self._reply(200, sorted(n for n in state.namespaces if n.split("/")[0] == tenant))
+            case "namespaces", [tenant, name], "GET":
+                policies = state.namespaces.get(f"{tenant}/{name}")
+                return self._reply(200, policies) if policies is not None else self._reply(404)
+            case "namespaces", [tenant, name], "PUT":
+                if f"{tenant}/{name}" in state.namespaces:
+                    return self._reply(409, {"reason": "Namespace already exists"})
+                state.add_namespace(f"{tenant}/{name}")
+                return self._reply(204)
+            case "namespaces", [tenant, name, "permissions", role], "POST":
+                state.roles(f"{tenant}/{name}")[role] = body
+                return self._reply(204)
+            case "namespaces", [tenant, name, "permissions", role], "DELETE":
+                if f"{tenant}/{name}" not in state.namespaces:
+                    return self._reply(404)
+                state.roles(f"{tenant}/{name}").pop(role, None)
+                return self._reply(204)
+            case "persistent", [tenant, name, topic], "PUT":
+                full = f"persistent://{tenant}/{name}/{topic}"
+                if full in state.topics:
+                    return self._reply(409, {"reason": "This topic already exists"})
+                state.topics.add(full)
+                return self._reply(204)
+            case "persistent", [tenant, name, topic, "permissions", role], "DELETE":
+                full = f"persistent://{tenant}/{name}/{topic}"
+                topic_auth = state.auth(f"{tenant}/{name}")["destination_auth"]
+                if role not in topic_auth.get(full, {}):
+                    return self._reply(412, {"reason": "Permissions are not set at the topic level"})
+                del topic_auth[full][role]
+                return self._reply(204)
+        return self._reply(405, {"reason": f"no such endpoint in the stand-in: {method} {self.path}"})
+
+    do_GET = do_PUT = do_POST = do_DELETE = _handle  # noqa: N815 - the names http.server dispatches to
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def broker() -> Iterator[BrokerState]:
+    state = initialized_cluster()
+    handler = type("AdminApi", (_AdminApi,), {"state": state})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    ProviderCharm.broker_url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+# ---------------------------------------------------------------- charms around the library
+
+
+class ProviderCharm(ops.CharmBase):
+    """The provider side as pulsar-k8s wires it: the leader serves, relation-broken revokes."""
+
+    broker_url: ClassVar[str] = UNREACHABLE
+
+    def __init__(self, framework: ops.Framework) -> None:
+        super().__init__(framework)
+        self.provider = PulsarProvider(self, "pulsar")
+        framework.observe(self.on.update_status, self._on_serve)
+        framework.observe(self.on.pulsar_relation_changed, self._on_serve)
+        framework.observe(self.on.pulsar_relation_broken, self._on_broken)
+
+    def _access(self) -> ClientAccess:
+        return ClientAccess(self.provider, PulsarAdmin(SUPERUSER_TOKEN, self.broker_url), KEY)
+
+    def _show(self, error: str | None) -> None:
+        self.unit.status = ops.WaitingStatus(error) if error else ops.ActiveStatus()
+
+    def _on_serve(self, _: ops.EventBase) -> None:
+        self._show(self._access().serve("pulsar", SERVICE_URL, WEB_SERVICE_URL))
+
+    def _on_broken(self, event: ops.RelationBrokenEvent) -> None:
+        self._show(self._access().revoke(event.relation))
+
+
+class RequirerCharm(ops.CharmBase):
+    """A client as the test client charm wires the library."""
+
+    def __init__(self, framework: ops.Framework) -> None:
+        super().__init__(framework)
+        self.pulsar = PulsarRequirer(self, topics=("readings",))
+        framework.observe(self.on.pulsar_relation_changed, self._on_changed)
+
+    def _on_changed(self, _: ops.EventBase) -> None:
+        self.pulsar.publish_request()
+        if error := self.pulsar.error():
+            self.unit.status = ops.BlockedStatus(f"refused: {error}")
+        elif connection := self.pulsar.connection():
+            self.unit.status = ops.ActiveStatus(f"granted {connection.namespace} as {connection.role}")
+        else:
+            self.unit.status = ops.WaitingStatus("waiting for pulsar-k8s")
+
+
+PROVIDER_META = {"name": "pulsar-k8s", "provides": {"pulsar": {"interface": "pulsar"}}}
+REQUIRER_META = {"name": "client", "requires": {"pulsar": {"interface": "pulsar", "limit": 1}}}
+
+
+@pytest.fixture
+def provider() -> testing.Context:
+    return testing.Context(ProviderCharm, meta=PROVIDER_META, app_name="pulsar-k8s")
+
+
+def client(app: str, relation_id: int = 7, **request: Any) -> testing.Relation:
+    """A client application's relation, with its request as the requirer library writes it."""
+    asked = {"namespace": f"{app}/default", "permissions": ["consume", "produce"], "topics": [], **request}
+    return testing.Relation(
+        "pulsar", id=relation_id, remote_app_name=app, remote_app_data={k: json.dumps(v) for k, v in asked.items()}
+    )
+
+
+def published(out: testing.State, relation_id: int) -> dict[str, Any]:
+    """The provider's application data on a relation, decoded."""
+    return {k: json.loads(v) for k, v in out.get_relation(relation_id).local_app_data.items()}
+
+
+def token_of(out: testing.State, relation_id: int) -> str:
+    secret_id = published(out, relation_id)["secret-credentials"]
+    return next(s for s in out.secrets if s.id == secret_id).latest_content["token"]  # type: ignore[index]
+
+
+def granted_state(relation: testing.Relation, role: str, namespace: str = "") -> testing.State:
+    """A leader that granted `relation` earlier: its secret and its published data."""
+    namespace = namespace or f"{relation.remote_app_name}/default"
+    secret = testing.Secret(
+        {"token": auth.token_for(role, KEY)},
+        label=f"pulsar-client-{relation.id}",
+        owner="app",
+        remote_grants={relation.id: {relation.remote_app_name}},
+    )
+    data = {
+        "service-url": SERVICE_URL,
+        "web-service-url": WEB_SERVICE_URL,
+        "namespace": namespace,
+        "role": role,
+        "secret-credentials": secret.id,
+    }
+    granted = testing.Relation(
+        "pulsar",
+        id=relation.id,
+        remote_app_name=relation.remote_app_name,
+        remote_app_data=relation.remote_app_data,
+        local_app_data={k: json.dumps(v) for k, v in data.items()},
+    )
+    return testing.State(leader=True, relations={granted}, secrets={secret})
+
+
+# ---------------------------------------------------------------- the library: requests
+
+
+class TestRequests:
+    def test_a_request_is_json_values_and_defaults_to_both_permissions(self) -> None:
+        # Given what a requirer wrote, decoded
+        data = ClientRequestData(namespace="client/default", topics=["readings"])
+        # When the provider validates it
+        request = validate_request(3, "client", data)
+        # Then it asks for both permissions and the topic
+        assert request is not None
+        assert (request.namespace, request.permissions, request.topics) == (
+            "client/default",
+            ("consume", "produce"),
+            ("readings",),
+        )
+
+    def test_nothing_is_asked_until_the_namespace_is_set(self) -> None:
+        assert validate_request(3, "client", ClientRequestData()) is None
+
+    @pytest.mark.parametrize("app", ["public", "pulsar", "pulsar-k8s-admin", "pulsar-k8s", "pulsar-k8s-tools"])
+    def test_reserved_tenants_are_refused_whatever_the_application_is_called(self, app: str) -> None:
+        # Given an application named like a shared, system or provider tenant, asking for its own
+        data = ClientRequestData(namespace=f"{app}/default")
+        # When the provider validates the request, Then it is refused and says why
+        with pytest.raises(InvalidRequestError, match=rf"tenant '{app}' is reserved"):
+            validate_request(3, app, data)
+
+    def test_another_applications_tenant_is_refused(self) -> None:
+        with pytest.raises(InvalidRequestError, match="the tenant must be the application name 'client'"):
+            validate_request(3, "client", ClientRequestData(namespace="pulsar-k8s/stolen"))
+
+    @pytest.mark.parametrize(
+        ("data", "reason"),
+        [
+            (ClientRequestData(namespace="client"), "is not tenant/namespace"),
+            (ClientRequestData(namespace="client/default", permissions=["admin"]), r"permissions \['admin'\]"),
+            (ClientRequestData(namespace="client/default", permissions=[]), r"permissions \[\]"),
+            (ClientRequestData(namespace="client/default", topics=["a/b"]), "topic names"),
+        ],
+    )
+    def test_invalid_requests_say_why(self, data: ClientRequestData, reason: str) -> None:
+        with pytest.raises(InvalidRequestError, match=reason):
+            validate_request(3, "client", data)
+
+    @pytest.mark.parametrize(
+        "fields",
+        [{"namespace": 3}, {"permissions": "produce"}, {"topics": [1]}],
+    )
+    def test_values_of_the_wrong_type_do_not_decode(self, fields: dict[str, Any]) -> None:
+        with pytest.raises(ValueError, match="expected"):
+            ClientRequestData(**fields)
+
+
+class TestRoles:
+    def test_roles_come_from_the_relation_id_and_are_recognised(self) -> None:
+        assert client_role(7) == "pulsar-k8s-client-7"
+        assert relation_id_of("pulsar-k8s-client-7") == 7
+        others = ("pulsar-k8s-admin", "client", "pulsar-k8s-client-", "pulsar-k8s-client-07", "x-pulsar-k8s-client-7")
+        assert [relation_id_of(role) for role in others] == [None] * len(others)
+
+
+# ---------------------------------------------------------------- ClientAccess: grants
+
+
+class TestGrants:
+    def test_a_client_gets_a_role_of_its_relation_with_its_permissions_only(
+        self, provider: testing.Context, broker: BrokerState
+    ) -> None:
+        # Given a client application asking for its namespace and a topic on relation 7
+        relation = client("client", 7, topics=["readings"])
+        # When the leader serves it
+        out = provider.run(provider.on.relation_changed(relation), testing.State(leader=True, relations={relation}))
+        # Then the broker has its tenant, namespace and topic, and the relation's role may use them
+        assert out.unit_status == testing.ActiveStatus()
+        assert broker.tenants["client"] == {"adminRoles": [], "allowedClusters": ["pulsar"]}
+        assert broker.roles("client/default") == {"pulsar-k8s-client-7": ["consume", "produce"]}
+        assert "persistent://client/default/readings" in broker.topics
+        assert broker.everything_granted_to("pulsar-k8s-client-7") == ["namespace client/default"]
+        # And the client got URLs, namespace, role, and a token for that role in a secret granted to it
+        data = published(out, 7)
+        assert {k: v for k, v in data.items() if k != "secret-credentials"} == {
+            "service-url": SERVICE_URL,
+            "web-service-url": WEB_SERVICE_URL,
+            "namespace": "client/default",
+            "role": "pulsar-k8s-client-7",
+        }
+        assert auth.role_of(token_of(out, 7), KEY) == "pulsar-k8s-client-7"
+        secret = next(s for s in out.secrets if s.id == data["secret-credentials"])
+        assert secret.remote_grants == {7: {"client"}}
+
+    def test_two_clients_never_share_a_role(self, provider: testing.Context, broker: BrokerState) -> None:
+        first, second = client("alpha", 3), client("beta", 4)
+        out = provider.run(provider.on.update_status(), testing.State(leader=True, relations={first, second}))
+        assert published(out, 3)["role"] != published(out, 4)["role"]
+        assert broker.everything_granted_to("pulsar-k8s-client-3") == ["namespace alpha/default"]
+        assert broker.everything_granted_to("pulsar-k8s-client-4") == ["namespace beta/default"]
+
+    def test_an_unchanged_grant_changes_nothing_on_the_broker(
+        self, provider: testing.Context, broker: BrokerState
+    ) -> None:
+        # Given a client served once
+        relation = client("client", 7)
+        out = provider.run(provider.on.relation_changed(relation), testing.State(leader=True, relations={relation}))
+        broker.calls.clear()
+        # When the leader serves again with nothing changed
+        provider.run(provider.on.update_status(), out)
+        # Then it only read
+        assert broker.writes() == []
+
+    def test_a_new_namespace_moves_the_grant(self, provider: testing.Context, broker: BrokerState) -> None:
+        # Given a client granted client/default that now asks for client/other
+        broker.tenants["client"] = {"adminRoles": [], "allowedClusters": ["pulsar"]}
+        broker.add_namespace("client/default")
+        broker.roles("client/default")["pulsar-k8s-client-7"] = ["consume", "produce"]
+        relation = client("client", 7, namespace="client/other")
+        state = granted_state(relation, "pulsar-k8s-client-7")
+        # When the leader serves it
+        out = provider.run(provider.on.relation_changed(state.get_relation(7)), state)
+        # Then the role holds the new namespace only
+        assert broker.everything_granted_to("pulsar-k8s-client-7") == ["namespace client/other"]
+        assert published(out, 7)["namespace"] == "client/other"
+
+    def test_an_unreachable_broker_is_reported_for_a_retry(self, provider: testing.Context) -> None:
+        ProviderCharm.broker_url = UNREACHABLE
+        relation = client("client", 7)
+        out = provider.run(provider.on.relation_changed(relation), testing.State(leader=True, relations={relation}))
+        assert out.unit_status.name == "waiting"
+        assert out.unit_status.message.startswith("reading client permissions failed: GET /admin/v2/tenants:")
+        assert out.get_relation(7).local_app_data == {}
+
+
+# ---------------------------------------------------------------- defect 2: names that collide
+
+
+class TestReservedNames:
+    def test_a_client_named_like_the_superuser_gets_no_superuser_token(
+        self, provider: testing.Context, broker: BrokerState
+    ) -> None:
+        # Given a client application named like the charm's superuser role
+        relation = client("pulsar-k8s-admin", 7)
+        # When the leader serves it
+        out = provider.run(provider.on.relation_changed(relation), testing.State(leader=True, relations={relation}))
+        # Then it is refused with a reason, gets no secret, and the broker was not changed
+        assert published(out, 7) == {
+            "error": "namespace 'pulsar-k8s-admin/default': tenant 'pulsar-k8s-admin' is reserved "
+            "(public, pulsar, pulsar-k8s*); deploy the client under another application name"
+        }
+        assert list(out.secrets) == []
+        assert broker.writes() == []
+
+    @pytest.mark.parametrize(("app", "namespace"), [("public", "public/default"), ("pulsar", "pulsar/system")])
+    def test_a_client_named_like_a_shared_or_system_tenant_reaches_nothing(
+        self, provider: testing.Context, broker: BrokerState, app: str, namespace: str
+    ) -> None:
+        # Given a client application named `public` or `pulsar` asking for a namespace there
+        relation = client(app, 7, namespace=namespace)
+        # When the leader serves it
+        out = provider.run(provider.on.relation_changed(relation), testing.State(leader=True, relations={relation}))
+        # Then it is refused, and nothing was granted on the shared or system namespaces
+        assert f"tenant '{app}' is reserved" in published(out, 7)["error"]
+        assert list(out.secrets) == []
+        assert broker.roles(namespace) == {}
+        assert broker.writes() == []
+
+    def test_a_request_that_does_not_decode_is_refused_with_the_reason(
+        self, provider: testing.Context, broker: BrokerState
+    ) -> None:
+        relation = testing.Relation("pulsar", id=7, remote_app_name="client", remote_app_data={"namespace": "c/d"})
+        out = provider.run(provider.on.relation_changed(relation), testing.State(leader=True, relations={relation}))
+        assert published(out, 7)["error"].startswith("the request does not decode: ")
+        assert broker.writes() == []
+
+    def test_a_request_turning_invalid_withdraws_the_earlier_grant(
+        self, provider: testing.Context, broker: BrokerState
+    ) -> None:
+        # Given a client granted client/default, that now asks for another tenant's namespace
+        broker.tenants["client"] = {"adminRoles": [], "allowedClusters": ["pulsar"]}
+        broker.add_namespace("client/default")
+        broker.roles("client/default")["pulsar-k8s-client-7"] = ["consume", "produce"]
+        relation = client("client", 7, namespace="public/default")
+        # When the leader serves it
+        state = granted_state(relation, "pulsar-k8s-client-7")
+        out = provider.run(provider.on.relation_changed(state.get_relation(7)), state)
+        # Then the refusal replaces the grant: no URLs, no secret, no permission left
+        assert list(published(out, 7)) == ["error"]
+        assert list(out.secrets) == []
+        assert broker.everything_granted_to("pulsar-k8s-client-7") == []
+
+
+# ---------------------------------------------------------------- defect 3: revoking revokes
+
+
+def _granted_on_broker(broker: BrokerState, role: str) -> None:
+    """The broker after the charm granted `role` client/default (and an operator added more)."""
+    broker.tenants["client"] = {"adminRoles": [role], "allowedClusters": ["pulsar"]}
+    broker.add_namespace("client/default")
+    broker.topics.add("persistent://client/default/readings")
+    broker.roles("client/default")[role] = ["consume", "produce"]
+    broker.roles("public/default")[role] = ["consume"]
+    broker.auth("public/default")["destination_auth"]["persistent://public/default/shared"] = {role: ["consume"]}
+
+
+class TestRevocation:
+    def test_a_broken_relation_leaves_its_role_no_permission_and_no_secret(
+        self, provider: testing.Context, broker: BrokerState
+    ) -> None:
+        # Given a client whose role holds permissions on the broker
+        relation = client("client", 7)
+        _granted_on_broker(broker, "pulsar-k8s-client-7")
+        # When its relation is broken
+        state = granted_state(relation, "pulsar-k8s-client-7")
+        out = provider.run(provider.on.relation_broken(state.get_relation(7)), state)
+        # Then the role holds nothing anywhere, and the token's secret is gone
+        assert out.unit_status == testing.ActiveStatus()
+        assert broker.everything_granted_to("pulsar-k8s-client-7") == []
+        assert list(out.secrets) == []
+        # And the client's data stays
+        assert "client/default" in broker.namespaces
+        assert "persistent://client/default/readings" in broker.topics
+
+    def test_a_revocation_that_failed_is_completed_by_the_next_serve(
+        self, provider: testing.Context, broker: BrokerState
+    ) -> None:
+        # Given a client whose relation broke while the broker could not be reached
+        relation = client("client", 7)
+        _granted_on_broker(broker, "pulsar-k8s-client-7")
+        broker_url, ProviderCharm.broker_url = ProviderCharm.broker_url, UNREACHABLE
+        state = granted_state(relation, "pulsar-k8s-client-7")
+        out = provider.run(provider.on.relation_broken(state.get_relation(7)), state)
+        assert out.unit_status.message.startswith("revoking pulsar-k8s-client-7 failed: ")
+        assert list(out.secrets) == []  # the secret goes whatever the broker says
+        assert broker.everything_granted_to("pulsar-k8s-client-7") != []
+        # When the broker is back and the leader reconciles
+        ProviderCharm.broker_url = broker_url
+        out = provider.run(provider.on.update_status(), testing.State(leader=True))
+        # Then the sweep completed the revocation
+        assert out.unit_status == testing.ActiveStatus()
+        assert broker.everything_granted_to("pulsar-k8s-client-7") == []
+
+    def test_the_sweep_touches_only_client_roles_whose_relation_is_gone(
+        self, provider: testing.Context, broker: BrokerState
+    ) -> None:
+        # Given a live client on relation 7, a departed one on relation 5, and an operator's role
+        _granted_on_broker(broker, "pulsar-k8s-client-5")
+        broker.roles("client/default")["pulsar-k8s-client-7"] = ["consume", "produce"]
+        broker.roles("public/default")["alice"] = ["produce"]
+        live = client("client", 7)
+        # When the leader serves
+        provider.run(provider.on.update_status(), granted_state(live, "pulsar-k8s-client-7"))
+        # Then the departed role lost everything; the live client and the operator's role kept theirs
+        assert broker.everything_granted_to("pulsar-k8s-client-5") == []
+        assert broker.everything_granted_to("pulsar-k8s-client-7") == ["namespace client/default"]
+        assert broker.everything_granted_to("alice") == ["namespace public/default"]
+
+
+# ---------------------------------------------------------------- the library: the requirer side
+
+
+@pytest.fixture
+def requirer() -> testing.Context:
+    return testing.Context(RequirerCharm, meta=REQUIRER_META, app_name="client")
+
+
+class TestRequirer:
+    def test_the_request_is_written_as_json_values(self, requirer: testing.Context) -> None:
+        relation = testing.Relation("pulsar", remote_app_name="pulsar-k8s")
+        out = requirer.run(requirer.on.relation_created(relation), testing.State(leader=True, relations={relation}))
+        assert out.get_relation(relation.id).local_app_data == {
+            "namespace": '"client/default"',
+            "permissions": '["consume", "produce"]',
+            "topics": '["readings"]',
+        }
+
+    def test_a_grant_gives_the_connection_with_its_role(self, requirer: testing.Context) -> None:
+        token = auth.token_for("pulsar-k8s-client-7", KEY)
+        secret = testing.Secret({"token": token}, owner=None)
+        data = {
+            "service-url": SERVICE_URL,
+            "web-service-url": WEB_SERVICE_URL,
+            "namespace": "client/default",
+            "role": "pulsar-k8s-client-7",
+            "secret-credentials": secret.id,
+        }
+        relation = testing.Relation(
+            "pulsar", remote_app_name="pulsar-k8s", remote_app_data={k: json.dumps(v) for k, v in data.items()}
+        )
+        state = testing.State(leader=True, relations={relation}, secrets={secret})
+        out = requirer.run(requirer.on.relation_changed(relation), state)
+        assert out.unit_status == testing.ActiveStatus("granted client/default as pulsar-k8s-client-7")
+
+    def test_a_refusal_is_surfaced(self, requirer: testing.Context) -> None:
+        relation = testing.Relation(
+            "pulsar", remote_app_name="pulsar-k8s", remote_app_data={"error": json.dumps("tenant 'x' is reserved")}
+        )
+        out = requirer.run(requirer.on.relation_changed(relation), testing.State(leader=True, relations={relation}))
+        assert out.unit_status == testing.BlockedStatus("refused: tenant 'x' is reserved")
+
+    def test_provider_data_that_does_not_decode_is_an_error_not_a_traceback(self, requirer: testing.Context) -> None:
+        relation = testing.Relation("pulsar", remote_app_name="pulsar-k8s", remote_app_data={"namespace": "x/y"})
+        out = requirer.run(requirer.on.relation_changed(relation), testing.State(leader=True, relations={relation}))
+        assert out.unit_status.name == "blocked"
+        assert out.unit_status.message.startswith("refused: pulsar-k8s's data does not decode: ")
