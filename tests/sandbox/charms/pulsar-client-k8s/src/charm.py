@@ -1,5 +1,10 @@
 #!/usr/bin/env python3
-"""pulsar-client-k8s: a test client of the `pulsar` interface."""
+"""pulsar-client-k8s: a test client of the `pulsar` interface.
+
+It keeps a copy of the last connection it was granted (token included) in its container, as
+an application that cached its credentials would, so that tests can try a revoked token after
+the relation is gone (`kept-token: true` on the actions).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,10 @@ from pathlib import Path
 
 import ops
 
-from charms.pulsar_k8s.v0.pulsar import PulsarRequirer
+from charms.pulsar_k8s.v0.pulsar import Connection, PulsarRequirer
 
 SCRIPT = "/pulsar/tester/client.py"
+KEPT_CONNECTION = "/pulsar/tester/kept-connection.json"
 
 
 class PulsarClientCharm(ops.CharmBase):
@@ -21,6 +27,7 @@ class PulsarClientCharm(ops.CharmBase):
         for event in (
             self.on.config_changed,
             self.on.pulsar_relation_changed,
+            self.on.pulsar_relation_broken,
             self.on.secret_changed,
             self.on.client_pebble_ready,
             self.on.update_status,
@@ -28,15 +35,37 @@ class PulsarClientCharm(ops.CharmBase):
             framework.observe(event, self._reconcile)
         framework.observe(self.on.produce_action, self._on_produce)
         framework.observe(self.on.consume_action, self._on_consume)
+        framework.observe(self.on.admin_action, self._on_admin)
+        framework.observe(self.on.connection_action, self._on_connection)
 
     def _reconcile(self, _: ops.EventBase) -> None:
         self.pulsar.publish_request()
         if error := self.pulsar.error():
             self.unit.status = ops.BlockedStatus(f"refused: {error}")
         elif connection := self.pulsar.connection():
+            self._keep(connection)
             self.unit.status = ops.ActiveStatus(f"granted {connection.namespace}")
         else:
             self.unit.status = ops.WaitingStatus("waiting for pulsar-k8s")
+
+    def _keep(self, connection: Connection) -> None:
+        if self.container.can_connect():
+            kept = json.dumps(connection.__dict__, sort_keys=True)
+            self.container.push(KEPT_CONNECTION, kept, make_dirs=True, permissions=0o600)
+
+    def _kept(self) -> Connection | None:
+        try:
+            return Connection(**json.loads(self.container.pull(KEPT_CONNECTION).read()))
+        except (ops.pebble.PathError, ops.pebble.ConnectionError, ValueError, TypeError):
+            return None
+
+    def _connection(self, event: ops.ActionEvent) -> Connection | None:
+        """The live connection, or with `kept-token` the last one granted (even if revoked since)."""
+        kept = bool(event.params.get("kept-token"))
+        connection = self._kept() if kept else self.pulsar.connection()
+        if connection is None:
+            event.fail("no connection kept" if kept else "no connection granted yet")
+        return connection
 
     def _run(self, event: ops.ActionEvent, argv: list[str]) -> dict[str, object] | None:
         self.container.push(SCRIPT, (Path(__file__).parent / "client.py").read_text(), make_dirs=True)
@@ -53,9 +82,8 @@ class PulsarClientCharm(ops.CharmBase):
         return f"persistent://{namespace}/{event.params['topic']}"
 
     def _on_produce(self, event: ops.ActionEvent) -> None:
-        connection = self.pulsar.connection()
+        connection = self._connection(event)
         if connection is None:
-            event.fail("no connection granted yet")
             return
         token = connection.token if event.params["authenticate"] else ""
         topic = self._topic(event, event.params.get("namespace") or connection.namespace)
@@ -64,11 +92,10 @@ class PulsarClientCharm(ops.CharmBase):
             event.set_results({k: str(v) for k, v in result.items()})
 
     def _on_consume(self, event: ops.ActionEvent) -> None:
-        connection = self.pulsar.connection()
+        connection = self._connection(event)
         if connection is None:
-            event.fail("no connection granted yet")
             return
-        topic = self._topic(event, connection.namespace)
+        topic = self._topic(event, event.params.get("namespace") or connection.namespace)
         argv = [
             "consume",
             connection.service_url,
@@ -80,6 +107,33 @@ class PulsarClientCharm(ops.CharmBase):
         result = self._run(event, argv)
         if result is not None:
             event.set_results({k: str(v) for k, v in result.items()})
+
+    def _on_admin(self, event: ops.ActionEvent) -> None:
+        connection = self._connection(event)
+        if connection is None:
+            return
+        argv = [
+            "admin",
+            connection.web_service_url,
+            connection.token,
+            event.params.get("method", "GET"),
+            event.params["path"],
+        ]
+        result = self._run(event, argv)
+        if result is not None:
+            event.set_results({k: str(v) for k, v in result.items()})
+
+    def _on_connection(self, event: ops.ActionEvent) -> None:
+        connection = self._connection(event)
+        if connection is not None:
+            event.set_results(
+                {
+                    "role": connection.role,
+                    "namespace": connection.namespace,
+                    "service-url": connection.service_url,
+                    "web-service-url": connection.web_service_url,
+                }
+            )
 
 
 if __name__ == "__main__":  # pragma: nocover

@@ -1,12 +1,35 @@
-"""Runs inside the workload container: produce or consume, print one JSON line."""
+"""Runs inside the workload container: produce, consume or call the admin API; print one JSON line."""
 
 import json
 import sys
+import urllib.error
+import urllib.request
 
 import pulsar
 
+ADMIN_TIMEOUT = 15
+
+
+def admin(web_service_url: str, token: str, method: str, path: str) -> None:
+    """One admin REST call to the first broker; reports the HTTP status whatever it is."""
+    base = web_service_url.split(",")[0]
+    request = urllib.request.Request(f"{base}{path}", method=method)  # noqa: S310 - the broker's URL
+    request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=ADMIN_TIMEOUT) as response:  # noqa: S310
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as error:
+        status, body = error.code, error.read()
+    except (urllib.error.URLError, OSError) as error:
+        print(json.dumps({"error": f"{type(error).__name__}: {error}"}))
+        sys.exit(1)
+    print(json.dumps({"status": status, "body": body.decode(errors="replace")[:1000]}))
+
 
 def main() -> None:
+    if sys.argv[1] == "admin":
+        admin(*sys.argv[2:6])
+        return
     mode, url, token, topic, count = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
     auth = pulsar.AuthenticationToken(token) if token else None
     client = pulsar.Client(
