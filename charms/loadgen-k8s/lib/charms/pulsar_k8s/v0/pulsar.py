@@ -199,7 +199,9 @@ class PulsarProvider(ops.Object):
         try:
             data = relation.load(ClientRequestData, relation.app)
         except (ValueError, TypeError) as error:  # JSONDecodeError is a ValueError
-            raise InvalidRequestError(f"the request does not decode: {error}") from error
+            raise InvalidRequestError(
+                f"the request does not decode (each value is JSON since LIBPATCH 2 of the pulsar library): {error}"
+            ) from error
         return validate_request(relation.id, relation.app.name, data)
 
     def granted(self, relation: ops.Relation) -> ClientGrantData:
