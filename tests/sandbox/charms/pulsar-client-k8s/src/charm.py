@@ -112,10 +112,11 @@ class PulsarClientCharm(ops.CharmBase):
         connection = self._connection(event)
         if connection is None:
             return
+        token = event.params.get("token") or connection.token
         argv = [
             "admin",
             connection.web_service_url,
-            connection.token,
+            token,
             event.params.get("method", "GET"),
             event.params["path"],
         ]
