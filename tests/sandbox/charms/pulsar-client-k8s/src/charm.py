@@ -67,10 +67,12 @@ class PulsarClientCharm(ops.CharmBase):
             event.fail("no connection kept" if kept else "no connection granted yet")
         return connection
 
-    def _run(self, event: ops.ActionEvent, argv: list[str]) -> dict[str, object] | None:
+    def _run(self, event: ops.ActionEvent, request: dict[str, object]) -> dict[str, object] | None:
+        """Run the client script with `request` (token included) on its stdin, never its argv."""
         self.container.push(SCRIPT, (Path(__file__).parent / "client.py").read_text(), make_dirs=True)
         try:
-            stdout, _ = self.container.exec(["python3", SCRIPT, *argv], timeout=300).wait_output()
+            process = self.container.exec(["python3", SCRIPT], stdin=json.dumps(request), timeout=300)
+            stdout, _ = process.wait_output()
         except ops.pebble.ExecError as error:
             lines = str(error.stdout or "").strip().splitlines()
             reason = json.loads(lines[-1]).get("error") if lines and lines[-1].startswith("{") else error.stderr
@@ -87,7 +89,8 @@ class PulsarClientCharm(ops.CharmBase):
             return
         token = connection.token if event.params["authenticate"] else ""
         topic = self._topic(event, event.params.get("namespace") or connection.namespace)
-        result = self._run(event, ["produce", connection.service_url, token, topic, str(event.params["count"])])
+        request = {"mode": "produce", "url": connection.service_url, "token": token, "topic": topic}
+        result = self._run(event, {**request, "count": event.params["count"]})
         if result is not None:
             event.set_results({k: str(v) for k, v in result.items()})
 
@@ -96,15 +99,15 @@ class PulsarClientCharm(ops.CharmBase):
         if connection is None:
             return
         topic = self._topic(event, event.params.get("namespace") or connection.namespace)
-        argv = [
-            "consume",
-            connection.service_url,
-            connection.token,
-            topic,
-            str(event.params["count"]),
-            event.params["subscription"],
-        ]
-        result = self._run(event, argv)
+        request = {
+            "mode": "consume",
+            "url": connection.service_url,
+            "token": connection.token,
+            "topic": topic,
+            "count": event.params["count"],
+            "subscription": event.params["subscription"],
+        }
+        result = self._run(event, request)
         if result is not None:
             event.set_results({k: str(v) for k, v in result.items()})
 
@@ -113,14 +116,14 @@ class PulsarClientCharm(ops.CharmBase):
         if connection is None:
             return
         token = event.params.get("token") or connection.token
-        argv = [
-            "admin",
-            connection.web_service_url,
-            token,
-            event.params.get("method", "GET"),
-            event.params["path"],
-        ]
-        result = self._run(event, argv)
+        request = {
+            "mode": "admin",
+            "url": connection.web_service_url,
+            "token": token,
+            "method": event.params.get("method", "GET"),
+            "path": event.params["path"],
+        }
+        result = self._run(event, request)
         if result is not None:
             event.set_results({k: str(v) for k, v in result.items()})
 

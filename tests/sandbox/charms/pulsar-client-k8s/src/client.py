@@ -1,4 +1,7 @@
-"""Runs inside the workload container: produce, consume or call the admin API; print one JSON line."""
+"""Runs inside the workload container: produce, consume or call the admin API; print one JSON line.
+
+The request, token included, arrives as JSON on stdin: a secret never goes on a command line.
+"""
 
 import json
 import sys
@@ -27,10 +30,12 @@ def admin(web_service_url: str, token: str, method: str, path: str) -> None:
 
 
 def main() -> None:
-    if sys.argv[1] == "admin":
-        admin(*sys.argv[2:6])
+    request = json.loads(sys.stdin.read())
+    mode, url, token = request["mode"], request["url"], request["token"]
+    if mode == "admin":
+        admin(url, token, request["method"], request["path"])
         return
-    mode, url, token, topic, count = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+    topic, count = request["topic"], int(request["count"])
     auth = pulsar.AuthenticationToken(token) if token else None
     client = pulsar.Client(
         url,
@@ -53,7 +58,8 @@ def main() -> None:
             producer.close()
             print(json.dumps({"acked": sum(acked), "failed": len(acked) - sum(acked)}))
         else:
-            consumer = client.subscribe(topic, sys.argv[6], initial_position=pulsar.InitialPosition.Earliest)
+            earliest = pulsar.InitialPosition.Earliest
+            consumer = client.subscribe(topic, request["subscription"], initial_position=earliest)
             seen = set()
             while len(seen) < count:
                 try:
