@@ -36,21 +36,34 @@ def test_scale_up_keeps_the_data_and_ends_in_a_quorum_of_three(
     assert leader_log.count("restart lock: pulsar-k8s/") >= 2
 
 
+def _client_token_secret(model: Model) -> str:
+    relation = next(r for r in model.relations.values() if ("client", "pulsar") in r.endpoints)
+    return relation.app_data["pulsar-k8s"]["secret-credentials"]
+
+
 def test_scale_down_one_unit_at_a_time_shrinks_the_ensemble_and_keeps_the_data(model: Model) -> None:
     # Given the quorum of three from the test above, and messages produced through it
     model.run("client/0", "consume", {"topic": "shrink", "count": 0, "subscription": "later"})
     produced = model.run("client/0", "produce", {"topic": "shrink", "count": MESSAGES})
     assert produced.results == {"acked": str(MESSAGES), "failed": "0"}, produced.message
+    # And leadership on the unit a scale-down removes first (the highest ordinal)
+    model.elect_leader("pulsar-k8s/2")
+    model.wait_for_idle(timeout=TIMEOUT)
+    granted = _client_token_secret(model)
 
-    # When units are removed one at a time, as `juju remove-unit` and waiting in between
+    # When units are removed one at a time, as `juju remove-unit --num-units 1` and waiting in between
     for unit in ("pulsar-k8s/2", "pulsar-k8s/1"):
-        model.remove_unit(unit)
+        model.remove_unit("pulsar-k8s", num_units=1)
         model.wait_for_idle(timeout=TIMEOUT)
 
         # Then after each removal the survivors form the smaller ensemble, and serve
         status = model.run("pulsar-k8s/0", "cluster-status").results
         assert unit.replace("/", "-") not in status["zookeeper"]
         assert set(status["brokers"].values()) == {"ready"}
+        # And the client keeps its grant: a dying leader revoked nothing
+        assert _client_token_secret(model) == granted
+        produced = model.run("client/0", "produce", {"topic": "during-shrink", "count": 10})
+        assert produced.results == {"acked": "10", "failed": "0"}, produced.message
     assert status["zookeeper"] == {"pulsar-k8s-0": "standalone"}
     # And every acknowledged message is still there, served by the last broker
     consumed = model.run("client/0", "consume", {"topic": "shrink", "count": MESSAGES, "subscription": "later"})
