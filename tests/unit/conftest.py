@@ -103,6 +103,23 @@ for _charm_dir in sorted(CHARMS_DIR.iterdir()):
 
 import pytest  # noqa: E402
 
+RESOLV_CONF = "search test.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"
+
+
+@pytest.fixture(autouse=True)
+def resolv_conf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The pod's resolv.conf, as Kubernetes writes it for a pod of model `test`.
+
+    The charms read it from the charm container's /etc/resolv.conf; here every charm's copy
+    of the workload library reads this file instead (tests may rewrite it).
+    """
+    path = tmp_path / "resolv.conf"
+    path.write_text(RESOLV_CONF)
+    for alias in ("pulsar_k8s", "bookie_k8s", "loadgen_k8s", "cdc_k8s"):
+        library = sys.modules[f"{alias}.charms.pulsar_k8s.v0.pulsar_workload"]
+        monkeypatch.setattr(library, "RESOLV_CONF", path)
+    return path
+
 
 @pytest.fixture
 def pulsar_image(tmp_path: Path) -> Path:

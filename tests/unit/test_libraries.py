@@ -106,6 +106,14 @@ def test_write_pushes_only_when_the_content_changes(tmp_path: Path) -> None:
     assert (conf / "broker.conf").read_text() == "clusterName=other\n"
 
 
+def waiting(*services: str) -> rolling_restart.RestartRequest:
+    return rolling_restart.RestartRequest(rolling_restart.WAITING, list(services))
+
+
+def restarted(*services: str) -> rolling_restart.RestartRequest:
+    return rolling_restart.RestartRequest(rolling_restart.RESTARTED, list(services))
+
+
 class TestRollingRestart:
     def test_only_running_services_with_changed_fingerprints_are_stale(self) -> None:
         desired = {"zookeeper": "a", "broker": "b"}
@@ -115,17 +123,17 @@ class TestRollingRestart:
         assert rolling_restart.stale_services(desired, {}, set()) == []  # nothing runs: start freely
 
     def test_the_lock_goes_to_one_unit_at_a_time(self) -> None:
-        requests = {"p/0": "", "p/1": "waiting:broker", "p/2": "waiting:zookeeper"}
+        requests = {"p/0": None, "p/1": waiting("broker"), "p/2": waiting("zookeeper")}
         assert rolling_restart.next_holder(requests, None) == "p/1"
         # The holder keeps it while restarting, even when others wait
-        requests["p/1"] = "restarted:broker"
+        requests["p/1"] = restarted("broker")
         assert rolling_restart.next_holder(requests, "p/1") == "p/1"
         # Once it serves again, the next unit gets it
-        requests["p/1"] = ""
+        requests["p/1"] = None
         assert rolling_restart.next_holder(requests, "p/1") == "p/2"
 
     def test_nobody_gets_the_lock_while_a_restart_is_unfinished(self) -> None:
-        assert rolling_restart.next_holder({"p/0": "restarted:zookeeper", "p/1": "waiting:broker"}, None) is None
+        assert rolling_restart.next_holder({"p/0": restarted("zookeeper"), "p/1": waiting("broker")}, None) is None
 
     def test_fingerprints_change_with_any_part(self) -> None:
         assert rolling_restart.fingerprint("conf", {"env": 1}) != rolling_restart.fingerprint("conf", {"env": 2})

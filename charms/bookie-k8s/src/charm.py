@@ -1,17 +1,29 @@
 #!/usr/bin/env python3
-"""bookie-k8s: Apache BookKeeper bookies for a pulsar-k8s cluster."""
+"""bookie-k8s: Apache BookKeeper bookies for a pulsar-k8s cluster.
+
+Every event runs one reconcile on a snapshot of the state (`state.py`): the leader hands out
+the restart lock, then the unit brings its bookie to what the metadata store and config say,
+restarting under the lock. Statuses are set through collect-status.
+"""
 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import ops
+from state import BookieState
 
 from charms.pulsar_k8s.v0.bookkeeper import BookKeeperRequirer
-from charms.pulsar_k8s.v0.pulsar_workload import ImageProblem, InvalidConfigError, pod_fqdn
-from charms.pulsar_k8s.v0.rolling_restart import RollingRestart, fingerprint
+from charms.pulsar_k8s.v0.pulsar_workload import (
+    ImageProblem,
+    RemovalWatch,
+    observe_lifecycle,
+    report_status,
+)
+from charms.pulsar_k8s.v0.rolling_restart import DesiredWorkload, WorkloadFile
 from literals import BOOKIE_PORT, BOOKKEEPER_CONF, BOOKKEEPER_RELATION, CONTAINER, PEER, SERVICE, Status
-from managers.config import BookieConfig, render_bookkeeper_conf
+from managers.config import render_bookkeeper_conf
 from workload import LAYER, BookieWorkload
 
 logger = logging.getLogger(__name__)
@@ -22,76 +34,66 @@ class BookieCharm(ops.CharmBase):
 
     def __init__(self, framework: ops.Framework) -> None:
         super().__init__(framework)
+        self.removal = RemovalWatch(self, [PEER, BOOKKEEPER_RELATION])
         self.workload = BookieWorkload(self.unit.get_container(CONTAINER))
         self.bookkeeper = BookKeeperRequirer(self, BOOKKEEPER_RELATION)
-        self.restarts = RollingRestart(self, PEER)
-        container = self.on[CONTAINER]
-        for event in (
-            self.on.install,
-            self.on.start,
-            self.on.config_changed,
-            self.on.upgrade_charm,
-            self.on.update_status,
-            self.on.leader_elected,
-            container.pebble_ready,
-            container.pebble_check_failed,
-            container.pebble_check_recovered,
-            self.on[BOOKKEEPER_RELATION].relation_joined,
-            self.on[BOOKKEEPER_RELATION].relation_changed,
-            self.on[BOOKKEEPER_RELATION].relation_broken,
-            # Restart lock traffic: a unit's request and release, the leader's hand-over.
-            self.on[PEER].relation_changed,
-            self.on[PEER].relation_departed,
-        ):
-            framework.observe(event, self._reconcile)
+        self._state: BookieState | None = None
+        self._status: ops.StatusBase | None = None
+        # Peer events carry the restart lock's traffic: requests, releases, hand-overs.
+        observe_lifecycle(self, self._reconcile, [CONTAINER], [BOOKKEEPER_RELATION, PEER])
+        framework.observe(self.on.collect_unit_status, self._on_collect_unit_status)
+        framework.observe(self.on.collect_app_status, self._on_collect_app_status)
 
-    @property
-    def fqdn(self) -> str:
-        return pod_fqdn(self.unit.name, self.model.name)
+    def _reconcile(self, _: ops.EventBase) -> None:
+        state = self._state = BookieState(self, self.bookkeeper, dying=self.removal.dying)
+        if state.leads:  # application-wide, whatever this unit's own state
+            state.restarts().lead()
+        self._status = self._bring_up(state)
 
-    @property
-    def bookie_id(self) -> str:
-        return f"{self.fqdn}:{BOOKIE_PORT}"
-
-    def _reconcile(self, event: ops.EventBase) -> None:
-        self.unit.status = self._bring_up(event)
-
-    def _bring_up(self, event: ops.EventBase) -> ops.StatusBase:
+    def _bring_up(self, state: BookieState) -> ops.StatusBase:
+        if state.dying:
+            return Status.DYING()
         if problem := self.workload.check_image(self.unit):
             return Status.NO_PEBBLE() if problem is ImageProblem.NO_PEBBLE else Status.NO_PULSAR_IMAGE()
-        try:
-            config = BookieConfig.parse(self.config)
-        except InvalidConfigError as error:
-            return Status.INVALID_CONFIG(error=str(error))
-        if self.bookkeeper.relation is None or isinstance(event, ops.RelationBrokenEvent):
+        if state.config is None:
+            return Status.INVALID_CONFIG(error=state.config_error)
+        if not state.related:
             return Status.NO_BOOKKEEPER_RELATION()
-        store = self.bookkeeper.metadata_store()
-        if store is None or not store.initialized:
-            self.bookkeeper.publish(self.bookie_id, ready=False)
+        if state.store_error:
+            return Status.INVALID_PROVIDER_DATA(error=state.store_error)
+        if state.store is None or not state.store.initialized:
+            self.bookkeeper.publish(state.bookie_id, ready=False)
             return Status.WAITING_FOR_METADATA()
-        if self.model.get_relation(PEER) is None:
+        if state.peers is None:
             return Status.NO_PEERS()
-        conf = render_bookkeeper_conf(config, self.fqdn, store.metadata_service_uri)
-        layer = self.workload.layer(config.heap, config.direct_memory)
-        desired = {SERVICE: fingerprint(conf, layer.get("services", {})[SERVICE])}
-        serving = lambda _: self.workload.ready()  # noqa: E731 - the lock's "serves again" test
-        self.restarts.check_restarted(serving)
-        stale = self.restarts.stale(desired, {SERVICE} if self.workload.is_running() else set())
-        if stale and not self.restarts.may_restart():
-            # Keep serving with the old config until this bookie's turn comes.
-            self.bookkeeper.publish(self.bookie_id, ready=self.workload.ready())
-            if holder := self.restarts.holder:
-                return Status.RESTART_HELD(holder=holder)
-            return Status.WAITING_TO_RESTART()
-        self.workload.write(BOOKKEEPER_CONF, conf)
-        self.workload.apply_layer(LAYER, layer)
-        if stale:
-            self.workload.restart()
-        self.restarts.applied(desired, stale, serving)
-        self.unit.set_ports(BOOKIE_PORT)
+        if state.peer_data_error:
+            return Status.INVALID_PEER_DATA(error=state.peer_data_error)
+
+        conf = render_bookkeeper_conf(state.config, state.fqdn, state.store.metadata_service_uri)
+        layer = self.workload.layer(state.config.heap, state.config.direct_memory)
+        desired = DesiredWorkload(LAYER, layer, (WorkloadFile(BOOKKEEPER_CONF, conf),), {SERVICE: (BOOKKEEPER_CONF,)})
+        waiting = state.restarts().roll(self.workload, desired, lambda _: self.workload.ready())
         ready = self.workload.ready()
-        self.bookkeeper.publish(self.bookie_id, ready=ready)
-        return Status.ACTIVE(bookie_id=self.bookie_id) if ready else Status.STARTING()
+        self.bookkeeper.publish(state.bookie_id, ready=ready)
+        if waiting is not None:  # keep serving with the old config until this bookie's turn
+            return Status.RESTART_HELD(holder=waiting.holder) if waiting.holder else Status.WAITING_TO_RESTART()
+        self.unit.set_ports(BOOKIE_PORT)
+        return Status.ACTIVE(bookie_id=state.bookie_id) if ready else Status.STARTING()
+
+    def _on_collect_unit_status(self, event: ops.CollectStatusEvent) -> None:
+        if self._status is not None:
+            report_status(event, [self._status], self.unit)
+
+    def _on_collect_app_status(self, event: ops.CollectStatusEvent) -> None:
+        """The leader asks each bookie of the application whether it is ready."""
+        state = self._state
+        if state is None or not state.leads:
+            return
+        hosts = [state.fqdn_of(unit.name) for unit in [self.unit, *state.peer_units]]
+        with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
+            ready = sum(pool.map(self.workload.ready, hosts))
+        status = Status.APP_ACTIVE if ready == len(hosts) else Status.APP_DEGRADED
+        report_status(event, [status(ready=ready, total=len(hosts))], self.app)
 
 
 if __name__ == "__main__":  # pragma: nocover

@@ -28,9 +28,15 @@ class Status(StatusCatalog):
     INVALID_CONFIG = (ops.BlockedStatus, "{error}")
     NO_BOOKKEEPER_RELATION = (ops.BlockedStatus, "integrate with pulsar-k8s: juju integrate bookie-k8s pulsar-k8s")
     WAITING_FOR_METADATA = (ops.WaitingStatus, "waiting for pulsar-k8s to initialize cluster metadata")
+    INVALID_PROVIDER_DATA = (ops.BlockedStatus, "unreadable data from pulsar-k8s: {error}")
     NO_PEERS = (ops.WaitingStatus, "waiting for the bookies peer relation")
+    INVALID_PEER_DATA = (ops.BlockedStatus, "unreadable peer data, left untouched: {error}")
+    DYING = (ops.MaintenanceStatus, "being removed")
     WAITING_TO_RESTART = (ops.MaintenanceStatus, "waiting for its turn to restart the bookie")
     # No timeout moves the lock on: with write quorum 2, two bookies down stop the writes.
     RESTART_HELD = (ops.MaintenanceStatus, "waiting to restart the bookie: {holder} restarts first")
     STARTING = (ops.MaintenanceStatus, "bookie starting")
     ACTIVE = (ops.ActiveStatus, "bookie ready as {bookie_id}")
+    # The application's status (the leader's summary).
+    APP_ACTIVE = (ops.ActiveStatus, "{ready} bookies ready")
+    APP_DEGRADED = (ops.WaitingStatus, "{ready}/{total} bookies ready")

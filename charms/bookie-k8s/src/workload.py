@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
-
 import ops
 
-from charms.pulsar_k8s.v0.pulsar_workload import PebbleWorkload, jvm_environment, readiness_check
+from charms.pulsar_k8s.v0.pulsar_workload import PebbleWorkload, http_ready, jvm_environment, readiness_check
 from literals import BOOKIE_HTTP_PORT, PULSAR_HOME, SERVICE
 
 LAYER = "bookie"
-READY_URL = f"http://localhost:{BOOKIE_HTTP_PORT}/api/v1/bookie/is_ready"
+READY_PATH = "/api/v1/bookie/is_ready"
+READY_URL = f"http://localhost:{BOOKIE_HTTP_PORT}{READY_PATH}"
 # Fails only when the bookie's state says it is shutting down (no answer yet: starting).
 SHUT_DOWN_PROBE = (
     f"bash -c 'exec 3<>/dev/tcp/localhost/{BOOKIE_HTTP_PORT} || exit 0; "
@@ -51,17 +49,6 @@ class BookieWorkload(PebbleWorkload):
             },
         }
 
-    def restart(self) -> None:
-        self.container.restart(SERVICE)
-
-    def is_running(self) -> bool:
-        services = self.container.get_services(SERVICE)
-        return SERVICE in services and services[SERVICE].is_running()
-
-    def ready(self) -> bool:
-        """The bookie's own readiness endpoint (the charm shares the pod's network)."""
-        try:
-            with urllib.request.urlopen(READY_URL, timeout=2.0) as response:
-                return response.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
+    def ready(self, host: str = "localhost") -> bool:
+        """A bookie's readiness endpoint; localhost is this unit's (the charm shares the pod's network)."""
+        return http_ready(f"http://{host}:{BOOKIE_HTTP_PORT}{READY_PATH}")

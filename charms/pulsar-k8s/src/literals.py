@@ -37,6 +37,8 @@ SECRET_KEY_LABEL = "token-signing-key"  # noqa: S105 - the label of a Juju secre
 INIT_TIMEOUT = 300.0
 RESTART_WAIT = 30.0
 INIT_HEAP = "128m"
+# ZooKeeper `srvr` modes of a server that serves requests.
+SERVING_MODES = ("leader", "follower", "standalone")
 
 
 class Status(StatusCatalog):
@@ -47,6 +49,8 @@ class Status(StatusCatalog):
     INVALID_CONFIG = (ops.BlockedStatus, "{error}")
     CLUSTER_NAME_FIXED = (ops.BlockedStatus, "invalid config cluster-name: initialized as {name!r}, cannot change")
     NO_PEERS = (ops.WaitingStatus, "waiting for the cluster peer relation")
+    INVALID_PEER_DATA = (ops.BlockedStatus, "unreadable peer data, left untouched: {error}")
+    DYING = (ops.MaintenanceStatus, "being removed")
     WAITING_FOR_UNITS = (ops.WaitingStatus, "zookeeper: waiting for units to join: {joined}/{planned}")
     NOT_A_MEMBER = (ops.WaitingStatus, "zookeeper: waiting to join the ensemble")
     WAITING_TO_RESTART = (ops.MaintenanceStatus, "waiting for its turn to restart {services}")
@@ -60,5 +64,9 @@ class Status(StatusCatalog):
     NO_BOOKKEEPER_RELATION = (ops.BlockedStatus, "integrate with bookie-k8s: juju integrate pulsar-k8s bookie-k8s")
     WAITING_FOR_BOOKIES = (ops.WaitingStatus, "waiting for bookies: {ready}/{needed} ready")
     BROKER_STARTING = (ops.MaintenanceStatus, "broker starting")
-    CLIENT_FAILED = (ops.WaitingStatus, "serving client {app} failed, retrying: {error}")
+    CLIENT_FAILED = (ops.WaitingStatus, "{error}; retrying")
     ACTIVE = (ops.ActiveStatus, "zookeeper {role}, broker ready")
+    # The application's status (the leader's summary of the cluster).
+    APP_WAITING_FOR_UNITS = (ops.WaitingStatus, "waiting for units to join: {joined}/{planned}")
+    APP_DEGRADED = (ops.WaitingStatus, "{brokers}, ZooKeeper {serving}/{members}, {bookies}")
+    APP_ACTIVE = (ops.ActiveStatus, "{brokers}, ZooKeeper {serving}/{members}, {bookies}")

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import socket
 import time
-import urllib.error
-import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import ops
 
-from charms.pulsar_k8s.v0.pulsar_workload import PebbleWorkload, jvm_environment, readiness_check
+from charms.pulsar_k8s.v0.pulsar_workload import (
+    PROBE_TIMEOUT,
+    PebbleWorkload,
+    http_ready,
+    jvm_environment,
+    readiness_check,
+)
 from literals import (
     BROKER_SERVICE,
     BROKER_WEB_PORT,
     INIT_HEAP,
     INIT_TIMEOUT,
     PULSAR_HOME,
+    SERVING_MODES,
     ZOOKEEPER_CLIENT_PORT,
     ZOOKEEPER_SERVICE,
 )
@@ -25,7 +32,22 @@ LAYER = "pulsar"
 ZOOKEEPER_SERVING_PROBE = (
     f"bash -c 'exec 3<>/dev/tcp/localhost/{ZOOKEEPER_CLIENT_PORT} && printf srvr >&3 && grep -q \"^Mode: \" <&3'"
 )
-PROBE_TIMEOUT = 2.0
+
+
+@dataclass(frozen=True)
+class UnitProbe:
+    """What one unit's ZooKeeper and broker answer, asked over the network."""
+
+    zookeeper_mode: str | None  # None: no answer; "" answered without serving
+    broker_ready: bool
+
+    @property
+    def zookeeper_serving(self) -> bool:
+        return self.zookeeper_mode in SERVING_MODES
+
+    @property
+    def zookeeper_answers(self) -> bool:
+        return self.zookeeper_mode is not None
 
 
 class PulsarWorkload(PebbleWorkload):
@@ -61,20 +83,13 @@ class PulsarWorkload(PebbleWorkload):
             )
         return {"summary": "Apache Pulsar", "services": services, "checks": checks}
 
-    def restart(self, service: str) -> None:
-        self.container.restart(service)
-
-    def is_running(self, service: str) -> bool:
-        services = self.container.get_services(service)
-        return service in services and services[service].is_running()
-
-    def zookeeper_command(self, command: str) -> str | None:
-        """A ZooKeeper four-letter command to the local server, or None if it does not answer.
+    def zookeeper_command(self, command: str, host: str = "localhost") -> str | None:
+        """A ZooKeeper four-letter command to a server, or None if it does not answer.
 
         The charm container shares the pod's network, so localhost is this unit's ZooKeeper.
         """
         try:
-            with socket.create_connection(("localhost", ZOOKEEPER_CLIENT_PORT), timeout=PROBE_TIMEOUT) as conn:
+            with socket.create_connection((host, ZOOKEEPER_CLIENT_PORT), timeout=PROBE_TIMEOUT) as conn:
                 conn.sendall(command.encode())
                 chunks = []
                 while chunk := conn.recv(4096):
@@ -86,28 +101,34 @@ class PulsarWorkload(PebbleWorkload):
     def wait_for_zookeeper(self, timeout: float) -> str | None:
         """Poll until the local ZooKeeper serves (or `timeout` passes); return its mode."""
         deadline = time.monotonic() + timeout
-        while (mode := self.zookeeper_mode()) is None and time.monotonic() < deadline:
+        while (mode := self.zookeeper_mode()) not in SERVING_MODES and time.monotonic() < deadline:
             time.sleep(1.0)
         return mode
 
-    def zookeeper_mode(self) -> str | None:
-        """leader, follower or standalone when this server serves; None otherwise."""
-        answer = self.zookeeper_command("srvr")
-        if not answer:
+    def zookeeper_mode(self, host: str = "localhost") -> str | None:
+        """The server's mode: leader, follower or standalone while it serves.
+
+        "" when it answers without serving (no quorum), None when it does not answer.
+        """
+        answer = self.zookeeper_command("srvr", host)
+        if answer is None:
             return None
         for line in answer.splitlines():
             if line.startswith("Mode:"):
                 return line.split(":", 1)[1].strip()
-        return None
+        return ""
 
-    def broker_ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(
-                f"http://localhost:{BROKER_WEB_PORT}/status.html", timeout=PROBE_TIMEOUT
-            ) as response:
-                return response.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
+    def broker_ready(self, host: str = "localhost") -> bool:
+        return http_ready(f"http://{host}:{BROKER_WEB_PORT}/status.html")
+
+    def probe(self, hosts: list[str]) -> dict[str, UnitProbe]:
+        """Ask every host's ZooKeeper and broker, all at once (a down pod costs one timeout)."""
+        if not hosts:
+            return {}
+        with ThreadPoolExecutor(max_workers=2 * len(hosts)) as pool:
+            modes = {host: pool.submit(self.zookeeper_mode, host) for host in hosts}
+            brokers = {host: pool.submit(self.broker_ready, host) for host in hosts}
+            return {host: UnitProbe(modes[host].result(), brokers[host].result()) for host in hosts}
 
     def initialize_cluster_metadata(self, cluster: str, metadata_store: str, web_url: str, broker_url: str) -> None:
         """Create the cluster's metadata (and BookKeeper's) if absent; raise WorkloadCommandError."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from bookie_k8s.workload import BookieWorkload
 FQDN = "bookie-k8s-0.bookie-k8s-endpoints.test.svc.cluster.local"
 URI = "zk+hierarchical://pulsar-k8s-0.pulsar-k8s-endpoints.test.svc.cluster.local:2181/ledgers"
 RUNNING = pebble.Layer({"services": {"bookie": {"override": "replace", "command": "/pulsar/bin/pulsar bookie"}}})
-PROVIDER_DATA = {"metadata-service-uri": URI, "cluster-name": "pulsar", "initialized": "true"}
+PROVIDER_DATA = {"metadata-service-uri": json.dumps(URI), "cluster-name": '"pulsar"', "initialized": "true"}
 
 
 @pytest.fixture
@@ -61,7 +62,7 @@ def test_asks_to_integrate_with_pulsar(ctx: testing.Context, bookie: testing.Con
 def test_waits_for_metadata_and_announces_itself(ctx: testing.Context, bookie: testing.Container) -> None:
     # Given a relation whose provider has not initialized the cluster yet
     relation = testing.Relation(
-        "bookkeeper", remote_app_name="pulsar-k8s", remote_app_data={"metadata-service-uri": URI}
+        "bookkeeper", remote_app_name="pulsar-k8s", remote_app_data={"metadata-service-uri": json.dumps(URI)}
     )
 
     # When the relation changes
@@ -70,7 +71,7 @@ def test_waits_for_metadata_and_announces_itself(ctx: testing.Context, bookie: t
     # Then it waits, starts nothing, and publishes its stable id as not ready
     assert out.unit_status == Status.WAITING_FOR_METADATA()
     assert out.get_container("bookie").plan.services == {}
-    assert out.get_relation(relation.id).local_unit_data["bookie-id"] == f"{FQDN}:3181"
+    assert json.loads(out.get_relation(relation.id).local_unit_data["bookie-id"]) == f"{FQDN}:3181"
     assert out.get_relation(relation.id).local_unit_data["ready"] == "false"
 
 
@@ -78,7 +79,7 @@ def test_starts_the_bookie_once_metadata_exists(
     ctx: testing.Context, bookie: testing.Container, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given initialized metadata, and a bookie process that is not ready yet
-    monkeypatch.setattr(BookieWorkload, "ready", lambda self: False)
+    monkeypatch.setattr(BookieWorkload, "ready", lambda self, host="localhost": False)
     relation = testing.Relation("bookkeeper", remote_app_name="pulsar-k8s", remote_app_data=PROVIDER_DATA)
 
     # When the relation changes
@@ -108,7 +109,7 @@ def test_reports_ready_when_the_bookie_is(
     ctx: testing.Context, bookie: testing.Container, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a bookie whose readiness endpoint answers
-    monkeypatch.setattr(BookieWorkload, "ready", lambda self: True)
+    monkeypatch.setattr(BookieWorkload, "ready", lambda self, host="localhost": True)
     relation = testing.Relation("bookkeeper", remote_app_name="pulsar-k8s", remote_app_data=PROVIDER_DATA)
 
     # When its readiness check recovers
@@ -159,10 +160,12 @@ def test_a_changed_bookie_waits_while_another_restarts(
     ctx: testing.Context, bookie: testing.Container, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a running bookie whose config changed, while bookie-k8s/1 holds the restart lock
-    monkeypatch.setattr(BookieWorkload, "ready", lambda self: True)
+    monkeypatch.setattr(BookieWorkload, "ready", lambda self, host="localhost": True)
     relation = testing.Relation("bookkeeper", remote_app_name="pulsar-k8s", remote_app_data=PROVIDER_DATA)
     peers = testing.PeerRelation(
-        "bookies", local_app_data={"restart-holder": "bookie-k8s/1"}, peers_data={1: {"restart-request": "x"}}
+        "bookies",
+        local_app_data={"restart-holder": '"bookie-k8s/1"'},
+        peers_data={1: {"restart-request": '{"phase": "restarted", "services": ["bookie"]}'}},
     )
     container = _running_bookie(bookie)
 
@@ -171,7 +174,10 @@ def test_a_changed_bookie_waits_while_another_restarts(
 
     # Then it asks for the lock, says whom it waits for, and keeps serving as it was
     assert out.unit_status == Status.RESTART_HELD(holder="bookie-k8s/1")
-    assert out.get_relation(peers.id).local_unit_data["restart-request"] == "waiting:bookie"
+    assert json.loads(out.get_relation(peers.id).local_unit_data["restart-request"]) == {
+        "phase": "waiting",
+        "services": ["bookie"],
+    }
     assert out.get_container("bookie").plan.to_dict() == container.plan.to_dict()
     assert out.get_relation(relation.id).local_unit_data["ready"] == "true"
 
@@ -180,7 +186,7 @@ def test_the_leader_restarts_its_bookie_when_the_lock_is_free(
     ctx: testing.Context, bookie: testing.Container, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given the leader, whose bookie runs an older definition, and nobody else restarting
-    monkeypatch.setattr(BookieWorkload, "ready", lambda self: False)
+    monkeypatch.setattr(BookieWorkload, "ready", lambda self, host="localhost": False)
     relation = testing.Relation("bookkeeper", remote_app_name="pulsar-k8s", remote_app_data=PROVIDER_DATA)
     container = _running_bookie(bookie)
 
@@ -189,13 +195,13 @@ def test_the_leader_restarts_its_bookie_when_the_lock_is_free(
 
     # Then it takes the lock, applies the new plan, and holds the lock until the bookie is ready
     peers = out.get_relations("bookies")[0]
-    assert peers.local_app_data["restart-holder"] == "bookie-k8s/0"
-    assert peers.local_unit_data["restart-request"] == "restarted:bookie"
+    assert json.loads(peers.local_app_data["restart-holder"]) == "bookie-k8s/0"
+    assert json.loads(peers.local_unit_data["restart-request"]) == {"phase": "restarted", "services": ["bookie"]}
     assert out.get_container("bookie").plan.services["bookie"].environment["PULSAR_MEM"].startswith("-Xms512m")
     assert out.unit_status == Status.STARTING()
 
     # When the bookie is ready again and its readiness check recovers
-    monkeypatch.setattr(BookieWorkload, "ready", lambda self: True)
+    monkeypatch.setattr(BookieWorkload, "ready", lambda self, host="localhost": True)
     out = ctx.run(ctx.on.update_status(), out)
 
     # Then the lock is free for the next bookie

@@ -1,25 +1,71 @@
-"""Builders for pulsar-k8s unit tests: a unit in a model named `test`, with its files on disk."""
+"""Builders for pulsar-k8s unit tests: a unit in a model named `test`, with its files on disk.
+
+Databag values are written and read as the charms encode them: each value JSON-encoded.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ops import testing
 
-FQDN0 = "pulsar-k8s-0.pulsar-k8s-endpoints.test.svc.cluster.local"
-FQDN1 = "pulsar-k8s-1.pulsar-k8s-endpoints.test.svc.cluster.local"
+
+def fqdn(unit: int, app: str = "pulsar-k8s", domain: str = "cluster.local") -> str:
+    return f"{app}-{unit}.{app}-endpoints.test.svc.{domain}"
+
+
+FQDN0 = fqdn(0)
+FQDN1 = fqdn(1)
+FQDN2 = fqdn(2)
 KEY = "c2VjcmV0LWtleS1mb3ItdGVzdHMtMDEyMzQ1Njc4OWFiY2Q="
 INIT = ["/pulsar/bin/pulsar", "initialize-cluster-metadata"]
 
 
+def encoded(values: Mapping[str, Any]) -> dict[str, str]:
+    """A databag as Juju holds it: each value JSON-encoded."""
+    return {key: json.dumps(value) for key, value in values.items()}
+
+
+def decoded(databag: Mapping[str, str]) -> dict[str, Any]:
+    """A databag's values, JSON-decoded."""
+    return {key: json.loads(value) for key, value in databag.items()}
+
+
+def member(unit: int) -> dict[str, Any]:
+    """One ZooKeeper server of the published ensemble."""
+    return {"id": unit + 1, "host": fqdn(unit)}
+
+
 @dataclass
 class Probes:
-    """What the workload's probes answer: ZooKeeper's mode, the broker's readiness."""
+    """What the workload's network probes answer: ZooKeeper's mode, the broker's readiness.
+
+    `zookeeper_mode` and `broker_ready` are this unit's (asked at localhost or at its FQDN);
+    other hosts answer from `zookeeper_modes` and `brokers_ready` (nothing: down).
+    """
 
     zookeeper_mode: str | None = None
     broker_ready: bool = False
+    zookeeper_modes: dict[str, str | None] = field(default_factory=dict)
+    brokers_ready: dict[str, bool] = field(default_factory=dict)
+    own_fqdn: str = FQDN0
+    asked: list[tuple[str, str]] = field(default_factory=list)
+
+    def zookeeper(self, host: str) -> str | None:
+        self.asked.append(("srvr", host))
+        if host in ("localhost", self.own_fqdn):
+            return self.zookeeper_mode
+        return self.zookeeper_modes.get(host)
+
+    def broker(self, host: str) -> bool:
+        self.asked.append(("status.html", host))
+        if host in ("localhost", self.own_fqdn):
+            return self.broker_ready
+        return self.brokers_ready.get(host, False)
 
 
 @dataclass
@@ -38,37 +84,57 @@ class Unit:
         return self.root / "zookeeper"
 
     def container(
-        self, execs: frozenset[testing.Exec] = frozenset(), layers: dict[str, Any] | None = None
+        self,
+        execs: frozenset[testing.Exec] = frozenset(),
+        layers: dict[str, Any] | None = None,
+        service_statuses: dict[str, Any] | None = None,
     ) -> testing.Container:
         mounts = {
             "lib": testing.Mount(location="/pulsar/lib", source=self.image / "lib"),
             "conf": testing.Mount(location="/pulsar/conf", source=self.conf),
             "zookeeper": testing.Mount(location="/var/lib/pulsar/zookeeper", source=self.zookeeper),
         }
-        return testing.Container("pulsar", can_connect=True, mounts=mounts, execs=execs, layers=layers or {})
+        return testing.Container(
+            "pulsar",
+            can_connect=True,
+            mounts=mounts,
+            execs=execs,
+            layers=layers or {},
+            service_statuses=service_statuses or {},
+        )
 
     def state(
         self,
         *,
         leader: bool = True,
-        app_data: dict[str, str] | None = None,
-        peers: dict[int, dict[str, str]] | None = None,
+        app_data: dict[str, Any] | None = None,
+        unit_data: dict[str, Any] | None = None,
+        peers: dict[int, dict[str, Any]] | None = None,
         relations: tuple[Any, ...] = (),
         secrets: tuple[testing.Secret, ...] = (),
         config: dict[str, Any] | None = None,
         execs: frozenset[testing.Exec] = frozenset(),
         planned_units: int = 1,
         layers: dict[str, Any] | None = None,
+        service_statuses: dict[str, Any] | None = None,
+        stored_states: frozenset[testing.StoredState] = frozenset(),
     ) -> testing.State:
-        peer = testing.PeerRelation("cluster", local_app_data=app_data or {}, peers_data=peers or {})
+        """The unit's State; databag values are given decoded (this encodes them)."""
+        peer = testing.PeerRelation(
+            "cluster",
+            local_app_data=encoded(app_data or {}),
+            local_unit_data=encoded(unit_data or {}),
+            peers_data={n: encoded(data) for n, data in (peers or {}).items()},
+        )
         return testing.State(
             leader=leader,
-            containers={self.container(execs, layers)},
+            containers={self.container(execs, layers, service_statuses)},
             relations={peer, *relations},
             secrets=set(secrets),
             config=config or {},
             planned_units=planned_units,
             model=testing.Model("test"),
+            stored_states=stored_states,
         )
 
 
@@ -76,20 +142,18 @@ def signing_key_secret() -> testing.Secret:
     return testing.Secret({"signing-key": KEY}, owner="app", label="token-signing-key")
 
 
-def initialized_app_data(secret: testing.Secret) -> dict[str, str]:
+def initialized_app_data(secret: testing.Secret) -> dict[str, Any]:
     return {
-        "zk-members": f'[{{"id": 1, "host": "{FQDN0}"}}]',
+        "zk-members": [{"id": 1, "host": FQDN0}],
         "signing-key-secret": secret.id,
         "initialized": "pulsar",
     }
 
 
+def bookie_data(unit: int, ready: bool) -> dict[str, str]:
+    return encoded({"bookie-id": f"{fqdn(unit, 'bookie-k8s')}:3181", "ready": ready})
+
+
 def ready_bookies(count: int, ready: int) -> testing.Relation:
-    units = {
-        n: {
-            "bookie-id": f"bookie-k8s-{n}.bookie-k8s-endpoints.test.svc.cluster.local:3181",
-            "ready": "true" if n < ready else "false",
-        }
-        for n in range(count)
-    }
+    units = {n: bookie_data(n, n < ready) for n in range(count)}
     return testing.Relation("bookkeeper", remote_app_name="bookie-k8s", remote_units_data=units)

@@ -16,8 +16,8 @@ from pulsar_k8s.workload import PulsarWorkload
 def probes(monkeypatch: pytest.MonkeyPatch) -> Probes:
     """Stand-ins for the workload's network probes (ZooKeeper's srvr, the broker's status page)."""
     answers = Probes()
-    monkeypatch.setattr(PulsarWorkload, "zookeeper_mode", lambda self: answers.zookeeper_mode)
-    monkeypatch.setattr(PulsarWorkload, "broker_ready", lambda self: answers.broker_ready)
+    monkeypatch.setattr(PulsarWorkload, "zookeeper_mode", lambda self, host="localhost": answers.zookeeper(host))
+    monkeypatch.setattr(PulsarWorkload, "broker_ready", lambda self, host="localhost": answers.broker(host))
     return answers
 
 

@@ -13,6 +13,8 @@ from helpers.pulsar_k8s_builders import (
     KEY,
     Probes,
     Unit,
+    decoded,
+    encoded,
     initialized_app_data,
     ready_bookies,
     signing_key_secret,
@@ -22,6 +24,7 @@ from ops import pebble, testing
 from pulsar_k8s.literals import Status
 from pulsar_k8s.managers import auth
 from pulsar_k8s.managers.admin import PulsarAdmin
+from pulsar_k8s.managers.clients import client_role
 
 
 def test_invalid_config_blocks_naming_the_option_and_leaves_the_workload(
@@ -60,7 +63,7 @@ def test_a_single_unit_starts_zookeeper_and_creates_the_signing_key(
     # Then it publishes itself as the ensemble and renders zookeeper.conf and myid
     peer = out.get_relations("cluster")[0]
     assert json.loads(peer.local_app_data["zk-members"]) == [{"id": 1, "host": FQDN0}]
-    assert peer.local_unit_data["host"] == FQDN0
+    assert decoded(peer.local_unit_data)["host"] == FQDN0
     conf = (unit.conf / "zookeeper.conf").read_text()
     assert f"server.1={FQDN0}:2888:3888\n" in conf
     assert "dataDir=/var/lib/pulsar/zookeeper/data\n" in conf
@@ -79,13 +82,13 @@ def test_a_single_unit_starts_zookeeper_and_creates_the_signing_key(
     assert (check.level, check.period, check.threshold) == (pebble.CheckLevel.READY, "1s", 1)
     # And the signing key lives in a Juju secret named in peer data
     secret = next(s for s in out.secrets if s.label == "token-signing-key")
-    assert peer.local_app_data["signing-key-secret"] == secret.id
+    assert decoded(peer.local_app_data)["signing-key-secret"] == secret.id
     assert out.unit_status == Status.ZK_QUORUM(ready=0, total=1)
 
 
 def test_a_unit_outside_the_ensemble_waits_to_join(ctx: testing.Context, unit: Unit, probes: Probes) -> None:
     # Given a non-leader that the ensemble does not list yet
-    state = unit.state(leader=False, app_data={"zk-members": f'[{{"id": 2, "host": "{FQDN1}"}}]'})
+    state = unit.state(leader=False, app_data={"zk-members": [{"id": 2, "host": FQDN1}]})
 
     # When config changes
     out = ctx.run(ctx.on.config_changed(), state)
@@ -101,7 +104,7 @@ def test_the_leader_initializes_the_cluster_once_zookeeper_serves(
     # Given ZooKeeper serving on the leader, and bookies related
     probes.zookeeper_mode = "standalone"
     secret = signing_key_secret()
-    app_data = {"zk-members": f'[{{"id": 1, "host": "{FQDN0}"}}]', "signing-key-secret": secret.id}
+    app_data = {"zk-members": [{"id": 1, "host": FQDN0}], "signing-key-secret": secret.id}
     bookies = ready_bookies(3, 0)
     state = unit.state(
         app_data=app_data, secrets=(secret,), relations=(bookies,), execs=frozenset({testing.Exec(INIT)})
@@ -118,11 +121,11 @@ def test_the_leader_initializes_the_cluster_once_zookeeper_serves(
         "--web-service-url", f"http://{FQDN0}:8080", "--broker-service-url", f"pulsar://{FQDN0}:6650",
     ]  # fmt: skip
     # And recorded it, and told the bookies where the metadata lives
-    assert out.get_relations("cluster")[0].local_app_data["initialized"] == "pulsar"
-    assert out.get_relation(bookies.id).local_app_data == {
+    assert decoded(out.get_relations("cluster")[0].local_app_data)["initialized"] == "pulsar"
+    assert decoded(out.get_relation(bookies.id).local_app_data) == {
         "metadata-service-uri": f"zk+hierarchical://{FQDN0}:2181/ledgers",
         "cluster-name": "pulsar",
-        "initialized": "true",
+        "initialized": True,
     }
     assert out.unit_status == Status.WAITING_FOR_BOOKIES(ready=0, needed=3)
 
@@ -130,7 +133,7 @@ def test_the_leader_initializes_the_cluster_once_zookeeper_serves(
 def test_a_failed_initialization_shows_stderr_and_is_retried(ctx: testing.Context, unit: Unit, probes: Probes) -> None:
     probes.zookeeper_mode = "standalone"
     secret = signing_key_secret()
-    app_data = {"zk-members": f'[{{"id": 1, "host": "{FQDN0}"}}]', "signing-key-secret": secret.id}
+    app_data = {"zk-members": [{"id": 1, "host": FQDN0}], "signing-key-secret": secret.id}
     failing = testing.Exec(INIT, return_code=1, stderr="java.net.ConnectException: Connection refused\n")
     state = unit.state(app_data=app_data, secrets=(secret,), execs=frozenset({failing}))
 
@@ -241,7 +244,7 @@ def test_cluster_name_cannot_change_once_initialized(ctx: testing.Context, unit:
 def test_non_leaders_wait_for_initialization(ctx: testing.Context, unit: Unit, probes: Probes) -> None:
     probes.zookeeper_mode = "follower"
     secret = testing.Secret({"signing-key": KEY}, owner="app")
-    app_data = {"zk-members": f'[{{"id": 1, "host": "{FQDN0}"}}]', "signing-key-secret": secret.id}
+    app_data = {"zk-members": [{"id": 1, "host": FQDN0}], "signing-key-secret": secret.id}
     out = ctx.run(ctx.on.update_status(), unit.state(leader=False, app_data=app_data, secrets=(secret,)))
     assert out.unit_status == Status.WAITING_FOR_INIT()
     assert ctx.exec_history.get("pulsar", []) == []
@@ -270,35 +273,48 @@ def _active_cluster(unit: Unit, probes: Probes, **kwargs: object) -> testing.Sta
     return unit.state(app_data=initialized_app_data(secret), secrets=(secret,), relations=relations, **kwargs)  # type: ignore[arg-type]
 
 
+def _record_admin_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
+    """The admin API of an empty cluster: reads find nothing, writes are recorded with their broker."""
+    calls: list[tuple[str, ...]] = []
+    for method, empty in (("tenants", []), ("tenant_info", None), ("namespaces", []), ("policies", None)):
+        monkeypatch.setattr(PulsarAdmin, method, lambda self, *args, _empty=empty: _empty)
+    for method in ("ensure_tenant", "ensure_namespace", "grant", "ensure_topic", "revoke", "update_tenant"):
+        monkeypatch.setattr(
+            PulsarAdmin, method, lambda self, *args, _m=method: calls.append((self.base_url, _m, *map(str, args)))
+        )
+    return calls
+
+
 def test_the_leader_gives_a_client_its_namespace_permissions_and_token(
     ctx: testing.Context, unit: Unit, probes: Probes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a running cluster and a client asking for its namespace and a topic
-    calls: list[tuple[str, ...]] = []
-    for method in ("ensure_tenant", "ensure_namespace", "grant", "ensure_topic"):
-        monkeypatch.setattr(PulsarAdmin, method, lambda self, *args, _m=method: calls.append((_m, *map(str, args))))
+    calls = _record_admin_calls(monkeypatch)
     client = testing.Relation(
         "pulsar", remote_app_name="client",
-        remote_app_data={"namespace": "client/default", "permissions": "produce,consume", "topics": "readings"},
+        remote_app_data=encoded({"namespace": "client/default", "permissions": ["produce", "consume"],
+                                 "topics": ["readings"]}),
     )  # fmt: skip
 
     # When the client's request arrives
     out = ctx.run(ctx.on.relation_changed(client), _active_cluster(unit, probes, relations=(client,)))
 
-    # Then the admin API created the tenant, namespace, grant and topic
+    # Then the ready broker's admin API created the tenant, namespace, grant (to the relation's role) and topic
+    role = client_role(client.id)
+    broker = f"http://{FQDN0}:8080"
     assert calls == [
-        ("ensure_tenant", "client", "pulsar"),
-        ("ensure_namespace", "client/default"),
-        ("grant", "client/default", "client", "('consume', 'produce')"),
-        ("ensure_topic", "client/default", "readings"),
+        (broker, "ensure_tenant", "client", "pulsar"),
+        (broker, "ensure_namespace", "client/default"),
+        (broker, "grant", "client/default", role, "('consume', 'produce')"),
+        (broker, "ensure_topic", "client/default", "readings"),
     ]
     # And the client got URLs, its namespace, and a secret with a token for its own role
-    data = out.get_relation(client.id).local_app_data
+    data = decoded(out.get_relation(client.id).local_app_data)
     assert data["service-url"] == f"pulsar://{FQDN0}:6650"
     assert data["web-service-url"] == f"http://{FQDN0}:8080"
     assert data["namespace"] == "client/default"
     secret = next(s for s in out.secrets if s.id == data["secret-credentials"])
-    assert auth.role_of(secret.latest_content["token"], KEY) == "client"
+    assert auth.role_of(secret.latest_content["token"], KEY) == role
     assert secret.remote_grants == {client.id: {"client"}}
     assert out.unit_status == Status.ACTIVE(role="standalone")
 
@@ -306,13 +322,16 @@ def test_the_leader_gives_a_client_its_namespace_permissions_and_token(
 def test_a_client_asking_for_another_tenant_is_refused(
     ctx: testing.Context, unit: Unit, probes: Probes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(PulsarAdmin, "ensure_tenant", lambda *a: pytest.fail("no admin call for a refused request"))
-    client = testing.Relation("pulsar", remote_app_name="client", remote_app_data={"namespace": "public/default"})
+    calls = _record_admin_calls(monkeypatch)
+    client = testing.Relation(
+        "pulsar", remote_app_name="client", remote_app_data=encoded({"namespace": "other/default"})
+    )
 
     out = ctx.run(ctx.on.relation_changed(client), _active_cluster(unit, probes, relations=(client,)))
 
-    data = out.get_relation(client.id).local_app_data
-    assert data == {"error": "namespace 'public/default': the tenant must be the application name 'client'"}
+    data = decoded(out.get_relation(client.id).local_app_data)
+    assert data == {"error": "namespace 'other/default': the tenant must be the application name 'client'"}
+    assert calls == []
 
 
 def test_a_running_unit_waits_for_the_restart_lock(ctx: testing.Context, unit: Unit, probes: Probes) -> None:
@@ -332,11 +351,11 @@ def test_a_running_unit_waits_for_the_restart_lock(ctx: testing.Context, unit: U
     # Then it asks for the lock and leaves its services as they were
     assert out.unit_status == Status.WAITING_TO_RESTART(services="broker, zookeeper")
     peer = out.get_relations("cluster")[0]
-    assert peer.local_unit_data["restart-request"] == "waiting:broker,zookeeper"
+    assert decoded(peer.local_unit_data)["restart-request"] == {"phase": "waiting", "services": ["broker", "zookeeper"]}
     assert out.get_container("pulsar").plan.services["broker"].command == "old"
 
     # When the leader hands it the lock
-    peer = dataclasses.replace(peer, local_app_data={**peer.local_app_data, "restart-holder": "pulsar-k8s/0"})
+    peer = dataclasses.replace(peer, local_app_data={**peer.local_app_data, "restart-holder": '"pulsar-k8s/0"'})
     others = {r for r in out.relations if r.endpoint != "cluster"}
     out = ctx.run(ctx.on.update_status(), dataclasses.replace(out, relations={*others, peer}))
 
@@ -355,7 +374,7 @@ def test_a_unit_waits_while_another_holds_the_restart_lock(ctx: testing.Context,
         layers={"pulsar": pebble.Layer({"services": {"broker": {"override": "replace", "command": "old"}}})},
     )  # fmt: skip
     peer = state.get_relations("cluster")[0]
-    peer = dataclasses.replace(peer, local_app_data={**peer.local_app_data, "restart-holder": "pulsar-k8s/1"})
+    peer = dataclasses.replace(peer, local_app_data={**peer.local_app_data, "restart-holder": '"pulsar-k8s/1"'})
     others = {r for r in state.relations if r.endpoint != "cluster"}
     state = dataclasses.replace(state, containers={container}, relations={*others, peer})
 
@@ -372,7 +391,7 @@ def test_the_leader_drops_a_removed_unit_from_the_ensemble(ctx: testing.Context,
     secret = signing_key_secret()
     fqdn2 = FQDN1.replace("pulsar-k8s-1", "pulsar-k8s-2")
     members = [{"id": 1, "host": FQDN0}, {"id": 2, "host": FQDN1}, {"id": 3, "host": fqdn2}]
-    app_data = {**initialized_app_data(secret), "zk-members": json.dumps(members)}
+    app_data = {**initialized_app_data(secret), "zk-members": members}
     probes.zookeeper_mode = "leader"
     state = unit.state(
         app_data=app_data,
@@ -401,7 +420,7 @@ def test_a_broken_client_relation_loses_its_token(ctx: testing.Context, unit: Un
                            remote_grants={client.id: {"client"}})  # fmt: skip
     state = _active_cluster(unit, probes, relations=(client,))
     peer = state.get_relations("cluster")[0]
-    peer = dataclasses.replace(peer, local_app_data={**peer.local_app_data, f"client-{client.id}": "done"})
+    peer = dataclasses.replace(peer, local_app_data={**peer.local_app_data, f"client-{client.id}": '"done"'})
     others = {r for r in state.relations if r.endpoint != "cluster"}
     state = dataclasses.replace(state, relations={*others, peer}, secrets={*state.secrets, token})
 

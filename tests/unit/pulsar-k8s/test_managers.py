@@ -26,6 +26,10 @@ DEFAULTS = {
 }
 
 
+# Ids of the members whose ZooKeeper answers `srvr` (serving or not).
+ALIVE = set(range(1, 10))
+
+
 def members(*ids: int) -> list[Member]:
     return [Member(i, f"pulsar-k8s-{i - 1}.fqdn") for i in ids]
 
@@ -36,21 +40,21 @@ class TestEnsemble:
         assert server_id("pulsar-k8s/12") == 13
 
     def test_the_first_ensemble_waits_for_all_planned_units_then_takes_them_together(self) -> None:
-        assert next_ensemble([], members(1, 2), planned_units=3, healthy=False) == []
-        assert next_ensemble([], members(1, 2, 3), planned_units=3, healthy=False) == members(1, 2, 3)
+        assert next_ensemble([], members(1, 2), planned_units=3, healthy=False, live=ALIVE) == []
+        assert next_ensemble([], members(1, 2, 3), planned_units=3, healthy=False, live=ALIVE) == members(1, 2, 3)
 
     def test_growth_adds_one_server_at_a_time_and_only_when_healthy(self) -> None:
         current, candidates = members(1, 2, 3), members(1, 2, 3, 4, 5)
-        assert next_ensemble(current, candidates, planned_units=5, healthy=False) == current
-        assert next_ensemble(current, candidates, planned_units=5, healthy=True) == members(1, 2, 3, 4)
-        assert next_ensemble(members(1, 2, 3, 4), candidates, 5, healthy=True) == members(1, 2, 3, 4, 5)
+        assert next_ensemble(current, candidates, planned_units=5, healthy=False, live=ALIVE) == current
+        assert next_ensemble(current, candidates, planned_units=5, healthy=True, live=ALIVE) == members(1, 2, 3, 4)
+        assert next_ensemble(members(1, 2, 3, 4), candidates, 5, healthy=True, live=ALIVE) == members(1, 2, 3, 4, 5)
 
     def test_new_servers_never_hold_a_majority(self) -> None:
         # However many units join at once, each step adds one empty server to a healthy ensemble.
         current = members(1)
         candidates = members(1, 2, 3, 4, 5)
         while current != candidates:
-            following = next_ensemble(current, candidates, planned_units=5, healthy=True)
+            following = next_ensemble(current, candidates, planned_units=5, healthy=True, live=ALIVE)
             new = len(following) - len(current)
             assert new == 1
             assert new < len(following) / 2 or len(following) == 2  # 1 of 2 cannot elect alone either
@@ -58,17 +62,34 @@ class TestEnsemble:
 
     def test_departed_servers_are_dropped_even_without_a_quorum(self) -> None:
         # The departed members are not serving (so the ensemble is not healthy): drop them anyway.
-        assert next_ensemble(members(1, 2, 3), members(1, 2), planned_units=2, healthy=False) == members(1, 2)
-        assert next_ensemble(members(1, 2, 3), members(1), planned_units=1, healthy=False) == members(1)
+        assert next_ensemble(members(1, 2, 3), members(1, 2), planned_units=2, healthy=False, live=ALIVE) == members(
+            1, 2
+        )
+        assert next_ensemble(members(1, 2, 3), members(1), planned_units=1, healthy=False, live=ALIVE) == members(1)
 
     def test_a_member_missing_from_an_incomplete_view_is_kept(self) -> None:
         # A new leader that has not seen unit 2 join yet (3 units planned, 2 seen) changes nothing.
-        assert next_ensemble(members(1, 2, 3), members(1, 3), planned_units=3, healthy=True) == members(1, 2, 3)
+        assert next_ensemble(members(1, 2, 3), members(1, 3), planned_units=3, healthy=True, live=ALIVE) == members(
+            1, 2, 3
+        )
+
+    def test_a_member_still_in_the_relation_is_never_dropped(self) -> None:
+        # Unit 3 is being removed (2 planned) but has not left the relation yet: it stays.
+        assert next_ensemble(members(1, 2, 3), members(1, 2, 3), planned_units=2, healthy=True, live=ALIVE) == members(
+            1, 2, 3
+        )
+
+    def test_no_ensemble_is_published_in_which_no_member_answers(self) -> None:
+        # A view in which nobody answers (the leader's own pod cut off, say) changes nothing.
+        assert next_ensemble(members(1, 2, 3), members(1), planned_units=1, healthy=False, live=set()) == members(
+            1, 2, 3
+        )
+        assert next_ensemble(members(1, 2, 3), members(1), planned_units=1, healthy=False, live={1}) == members(1)
 
     def test_a_replaced_unit_is_dropped_before_its_successor_joins(self) -> None:
-        current = next_ensemble(members(1, 2, 3), members(1, 2, 4), planned_units=3, healthy=False)
+        current = next_ensemble(members(1, 2, 3), members(1, 2, 4), planned_units=3, healthy=False, live=ALIVE)
         assert current == members(1, 2)
-        assert next_ensemble(current, members(1, 2, 4), planned_units=3, healthy=True) == members(1, 2, 4)
+        assert next_ensemble(current, members(1, 2, 4), planned_units=3, healthy=True, live=ALIVE) == members(1, 2, 4)
 
 
 class TestConfig:

@@ -7,9 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
-from charms.pulsar_k8s.v0.pulsar_workload import check_size
+from charms.pulsar_k8s.v0.pulsar_workload import check_size, template_environment
 from literals import BOOKIE_HTTP_PORT, BOOKIE_PORT, JOURNAL_DIR, LEDGERS_DIR
 
 TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
@@ -36,18 +34,16 @@ class BookieConfig:
 def render_bookkeeper_conf(
     config: BookieConfig, advertised_address: str, metadata_service_uri: str, templates: Path = TEMPLATES
 ) -> str:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(templates),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,  # noqa: S701 - a Java properties file, not HTML
-    )
-    return env.get_template("bookkeeper.conf.j2").render(
-        bookie_port=BOOKIE_PORT,
-        http_port=BOOKIE_HTTP_PORT,
-        advertised_address=advertised_address,
-        metadata_service_uri=metadata_service_uri,
-        journal_dir=JOURNAL_DIR,
-        ledgers_dir=LEDGERS_DIR,
-        cache_mb=config.cache_mb(),
+    return (
+        template_environment(templates)
+        .get_template("bookkeeper.conf.j2")
+        .render(
+            bookie_port=BOOKIE_PORT,
+            http_port=BOOKIE_HTTP_PORT,
+            advertised_address=advertised_address,
+            metadata_service_uri=metadata_service_uri,
+            journal_dir=JOURNAL_DIR,
+            ledgers_dir=LEDGERS_DIR,
+            cache_mb=config.cache_mb(),
+        )
     )

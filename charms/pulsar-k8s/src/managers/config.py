@@ -8,9 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
-from charms.pulsar_k8s.v0.pulsar_workload import InvalidConfigError, check_size
+from charms.pulsar_k8s.v0.pulsar_workload import InvalidConfigError, check_size, template_environment
 from literals import (
     BROKER_SERVICE_PORT,
     BROKER_STATUS_FILE,
@@ -83,6 +81,16 @@ def ledger_quorum(config: CharmConfig, ready_bookies: int) -> LedgerQuorum:
     return LedgerQuorum(ensemble, write, ack)
 
 
+def broker_service_url(members: list[Member]) -> str:
+    """`pulsar://h1:6650,h2:6650`: one scheme, then every broker (Pulsar's multi-host URL)."""
+    return "pulsar://" + ",".join(f"{m.host}:{BROKER_SERVICE_PORT}" for m in members)
+
+
+def web_service_url(members: list[Member]) -> str:
+    """`http://h1:8080,h2:8080`: one scheme, then every broker's web service."""
+    return "http://" + ",".join(f"{m.host}:{BROKER_WEB_PORT}" for m in members)
+
+
 def zookeeper_connect(members: list[Member]) -> str:
     return ",".join(f"{m.host}:{ZOOKEEPER_CLIENT_PORT}" for m in members)
 
@@ -96,13 +104,7 @@ class ConfigRenderer:
     """Renders the workload's config files, whole, from the charm's templates."""
 
     def __init__(self, templates: Path = TEMPLATES) -> None:
-        self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(templates),
-            undefined=jinja2.StrictUndefined,
-            keep_trailing_newline=True,
-            trim_blocks=True,
-            autoescape=False,  # noqa: S701 - these are Java properties files, not HTML
-        )
+        self.env = template_environment(templates)
 
     def zookeeper(self, members: list[Member]) -> str:
         return self.env.get_template("zookeeper.conf.j2").render(

@@ -15,6 +15,12 @@ unit renders the same server list. It changes one server at a time:
   survivors a quorum throughout; removing several at once costs availability until the
   survivors restart with the smaller ensemble (and data, if the removed ones held the only
   copies of recent writes), as with any ZooKeeper.
+- A unit still in the peer relation is a candidate whatever its databag says, so a member
+  that is still there is never dropped; and no ensemble is published in which no member
+  answers (ZooKeeper `srvr` from the leader, serving or not): a view in which nobody is
+  alive is a view to distrust, not one to act on.
+- Only a leader that is not being removed decides (the charm's job): a dying leader sees
+  its peers depart one by one, a view that shrinks to nothing.
 
 Why a one-at-a-time rolling change rather than ZooKeeper's dynamic reconfiguration: it
 needs no superuser session to ZooKeeper from the charm and no extra client library, the
@@ -24,12 +30,13 @@ charm needs for any config change anyway.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True, order=True)
 class Member:
+    """A ZooKeeper server: its myid and the FQDN of its unit."""
+
     id: int
     host: str
 
@@ -39,27 +46,27 @@ def server_id(unit_name: str) -> int:
     return int(unit_name.rsplit("/", 1)[1]) + 1
 
 
-def encode(members: list[Member]) -> str:
-    return json.dumps([{"id": m.id, "host": m.host} for m in sorted(members)])
-
-
-def decode(text: str | None) -> list[Member]:
-    if not text:
-        return []
-    return sorted(Member(int(m["id"]), str(m["host"])) for m in json.loads(text))
-
-
-def next_ensemble(current: list[Member], candidates: list[Member], planned_units: int, healthy: bool) -> list[Member]:
+def next_ensemble(
+    current: list[Member], candidates: list[Member], planned_units: int, healthy: bool, live: set[int]
+) -> list[Member]:
     """The ensemble the leader should publish next, given the units that can serve.
 
     `current` is the published ensemble (empty before the first one), `candidates` every
-    unit that has announced itself (the leader included), `healthy` whether every current
-    member answers with a quorum, `planned_units` Juju's goal for the application (removed
-    units are not counted).
+    unit in the peer relation (the leader included), `healthy` whether every current member
+    serves (answers `srvr` with a mode), `live` the ids of the members whose ZooKeeper
+    answers at all, `planned_units` Juju's goal for the application (removed units are not
+    counted).
     """
-    candidates = sorted(candidates)
+    current, candidates = sorted(current), sorted(candidates)
     if not current:
         return candidates if len(candidates) >= planned_units else []
+    chosen = _following(current, candidates, planned_units, healthy)
+    if chosen != current and not any(m.id in live for m in chosen):
+        return current
+    return chosen
+
+
+def _following(current: list[Member], candidates: list[Member], planned_units: int, healthy: bool) -> list[Member]:
     current_ids = {m.id for m in current}
     candidate_ids = {m.id for m in candidates}
     if any(m.id not in candidate_ids for m in current):

@@ -1,42 +1,62 @@
 """The `bookkeeper` interface: pulsar-k8s hands bookies the metadata store; bookies report back.
 
-Provider (pulsar-k8s) application data:
-- `metadata-service-uri`: BookKeeper's metadata service URI (zk+hierarchical://h1:2181;h2:2181/ledgers)
-- `cluster-name`: the Pulsar cluster name
-- `initialized`: "true" once the cluster metadata (and BookKeeper's /ledgers) exists
+Every value is JSON-encoded (ops' `Relation.save` / `Relation.load` codec); a key whose value
+would be empty is left out.
 
-Requirer (bookie-k8s) unit data:
-- `bookie-id`: host:port the bookie registers as (the unit's stable FQDN)
-- `ready`: "true" while the bookie's readiness endpoint says so
+Provider (pulsar-k8s) application databag, `MetadataStore`:
+- `metadata-service-uri` (string): BookKeeper's metadata service URI,
+  `zk+hierarchical://h1:2181;h2:2181/ledgers`
+- `cluster-name` (string): the Pulsar cluster name
+- `initialized` (boolean): true once the cluster metadata (and BookKeeper's /ledgers) exists
+
+Requirer (bookie-k8s) unit databag, `BookieData`:
+- `bookie-id` (string): host:port the bookie registers as (the unit's stable FQDN)
+- `ready` (boolean): true while the bookie's readiness endpoint says so
+
+Data that does not decode or match these schemas is treated as absent, and the reason is
+logged (provider side) or raised as InvalidDatabagError (requirer side, for its status).
 
 Owned by pulsar-k8s; bookie-k8s carries an identical copy.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 
 import ops
 
+from charms.pulsar_k8s.v0.pulsar_workload import InvalidDatabagError, read_databag, write_databag
+
 LIBID = "a08edc48e3f9462d9a1f01c43588fa93"
 LIBAPI = 0
-LIBPATCH = 1
+LIBPATCH = 2
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_RELATION = "bookkeeper"
 
 
 @dataclass(frozen=True)
 class MetadataStore:
-    """What the provider publishes."""
+    """The provider's application databag: where the metadata lives, and whether it exists."""
 
-    metadata_service_uri: str
-    cluster_name: str
-    initialized: bool
+    metadata_service_uri: str = field(metadata={"alias": "metadata-service-uri"})
+    cluster_name: str = field(default="", metadata={"alias": "cluster-name"})
+    initialized: bool = False
+
+
+@dataclass(frozen=True)
+class BookieData:
+    """A requirer unit's databag: the bookie's id and its readiness."""
+
+    bookie_id: str = field(metadata={"alias": "bookie-id"})
+    ready: bool = False
 
 
 @dataclass(frozen=True)
 class Bookie:
-    """What one bookie unit publishes."""
+    """One related bookie unit, as the provider sees it."""
 
     unit: str
     bookie_id: str
@@ -60,22 +80,20 @@ class BookKeeperProvider(ops.Object):
         if not self.charm.unit.is_leader():
             return
         for relation in self.relations:
-            relation.data[self.charm.app].update(
-                {
-                    "metadata-service-uri": store.metadata_service_uri,
-                    "cluster-name": store.cluster_name,
-                    "initialized": "true" if store.initialized else "false",
-                }
-            )
+            write_databag(relation, store, self.charm.app)
 
     def bookies(self) -> list[Bookie]:
-        """Every related bookie unit that has published its id."""
+        """Every related bookie unit that has published a valid id."""
         found = []
         for relation in self.relations:
             for unit in sorted(relation.units, key=lambda u: u.name):
-                data = relation.data[unit]
-                if data.get("bookie-id"):
-                    found.append(Bookie(unit.name, data["bookie-id"], data.get("ready") == "true"))
+                try:
+                    data = read_databag(relation, BookieData, unit)
+                except InvalidDatabagError as error:
+                    logger.warning("ignoring bookie %s: %s", unit.name, error)
+                    continue
+                if data is not None and data.bookie_id:
+                    found.append(Bookie(unit.name, data.bookie_id, data.ready))
         return found
 
     def ready_bookies(self) -> list[Bookie]:
@@ -95,21 +113,17 @@ class BookKeeperRequirer(ops.Object):
         return self.charm.model.get_relation(self.relation_name)
 
     def metadata_store(self) -> MetadataStore | None:
-        """The provider's metadata store, once it has published one."""
+        """The provider's metadata store, once it has published one; raises InvalidDatabagError."""
         relation = self.relation
         if relation is None or relation.app is None:
             return None
-        data = relation.data[relation.app]
-        if not data.get("metadata-service-uri"):
+        store = read_databag(relation, MetadataStore, relation.app)
+        if store is None or not store.metadata_service_uri:
             return None
-        return MetadataStore(
-            metadata_service_uri=data["metadata-service-uri"],
-            cluster_name=data.get("cluster-name", ""),
-            initialized=data.get("initialized") == "true",
-        )
+        return store
 
     def publish(self, bookie_id: str, ready: bool) -> None:
         relation = self.relation
         if relation is None:
             return
-        relation.data[self.charm.unit].update({"bookie-id": bookie_id, "ready": "true" if ready else "false"})
+        write_databag(relation, BookieData(bookie_id, ready), self.charm.unit)

@@ -1,27 +1,126 @@
-"""Pebble helpers shared by the Pulsar charms.
+"""The workload base shared by the Pulsar charms: what every one of them does the same way.
 
 Every charm of this project runs a container built from the Apache Pulsar image. This
-library gives them one way to run one-off commands (the exit code is always checked and
-stderr always surfaced) and to read what the image carries.
+library gives them, written once:
+
+- the lifecycle events each charm wires to its one reconcile (`observe_lifecycle`);
+- one status convention: a `StatusCatalog` of every status a charm can show, set through
+  collect-status, each change logged once (`report_status`);
+- Pebble access: one-off commands (the exit code always checked, stderr always surfaced),
+  files written only when they change, layers applied only when they change the plan,
+  restart and is-running, what the image carries;
+- probes: HTTP readiness (`http_ready`);
+- the unit's stable DNS name, with the cluster domain the pod really has (`pod_fqdn`);
+- the Jinja environment config files are rendered with (`template_environment`);
+- typed databags: `read_databag` / `write_databag`, ops' `Relation.load` / `Relation.save`
+  with ops' default codec (each value JSON-encoded), plus validation of what is read against
+  the dataclass's annotations, and erasure of empty values (Juju removes a key set to "").
 
 Owned by pulsar-k8s; the other charms carry identical copies.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import logging
 import re
+import types
+import typing
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
 from enum import Enum
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
+import jinja2
 import ops
 
 LIBID = "7ef0956eb6164d3595ea14a6cdf1e1a8"
 LIBAPI = 0
-LIBPATCH = 5
+LIBPATCH = 6
+
+logger = logging.getLogger(__name__)
 
 PULSAR_HOME = "/pulsar"
+RESOLV_CONF = Path("/etc/resolv.conf")
+DEFAULT_CLUSTER_DOMAIN = "cluster.local"
+PROBE_TIMEOUT = 2.0
 _VERSION_JAR = re.compile(r"org\.apache\.pulsar-pulsar-broker-common-(?P<version>[0-9][^/]*)\.jar$")
 _SIZE = re.compile(r"^[1-9][0-9]*[mg]$")
+
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------- events and statuses
+
+
+def observe_lifecycle(
+    charm: ops.CharmBase,
+    handler: Callable[[ops.EventBase], None],
+    containers: Iterable[str] = (),
+    relations: Iterable[str] = (),
+) -> None:
+    """Wire every event after which the charm's state may differ to `handler` (its reconcile).
+
+    The charm's own lifecycle, each container's Pebble events (ready, check failed and
+    recovered: how the charm hears a service start serving or stop), and for each named
+    relation its changed, departed and broken events (changed always follows joined).
+    """
+    on = charm.on
+    events: list[ops.BoundEvent] = [
+        on.install,
+        on.start,
+        on.config_changed,
+        on.upgrade_charm,
+        on.update_status,
+        on.leader_elected,
+        on.secret_changed,
+    ]
+    for name in containers:
+        events += [on[name].pebble_ready, on[name].pebble_check_failed, on[name].pebble_check_recovered]
+    for name in relations:
+        events += [on[name].relation_changed, on[name].relation_departed, on[name].relation_broken]
+    for event in events:
+        charm.framework.observe(event, handler)
+
+
+class RemovalWatch(ops.Object):
+    """Whether this unit is being removed ("dying"), remembered in its local stored state.
+
+    Juju runs, for a unit being removed: relation-departed for each remote unit of each
+    relation (with this unit as the departing one), relation-broken of each relation,
+    storage-detaching, stop, remove. The first of these tells the unit; from then on it does
+    no application-wide work (its view of the others shrinks as they depart from it).
+    Create it before wiring the reconcile, so that it hears each event first.
+    """
+
+    _stored = ops.StoredState()
+
+    def __init__(self, charm: ops.CharmBase, relations: Iterable[str]) -> None:
+        super().__init__(charm, "removal")
+        self._unit = charm.unit
+        self._stored.set_default(dying=False)
+        for name in relations:
+            charm.framework.observe(charm.on[name].relation_departed, self._on_departed)
+        charm.framework.observe(charm.on.remove, self._on_remove)
+
+    @property
+    def dying(self) -> bool:
+        return bool(self._stored.dying)
+
+    def _on_departed(self, event: ops.RelationDepartedEvent) -> None:
+        if event.departing_unit is not None and event.departing_unit.name == self._unit.name:
+            self._mark()
+
+    def _on_remove(self, _: ops.RemoveEvent) -> None:
+        self._mark()
+
+    def _mark(self) -> None:
+        if not self._stored.dying:
+            logger.info("%s is being removed: no application-wide work from now on", self._unit.name)
+            self._stored.dying = True
 
 
 class StatusCatalog(Enum):
@@ -34,6 +133,29 @@ class StatusCatalog(Enum):
     def __call__(self, **fields: Any) -> ops.StatusBase:
         kind, template = self.value
         return kind(template.format(**fields))
+
+
+# Most urgent first: what the user must act on before what will pass by itself.
+_PRIORITY = ("error", "blocked", "maintenance", "waiting", "active", "unknown")
+
+
+def report_status(
+    event: ops.CollectStatusEvent, statuses: Iterable[ops.StatusBase], entity: ops.Unit | ops.Application
+) -> None:
+    """Add the most urgent of `statuses` (the first of equals) to a collect-status event.
+
+    The status is logged once, when it differs from what `entity` shows now.
+    """
+    candidates = list(statuses)
+    if not candidates:
+        return
+    status = min(candidates, key=lambda s: _PRIORITY.index(s.name) if s.name in _PRIORITY else len(_PRIORITY))
+    if status != entity.status:
+        logger.info("%s status: %s: %s", entity.name, status.name, status.message)
+    event.add_status(status)
+
+
+# ---------------------------------------------------------------- config and names
 
 
 class ImageProblem(Enum):
@@ -58,10 +180,47 @@ def check_size(option: str, value: object) -> str:
     return str(value)
 
 
-def pod_fqdn(unit_name: str, model_name: str) -> str:
-    """The unit's stable DNS name on Kubernetes: <app>-<n>.<app>-endpoints.<model>.svc.cluster.local."""
+def cluster_domain(model_name: str, resolv_conf: str | None = None) -> str:
+    """The cluster's DNS domain, read from a pod's resolv.conf (this pod's when not given).
+
+    Kubernetes writes every pod a search list that starts with `<namespace>.svc.<domain>`
+    (a Juju model is a namespace); `cluster.local` when the file says nothing usable.
+    """
+    if resolv_conf is None:
+        try:
+            resolv_conf = RESOLV_CONF.read_text()
+        except OSError:
+            return DEFAULT_CLUSTER_DOMAIN
+    for line in resolv_conf.splitlines():
+        fields = line.split()
+        if not fields or fields[0] != "search":
+            continue
+        for entry in fields[1:]:
+            namespace, _, domain = entry.rstrip(".").partition(".svc.")
+            if namespace == model_name and domain:
+                return domain
+    return DEFAULT_CLUSTER_DOMAIN
+
+
+def pod_fqdn(unit_name: str, model_name: str, domain: str | None = None) -> str:
+    """The unit's stable DNS name on Kubernetes: <app>-<n>.<app>-endpoints.<model>.svc.<domain>.
+
+    Without `domain`, the cluster domain is read from this pod's /etc/resolv.conf (the charm
+    container shares the pod's DNS configuration with the workload).
+    """
     app, number = unit_name.rsplit("/", 1)
-    return f"{app}-{number}.{app}-endpoints.{model_name}.svc.cluster.local"
+    return f"{app}-{number}.{app}-endpoints.{model_name}.svc.{domain or cluster_domain(model_name)}"
+
+
+def template_environment(templates: Path) -> jinja2.Environment:
+    """The Jinja environment every charm renders its config files with, whole, from templates."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        autoescape=False,  # noqa: S701 - Java properties files, not HTML
+    )
 
 
 def jvm_environment(heap: str, direct_memory: str | None = None) -> dict[str, str]:
@@ -94,6 +253,18 @@ def readiness_check(probe: dict[str, object]) -> ops.pebble.CheckDict:
     check: dict[str, object] = {"override": "replace", "level": "ready", "period": "1s", "threshold": 1}
     check.update(probe)
     return check  # type: ignore[return-value]
+
+
+def http_ready(url: str, timeout: float = PROBE_TIMEOUT) -> bool:
+    """Whether a GET of `url` answers 200 within `timeout` (a readiness endpoint)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - our workload's URL
+            return response.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+# ---------------------------------------------------------------- Pebble
 
 
 class WorkloadCommandError(Exception):
@@ -148,10 +319,15 @@ class PebbleWorkload:
             raise WorkloadCommandError(argv, None, error.message) from error
         return stdout
 
+    def planned_services(self) -> dict[str, ops.pebble.ServiceDict]:
+        """Each service of the current plan, as its definition."""
+        return self.container.get_plan().to_dict().get("services", {})
+
     def apply_layer(self, name: str, layer: ops.pebble.LayerDict) -> bool:
         """Add the layer and replan, only if it changes the plan; return whether it did.
 
-        Pebble restarts on replan exactly the services whose definition changed.
+        Pebble restarts on replan exactly the running services whose definition changed
+        (and starts the enabled ones that are not running).
         """
         wanted = ops.pebble.Layer(layer).to_dict()
         plan = self.container.get_plan().to_dict()
@@ -164,6 +340,20 @@ class PebbleWorkload:
         self.container.add_layer(name, layer, combine=True)
         self.container.replan()
         return True
+
+    def restart(self, *services: str) -> None:
+        self.container.restart(*services)
+
+    def is_running(self, service: str) -> bool:
+        services = self.container.get_services(service)
+        return service in services and services[service].is_running()
+
+    def running(self, services: Iterable[str]) -> set[str]:
+        """The named services that Pebble runs now."""
+        names = list(services)
+        if not names:
+            return set()
+        return {name for name, info in self.container.get_services(*names).items() if info.is_running()}
 
     def write(self, path: str, content: str, permissions: int = 0o644) -> bool:
         """Push `content` to `path` if it differs from what is there; return whether it changed."""
@@ -188,3 +378,115 @@ class PebbleWorkload:
             if match:
                 return match.group("version")
         return None
+
+
+# ---------------------------------------------------------------- typed databags
+
+
+class InvalidDatabagError(ValueError):
+    """A databag that does not decode or does not match its schema; the message says where."""
+
+
+def read_databag(relation: ops.Relation, cls: type[T], entity: ops.Unit | ops.Application) -> T | None:
+    """One databag as an instance of the dataclass `cls`; None when it holds none of its keys.
+
+    Loaded with `Relation.load` (each value JSON-decoded), then checked against the
+    annotations of `cls` (str, int, bool, float, lists, string-keyed dicts, optional values,
+    nested dataclasses). Raises InvalidDatabagError naming the key and what is wrong.
+    """
+    aliases = {f.metadata.get("alias", f.name): f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    if not any(key in aliases for key in relation.data[entity]):
+        return None
+    try:
+        loaded = relation.load(cls, entity, decoder=_decode)
+    except TypeError as error:  # a required key is missing
+        raise InvalidDatabagError(f"{entity.name}: {error}") from error
+    except InvalidDatabagError as error:
+        raise InvalidDatabagError(f"{entity.name}: {error}") from error
+    hints = typing.get_type_hints(cls)
+    checked: dict[str, Any] = {}
+    for alias, spec in aliases.items():
+        try:
+            checked[spec.name] = _validated(getattr(loaded, spec.name), hints[spec.name])
+        except (TypeError, ValueError) as error:
+            raise InvalidDatabagError(f"{entity.name}: key {alias!r}: {error}") from error
+    return dataclasses.replace(loaded, **checked)  # type: ignore[type-var]
+
+
+def write_databag(
+    relation: ops.Relation, obj: object, entity: ops.Unit | ops.Application, erase: Iterable[str] = ()
+) -> None:
+    """Save a dataclass with `Relation.save`; an empty value (None, "", [], {}) erases its key.
+
+    `erase` names keys outside the schema to remove as well (e.g. what an earlier revision
+    of the charm wrote into a databag that it alone owns; see `unknown_keys`).
+    """
+    relation.save(obj, entity, encoder=_encode)
+    if stale := [key for key in erase if key in relation.data[entity]]:
+        relation.data[entity].update(dict.fromkeys(stale, ""))
+
+
+def unknown_keys(relation: ops.Relation, cls: type, entity: ops.Unit | ops.Application) -> list[str]:
+    """Keys of the databag that the dataclass `cls` does not describe."""
+    known = {f.metadata.get("alias", f.name) for f in dataclasses.fields(cls)}
+    return sorted(key for key in relation.data[entity] if key not in known)
+
+
+def _decode(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError as error:
+        raise InvalidDatabagError(f"not JSON: {value[:60]!r}") from error
+
+
+def _encode(value: Any) -> str:
+    if value is None or (isinstance(value, (str, list, dict)) and not value):
+        return ""  # Juju erases a key set to the empty string; the field's default reads back
+    return json.dumps(value, sort_keys=True)
+
+
+def _validated(value: Any, annotation: Any) -> Any:
+    """`value` checked against `annotation`; dicts become the dataclasses they are typed as."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in args:
+            try:
+                return _validated(value, option)
+            except (TypeError, ValueError) as error:
+                errors.append(str(error))
+        raise ValueError(" or ".join(errors))
+    if annotation is type(None):
+        if value is not None:
+            raise ValueError(f"expected null, got {value!r}")
+        return value
+    if annotation is Any:
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ValueError(f"expected a list, got {value!r}")
+        return [_validated(item, args[0]) for item in value] if args else value
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
+            raise ValueError(f"expected an object, got {value!r}")
+        return {key: _validated(item, args[1]) for key, item in value.items()} if args else value
+    if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
+        if isinstance(value, annotation):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError(f"expected an object, got {value!r}")
+        hints = typing.get_type_hints(annotation)
+        names = {f.name for f in dataclasses.fields(annotation)}
+        unknown = set(value) - names
+        if unknown:
+            raise ValueError(f"unknown fields {sorted(unknown)}")
+        return annotation(**{key: _validated(item, hints[key]) for key, item in value.items()})
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(annotation, type) and not (isinstance(value, annotation) and not _is_bool_for_int(value, annotation)):
+        raise ValueError(f"expected {annotation.__name__}, got {value!r}")
+    return value
+
+
+def _is_bool_for_int(value: Any, annotation: type) -> bool:
+    return annotation is int and isinstance(value, bool)

@@ -1,0 +1,80 @@
+"""The charm's state: a snapshot of everything its reconcile reads, built once per event.
+
+The `bookies` peer databags hold only the restart lock: `LockUnitData` (each unit) and
+`LockAppData` (the leader), documented in the rolling_restart library. The `bookkeeper`
+relation's databags are `MetadataStore` (pulsar-k8s's) and `BookieData` (this unit's),
+documented in the bookkeeper library.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import ops
+
+from charms.pulsar_k8s.v0.bookkeeper import BookKeeperRequirer, MetadataStore
+from charms.pulsar_k8s.v0.pulsar_workload import (
+    InvalidConfigError,
+    InvalidDatabagError,
+    cluster_domain,
+    pod_fqdn,
+    read_databag,
+)
+from charms.pulsar_k8s.v0.rolling_restart import LockAppData, LockUnitData, RollingRestart
+from literals import BOOKIE_PORT, PEER
+from managers.config import BookieConfig
+
+logger = logging.getLogger(__name__)
+
+
+class BookieState:
+    """What this event's reconcile knows: this bookie, the metadata store, the restart lock."""
+
+    def __init__(self, charm: ops.CharmBase, bookkeeper: BookKeeperRequirer, dying: bool) -> None:
+        self.unit = charm.unit
+        self.app = charm.app
+        self._model_name = charm.model.name
+        self.domain = cluster_domain(charm.model.name)
+        self.fqdn = self.fqdn_of(charm.unit.name)
+        self.bookie_id = f"{self.fqdn}:{BOOKIE_PORT}"
+        self.leader = charm.unit.is_leader()
+        self.dying = dying
+        try:
+            self.config: BookieConfig | None = BookieConfig.parse(charm.config)
+            self.config_error: str | None = None
+        except InvalidConfigError as error:
+            self.config, self.config_error = None, str(error)
+
+        self.related = bookkeeper.relation is not None
+        self.store: MetadataStore | None = None
+        self.store_error: str | None = None
+        try:
+            self.store = bookkeeper.metadata_store()
+        except InvalidDatabagError as error:
+            logger.error("the metadata store published by pulsar-k8s does not decode: %s", error)
+            self.store_error = str(error)
+
+        self.peers = charm.model.get_relation(PEER)
+        self.peer_units: list[ops.Unit] = sorted(self.peers.units, key=lambda u: u.name) if self.peers else []
+        self.unit_data, self.app_data = LockUnitData(), LockAppData()
+        self.peer_data_error: str | None = None
+        if self.peers is not None:
+            try:
+                self.unit_data = read_databag(self.peers, LockUnitData, charm.unit) or LockUnitData()
+                self.app_data = read_databag(self.peers, LockAppData, charm.app) or LockAppData()
+            except InvalidDatabagError as error:
+                logger.error("peer data does not decode: %s", error)
+                self.peer_data_error = str(error)
+
+    @property
+    def leads(self) -> bool:
+        """Whether this unit hands out the restart lock: the leader, unless it is dying."""
+        return self.leader and not self.dying and self.peers is not None and self.peer_data_error is None
+
+    def fqdn_of(self, unit_name: str) -> str:
+        return pod_fqdn(unit_name, self._model_name, self.domain)
+
+    def restarts(self) -> RollingRestart:
+        """The restart lock, on this snapshot's databags (the peer relation must exist)."""
+        assert self.peers is not None
+        return RollingRestart(self.peers, self.unit, self.app, self.unit_data, self.app_data, leads=self.leads)

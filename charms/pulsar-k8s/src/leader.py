@@ -1,0 +1,127 @@
+"""The leader's application-wide work, run before the unit's own on every event.
+
+It runs whatever this unit's own state is: it does not wait behind this unit's restart turn,
+its ZooKeeper or its broker. Cluster facts come from asking each unit over the network (the
+ZooKeeper ensemble's health from `srvr` on each member, brokers from their status page), and
+admin calls go to any ready broker. A leader that is being removed does none of it: its view of
+the peers shrinks as they depart from it, and the next leader takes over.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import ops
+from state import ClusterState
+
+from charms.pulsar_k8s.v0.bookkeeper import BookKeeperProvider, MetadataStore
+from charms.pulsar_k8s.v0.pulsar import PulsarProvider
+from charms.pulsar_k8s.v0.pulsar_workload import WorkloadCommandError
+from literals import BROKER_WEB_PORT, SUPERUSER_ROLE, Status
+from managers import auth
+from managers.admin import PulsarAdmin
+from managers.clients import ClientAccess
+from managers.config import (
+    bookkeeper_metadata_service_uri,
+    broker_service_url,
+    web_service_url,
+    zookeeper_connect,
+)
+from managers.ensemble import next_ensemble
+from workload import PulsarWorkload
+
+logger = logging.getLogger(__name__)
+
+
+class LeaderWork:
+    """Signing key, ensemble, restart lock, cluster metadata, bookies and clients."""
+
+    def __init__(
+        self, state: ClusterState, workload: PulsarWorkload, bookkeeper: BookKeeperProvider, clients: PulsarProvider
+    ) -> None:
+        self.state = state
+        self.workload = workload
+        self.bookkeeper = bookkeeper
+        self.clients = clients
+
+    def run(self, broken_client: ops.Relation | None = None) -> list[ops.StatusBase]:
+        """Do the application-wide work this event calls for; return the failures to show."""
+        if not self.state.leads:
+            return []
+        failures: list[ops.StatusBase] = []
+        if self.state.signing_key is None:
+            self.state.create_signing_key(auth.new_secret_key())
+        self._update_ensemble()
+        self.state.restarts().lead()
+        if failure := self._initialize():
+            failures.append(failure)
+        self._publish_metadata_store()
+        if broken_client is not None:
+            self._revoke(broken_client)
+        if failure := self._serve_clients():
+            failures.append(failure)
+        self.state.save()
+        return failures
+
+    def _update_ensemble(self) -> None:
+        state = self.state
+        current = state.members
+        healthy = bool(current) and all(state.probes[m.id].zookeeper_serving for m in current)
+        live = {m.id for m in current if state.probes[m.id].zookeeper_answers}
+        chosen = next_ensemble(current, state.candidates, state.planned_units, healthy, live)
+        if chosen != current:
+            logger.info("zookeeper ensemble: %s -> %s", [m.id for m in current], [m.id for m in chosen])
+            state.app_data.zk_members = chosen
+            state.save()
+
+    def _initialize(self) -> ops.StatusBase | None:
+        """Create the cluster metadata once a quorum serves; record it in peer app data."""
+        state = self.state
+        if state.initialized or state.config is None or not state.members or not state.serving_members:
+            return None
+        members = state.members
+        try:
+            self.workload.initialize_cluster_metadata(
+                state.config.cluster_name,
+                f"zk:{zookeeper_connect(members)}",
+                web_service_url(members),
+                broker_service_url(members),
+            )
+        except WorkloadCommandError as error:
+            logger.error("initialize-cluster-metadata failed: %s", error.output)
+            return Status.INIT_FAILED(error=str(error))
+        logger.info("cluster metadata initialized as %s", state.config.cluster_name)
+        state.app_data.initialized = state.config.cluster_name
+        state.save()
+        return None
+
+    def _publish_metadata_store(self) -> None:
+        state = self.state
+        cluster_name = state.initialized or (state.config.cluster_name if state.config else None)
+        if not state.members or not cluster_name:
+            return
+        uri = bookkeeper_metadata_service_uri(state.members)
+        self.bookkeeper.publish(MetadataStore(uri, cluster_name, initialized=bool(state.initialized)))
+
+    def _admin(self, key: str) -> PulsarAdmin:
+        """The admin API of a ready broker (this unit's first, if it is ready)."""
+        brokers = self.state.ready_brokers
+        host = brokers[0].host if brokers else self.state.fqdn
+        return PulsarAdmin(auth.token_for(SUPERUSER_ROLE, key), base_url=f"http://{host}:{BROKER_WEB_PORT}")
+
+    def _serve_clients(self) -> ops.StatusBase | None:
+        state, key = self.state, self.state.signing_key
+        if key is None or state.initialized is None or not state.members or not state.ready_brokers:
+            return None
+        access = ClientAccess(self.clients, self._admin(key), key)
+        error = access.serve(state.initialized, broker_service_url(state.members), web_service_url(state.members))
+        return Status.CLIENT_FAILED(error=error) if error else None
+
+    def _revoke(self, relation: ops.Relation) -> None:
+        key = self.state.signing_key
+        if key is None:
+            return
+        if error := ClientAccess(self.clients, self._admin(key), key).revoke(relation):
+            logger.warning(
+                "revoking the access of relation %s: %s (the next reconcile completes it)", relation.id, error
+            )

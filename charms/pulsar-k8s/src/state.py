@@ -1,0 +1,183 @@
+"""The charm's state: its peer databags, typed, and a snapshot of everything a reconcile reads.
+
+Read this first. `ClusterState` is built once per event; the reconcile (`leader.py` for the
+application-wide work, `unit.py` for this unit's own) reads it, and writes back through it.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import logging
+from dataclasses import dataclass, field
+
+import ops
+
+from charms.pulsar_k8s.v0.bookkeeper import Bookie, BookKeeperProvider
+from charms.pulsar_k8s.v0.pulsar_workload import (
+    InvalidConfigError,
+    InvalidDatabagError,
+    cluster_domain,
+    pod_fqdn,
+    read_databag,
+    unknown_keys,
+    write_databag,
+)
+from charms.pulsar_k8s.v0.rolling_restart import LockAppData, LockUnitData, RollingRestart
+from literals import BOOKKEEPER_RELATION, PEER, SECRET_KEY_LABEL
+from managers import ensemble
+from managers.config import CharmConfig
+from managers.ensemble import Member
+from workload import PulsarWorkload, UnitProbe
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PeerAppData(LockAppData):
+    """The `cluster` peer application databag, written by the leader.
+
+    - `zk-members`: the ZooKeeper ensemble, `[{"id": 1, "host": "<fqdn>"}, ...]`; every
+      unit renders its zookeeper.conf from it
+    - `signing-key-secret`: id of the Juju secret that holds the token signing key
+    - `initialized`: the cluster name the metadata was initialized with (absent before)
+    - `restart-holder`: the unit holding the restart lock (`LockAppData`)
+    """
+
+    zk_members: list[Member] = field(default_factory=list, metadata={"alias": "zk-members"})
+    signing_key_secret: str = field(default="", metadata={"alias": "signing-key-secret"})
+    initialized: str = ""
+
+
+@dataclass
+class PeerUnitData(LockUnitData):
+    """A unit's `cluster` peer databag.
+
+    - `host`: the unit's FQDN, as it computes it
+    - `restart-request`, `applied`: its use of the restart lock (`LockUnitData`)
+    """
+
+    host: str = ""
+
+
+class ClusterState:
+    """What this event's reconcile knows: this unit, its peers, the ensemble, bookies, config."""
+
+    def __init__(
+        self, charm: ops.CharmBase, workload: PulsarWorkload, bookkeeper: BookKeeperProvider, dying: bool
+    ) -> None:
+        self._model = charm.model
+        self._workload = workload
+        self.unit = charm.unit
+        self.app = charm.app
+        self.domain = cluster_domain(charm.model.name)
+        self.fqdn = self.fqdn_of(charm.unit.name)
+        self.server_id = ensemble.server_id(charm.unit.name)
+        self.leader = charm.unit.is_leader()
+        self.dying = dying
+        self.planned_units = charm.app.planned_units()
+        try:
+            self.config: CharmConfig | None = CharmConfig.parse(charm.config)
+            self.config_error: str | None = None
+        except InvalidConfigError as error:
+            self.config, self.config_error = None, str(error)
+
+        self.peers = charm.model.get_relation(PEER)
+        self.peer_units: list[ops.Unit] = sorted(self.peers.units, key=lambda u: u.name) if self.peers else []
+        self.app_data, self.unit_data = PeerAppData(), PeerUnitData()
+        self.peer_data_error: str | None = None
+        self._leftover_app_keys: list[str] = []
+        if self.peers is not None:
+            try:
+                self.app_data = read_databag(self.peers, PeerAppData, charm.app) or PeerAppData()
+                self.unit_data = read_databag(self.peers, PeerUnitData, charm.unit) or PeerUnitData()
+            except InvalidDatabagError as error:
+                logger.error("peer data does not decode: %s", error)
+                self.peer_data_error = str(error)
+            # Keys an earlier revision wrote (e.g. client grant records): the leader erases them.
+            self._leftover_app_keys = unknown_keys(self.peers, PeerAppData, charm.app)
+        self._saved_app, self._saved_unit = copy.deepcopy(self.app_data), copy.deepcopy(self.unit_data)
+
+        self.bookkeeper_related = bool(charm.model.relations[BOOKKEEPER_RELATION])
+        self.bookies: list[Bookie] = bookkeeper.bookies()
+
+    # ------------------------------------------------------------ derived facts
+
+    @property
+    def leads(self) -> bool:
+        """Whether this unit does the application-wide work: the leader, unless it is dying."""
+        return self.leader and not self.dying and self.peers is not None and self.peer_data_error is None
+
+    @property
+    def members(self) -> list[Member]:
+        return self.app_data.zk_members
+
+    @property
+    def is_member(self) -> bool:
+        return self.server_id in {m.id for m in self.members}
+
+    @property
+    def initialized(self) -> str | None:
+        """The cluster name the metadata was initialized with, once it was."""
+        return self.app_data.initialized or None
+
+    @property
+    def candidates(self) -> list[Member]:
+        """Every unit in the peer relation, this one included, as a would-be ZooKeeper server."""
+        units = [self.unit.name, *(unit.name for unit in self.peer_units)]
+        return sorted(Member(ensemble.server_id(name), self.fqdn_of(name)) for name in units)
+
+    def fqdn_of(self, unit_name: str) -> str:
+        return pod_fqdn(unit_name, self._model.name, self.domain)
+
+    @functools.cached_property
+    def probes(self) -> dict[int, UnitProbe]:
+        """Server id -> what that unit's ZooKeeper and broker answer, for every member and peer."""
+        hosts = {m.id: m.host for m in [*self.members, *self.candidates]}
+        answers = self._workload.probe(sorted(set(hosts.values())))
+        return {server_id: answers[host] for server_id, host in hosts.items()}
+
+    @property
+    def serving_members(self) -> list[Member]:
+        return [m for m in self.members if self.probes[m.id].zookeeper_serving]
+
+    @property
+    def ready_brokers(self) -> list[Member]:
+        """Units whose broker serves, this unit's first (admin calls go to the first)."""
+        ready = [m for m in self.candidates if self.probes[m.id].broker_ready]
+        return sorted(ready, key=lambda m: m.id != self.server_id)
+
+    @functools.cached_property
+    def signing_key(self) -> str | None:
+        if not self.app_data.signing_key_secret:
+            return None
+        try:
+            secret = self._model.get_secret(id=self.app_data.signing_key_secret)
+            return secret.get_content(refresh=True)["signing-key"]
+        except (ops.SecretNotFoundError, ops.ModelError, KeyError):
+            return None
+
+    def create_signing_key(self, key: str) -> None:
+        """Leader: keep a new signing key in a Juju secret, and its id in peer data."""
+        secret = self.app.add_secret({"signing-key": key}, label=SECRET_KEY_LABEL)
+        self.app_data.signing_key_secret = secret.id or ""
+        self.__dict__.pop("signing_key", None)
+        self.save()
+
+    # ------------------------------------------------------------ writing back
+
+    def restarts(self) -> RollingRestart:
+        """The restart lock, on this snapshot's databags (the peer relation must exist)."""
+        assert self.peers is not None
+        return RollingRestart(self.peers, self.unit, self.app, self.unit_data, self.app_data, leads=self.leads)
+
+    def save(self) -> None:
+        """Write back what changed in the peer databags (the application's only when leading)."""
+        if self.peers is None or self.peer_data_error is not None:
+            return
+        if self.unit_data != self._saved_unit:
+            write_databag(self.peers, self.unit_data, self.unit)
+            self._saved_unit = copy.deepcopy(self.unit_data)
+        if self.leads and (self.app_data != self._saved_app or self._leftover_app_keys):
+            write_databag(self.peers, self.app_data, self.app, erase=self._leftover_app_keys)
+            self._saved_app, self._leftover_app_keys = copy.deepcopy(self.app_data), []

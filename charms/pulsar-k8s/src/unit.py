@@ -1,0 +1,137 @@
+"""The unit's own work: its config files, its Pebble layer, restarts under the lock, readiness.
+
+Run after the leader's application-wide work, on every unit (the leader included). Each
+gate returns the status that says what the unit waits for.
+"""
+
+from __future__ import annotations
+
+import ops
+from state import ClusterState
+
+from charms.pulsar_k8s.v0.pulsar_workload import ImageProblem, InvalidConfigError
+from charms.pulsar_k8s.v0.rolling_restart import DesiredWorkload, WorkloadFile
+from literals import (
+    BROKER_CONF,
+    BROKER_SERVICE,
+    BROKER_SERVICE_PORT,
+    BROKER_STATUS_FILE,
+    BROKER_WEB_PORT,
+    MYID_PATH,
+    RESTART_WAIT,
+    SERVING_MODES,
+    SUPERUSER_ROLE,
+    ZOOKEEPER_CONF,
+    ZOOKEEPER_SERVICE,
+    Status,
+)
+from managers import auth
+from managers.config import CharmConfig, ConfigRenderer, ledger_quorum
+from workload import LAYER, PulsarWorkload
+
+
+class UnitWork:
+    """Bring this unit's ZooKeeper and broker to what the cluster state says they should run."""
+
+    def __init__(self, state: ClusterState, workload: PulsarWorkload, renderer: ConfigRenderer) -> None:
+        self.state = state
+        self.workload = workload
+        self.renderer = renderer
+
+    def run(self) -> ops.StatusBase:
+        """Do this unit's work; return its status."""
+        state, workload = self.state, self.workload
+        if state.dying:
+            return Status.DYING()
+        if problem := workload.check_image(state.unit):
+            return Status.NO_PEBBLE() if problem is ImageProblem.NO_PEBBLE else Status.NO_PULSAR_IMAGE()
+        if state.config is None:
+            return Status.INVALID_CONFIG(error=state.config_error)
+        if state.initialized and state.initialized != state.config.cluster_name:
+            return Status.CLUSTER_NAME_FIXED(name=state.initialized)
+        if state.peers is None:
+            return Status.NO_PEERS()
+        if state.peer_data_error:
+            return Status.INVALID_PEER_DATA(error=state.peer_data_error)
+        state.unit_data.host = state.fqdn
+        state.save()
+        if not state.members:
+            return Status.WAITING_FOR_UNITS(joined=len(state.candidates), planned=state.planned_units)
+        if not state.is_member:
+            return Status.NOT_A_MEMBER()
+
+        broker_conf = self._broker_conf(state.config)
+        desired = self._desired(state.config, broker_conf if isinstance(broker_conf, str) else None)
+        waiting = state.restarts().roll(workload, desired, self._serving, settle=self._settle)
+        if waiting is not None:
+            services = ", ".join(waiting.services)
+            if waiting.holder:
+                return Status.RESTART_HELD(services=services, holder=waiting.holder)
+            return Status.WAITING_TO_RESTART(services=services)
+
+        mode = workload.zookeeper_mode()
+        if mode not in SERVING_MODES:
+            return Status.ZK_QUORUM(ready=len(state.serving_members), total=len(state.members))
+        if not state.initialized:
+            return Status.WAITING_FOR_INIT()
+        if not isinstance(broker_conf, str):
+            return broker_conf
+        state.unit.set_ports(BROKER_SERVICE_PORT, BROKER_WEB_PORT)
+        if not workload.broker_ready():
+            return Status.BROKER_STARTING()
+        return Status.ACTIVE(role=mode)
+
+    def _broker_conf(self, config: CharmConfig) -> str | ops.StatusBase:
+        """broker.conf, or the status saying why the broker is left as it is.
+
+        Ready bookies and initialized metadata gate the broker's first start only: a running
+        broker keeps its config (and is not restarted) while the ready bookies dip.
+        """
+        state = self.state
+        if not state.bookkeeper_related:
+            return Status.NO_BOOKKEEPER_RELATION()
+        key = state.signing_key
+        if key is None:
+            return Status.NO_SIGNING_KEY()
+        try:
+            # Defaults follow the bookies that exist (published), not the ones ready right
+            # now, so that the broker's settings do not change while bookies come up.
+            quorum = ledger_quorum(config, len(state.bookies))
+        except InvalidConfigError as error:
+            return Status.INVALID_CONFIG(error=str(error))
+        ready = len([bookie for bookie in state.bookies if bookie.ready])
+        may_start = ready >= quorum.ensemble_size and bool(state.initialized)
+        if not may_start and not self.workload.is_running(BROKER_SERVICE):
+            return Status.WAITING_FOR_BOOKIES(ready=ready, needed=max(quorum.ensemble_size, 1))
+        return self.renderer.broker(
+            config,
+            state.members,
+            state.fqdn,
+            quorum,
+            secret_key_b64=key,
+            superuser_token=auth.token_for(SUPERUSER_ROLE, key),
+        )
+
+    def _desired(self, config: CharmConfig, broker_conf: str | None) -> DesiredWorkload:
+        files = [
+            WorkloadFile(ZOOKEEPER_CONF, self.renderer.zookeeper(self.state.members)),
+            WorkloadFile(MYID_PATH, f"{self.state.server_id}\n"),
+        ]
+        if broker_conf is not None:
+            files += [WorkloadFile(BROKER_CONF, broker_conf, 0o600), WorkloadFile(BROKER_STATUS_FILE, "ok\n")]
+        layer = self.workload.layer(config.zookeeper_heap, config.broker_heap if broker_conf else None)
+        reads = {ZOOKEEPER_SERVICE: (ZOOKEEPER_CONF, MYID_PATH), BROKER_SERVICE: (BROKER_CONF,)}
+        return DesiredWorkload(LAYER, layer, tuple(files), reads)
+
+    def _serving(self, services: list[str]) -> bool:
+        """Whether each of the named services of this unit serves again."""
+        checks = {
+            ZOOKEEPER_SERVICE: lambda: self.workload.zookeeper_mode() in SERVING_MODES,
+            BROKER_SERVICE: self.workload.broker_ready,
+        }
+        return all(checks[name]() for name in services if name in checks)
+
+    def _settle(self, services: list[str]) -> None:
+        if ZOOKEEPER_SERVICE in services:
+            # ZooKeeper serves again within seconds: wait here, not for the next event.
+            self.workload.wait_for_zookeeper(RESTART_WAIT)
