@@ -25,8 +25,9 @@ from pathlib import Path
 import ops
 from ops import testing
 
-from sandbox import Model, pods
+from sandbox import Model, pods, sequences
 from sandbox.paths import Artifacts
+from sandbox.wire import EventSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 GREETER = ROOT / "tests" / "sandbox" / "charms" / "greeter-k8s"
@@ -90,7 +91,7 @@ def main() -> int:
         unit = model.units["pod0/0"]
         model.event_records.clear()
         for _ in range(args.events):
-            model._queue(unit, "update_status")
+            sequences.queue(model.state, unit, EventSpec("update_status"))
             model.settle(units=[unit.name])
         records = [r for r in model.event_records if r.kind == "update_status"]
         totals = [r.total_seconds for r in records]

@@ -1,9 +1,9 @@
 """The unit agent: runs inside a pod's network namespace and handles one event at a time.
 
-The charm's own code handles each event through ops.testing, but every Pebble call goes to
-the unit's real Pebble daemon. Like Juju, each event runs in a fresh process: the agent
-imports ops and the charm once, then forks a child per event, so no module state leaks
-from one hook into the next.
+The charm's own code handles each event through ops.testing, with its consistency checks,
+but every Pebble call goes to the unit's real Pebble daemon. Like Juju, each event runs in a
+fresh process: the agent imports ops and the charm once, then forks a child per event, so no
+module state leaks from one hook into the next.
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import ops
 from ops import testing
-from scenario import mocking
+from scenario import _runtime, mocking
 
 from sandbox import wire
+from sandbox.wire import EventReply, EventRequest, EventSpec, Ping, Pong, Shutdown
 
 JUJU_VERSION = "3.6.11"
 
@@ -50,79 +51,92 @@ def _use_real_pebble(sockets: dict[str, str]) -> None:
         container = socket_path.split("/")[3]  # /charm/containers/<name>/pebble.socket
         return ops.pebble.Client(socket_path=sockets[container])
 
+    # ops.testing has no public way to give a charm a real Pebble client.
     mocking._MockModelBackend.get_pebble = get_pebble  # type: ignore[method-assign]
 
 
-def _build_event(ctx: testing.Context[Any], spec: dict[str, Any], state: testing.State) -> Any:
-    kind = spec["kind"]
+def _name_the_departing_unit(departing_unit: str | None) -> None:
+    """JUJU_DEPARTING_UNIT as Juju sets it: the departing unit's own name, whatever its app."""
+    build_env = _runtime.Runtime._get_event_env
+
+    def event_env(self: Any, state: Any, event: Any, charm_root: Path) -> dict[str, str]:
+        env = build_env(self, state, event, charm_root)
+        if departing_unit is not None and event.name.endswith("_relation_departed"):
+            env["JUJU_DEPARTING_UNIT"] = departing_unit
+        return env
+
+    # ops.testing spells it `<remote app>/<id>`, wrong when the dying unit is this one (a unit
+    # of the local app) on a regular relation, and takes id 0 for "unset": no public way around.
+    _runtime.Runtime._get_event_env = event_env  # type: ignore[method-assign]
+
+
+def _build_event(ctx: testing.Context[Any], spec: EventSpec, state: testing.State) -> Any:
+    kind = spec.kind
     on = ctx.on
     if kind in ("install", "start", "stop", "remove", "update_status", "config_changed",
                 "upgrade_charm", "leader_elected"):  # fmt: skip
         return getattr(on, kind)()
     if kind == "action":
-        return on.action(spec["name"], params=spec["params"])
+        return on.action(spec.action or "", params=spec.params)
     if kind.startswith("relation_"):
-        relation = state.get_relation(spec["relation_id"])
+        assert spec.relation_id is not None
+        relation = state.get_relation(spec.relation_id)
         if kind in ("relation_created", "relation_broken"):
             return getattr(on, kind)(relation)
         if kind == "relation_departed":
-            return on.relation_departed(
-                relation, remote_unit=spec.get("remote_unit"), departing_unit=spec.get("departing_unit")
-            )
-        return getattr(on, kind)(relation, remote_unit=spec.get("remote_unit"))
+            departing = int(spec.departing_unit.split("/")[1]) if spec.departing_unit else None
+            return on.relation_departed(relation, remote_unit=spec.remote_unit, departing_unit=departing)
+        return getattr(on, kind)(relation, remote_unit=spec.remote_unit)
     if kind in ("storage_attached", "storage_detaching"):
-        storage = next(s for s in state.storages if s.name == spec["storage"] and s.index == spec["index"])
+        storage = next(s for s in state.storages if s.name == spec.storage and s.index == spec.storage_index)
         return getattr(on, kind)(storage)
     if kind.startswith("pebble_"):
-        container = state.get_container(spec["container"])
+        container = state.get_container(spec.container or "")
         if kind == "pebble_ready":
             return on.pebble_ready(container)
         if kind == "pebble_custom_notice":
-            notice = next(n for n in container.notices if n.id == spec["notice_id"])
+            notice = next(n for n in container.notices if n.id == spec.notice_id)
             return on.pebble_custom_notice(container, notice)
-        info = next(c for c in container.check_infos if c.name == spec["check"])
+        info = next(c for c in container.check_infos if c.name == spec.check)
         return getattr(on, kind)(container, info)
     if kind in ("secret_changed", "secret_remove", "secret_rotate", "secret_expired"):
-        secret = state.get_secret(id=spec["secret_id"])
+        secret = state.get_secret(id=spec.secret_id)
         if kind in ("secret_remove", "secret_expired"):
-            return getattr(on, kind)(secret, revision=spec["revision"])
+            return getattr(on, kind)(secret, revision=spec.secret_revision)
         return getattr(on, kind)(secret)
     raise ValueError(f"unknown event kind {kind}")
 
 
-def handle_event(charm_type: type[ops.CharmBase], request: dict[str, Any]) -> dict[str, Any]:
+def handle_event(charm_type: type[ops.CharmBase], request: EventRequest) -> EventReply:
     """Run one event in this (forked) process and describe what the charm did."""
-    _use_real_pebble(request["pebble_sockets"])
-    # ops.testing checks a State's containers against their fake Pebble plan; here the plan
-    # lives in the real daemon, and the model builds each State, so that check does not apply.
-    os.environ["SCENARIO_SKIP_CONSISTENCY_CHECKS"] = "1"
+    _use_real_pebble(request.pebble_sockets)
+    _name_the_departing_unit(request.event.departing_unit)
     ctx = testing.Context(
         charm_type,
-        app_name=request["app"],
-        unit_id=request["unit_id"],
-        app_trusted=request.get("trusted", False),
+        app_name=request.app,
+        unit_id=request.unit_id,
+        app_trusted=request.trusted,
         juju_version=JUJU_VERSION,
     )
-    state: testing.State = request["state"]
-    reply: dict[str, Any] = {"state": None, "error": None, "action_failure": None}
+    reply = EventReply()
     started = time.perf_counter()
     try:
-        reply["state"] = ctx.run(_build_event(ctx, request["event"], state), state)
+        reply.state = ctx.run(_build_event(ctx, request.event, request.state), request.state)
     except testing.ActionFailed as failed:
-        reply["action_failure"] = failed.message
-        reply["state"] = failed.state
+        reply.action_failure = failed.message
+        reply.state = cast(testing.State, failed.state)  # ops.testing re-exports Scenario's State
     except Exception as error:  # noqa: BLE001 - whatever the charm raised fails the hook, as on Juju
         cause = error.__cause__ or error
-        reply["error"] = "".join(traceback.format_exception(cause)).strip()
-        reply["error_line"] = f"{type(cause).__name__}: {cause}"
-    reply["charm_seconds"] = time.perf_counter() - started
-    reply["action_results"] = ctx.action_results
-    reply["action_logs"] = list(ctx.action_logs)
-    reply["juju_log"] = [(line.level, line.message) for line in ctx.juju_log]
+        reply.error = "".join(traceback.format_exception(cause)).strip()
+        reply.error_line = f"{type(cause).__name__}: {cause}"
+    reply.charm_seconds = time.perf_counter() - started
+    reply.action_results = dict(ctx.action_results or {})
+    reply.action_logs = list(ctx.action_logs)
+    reply.juju_log = [(line.level, line.message) for line in ctx.juju_log]
     return reply
 
 
-def _run_forked(charm_type: type[ops.CharmBase], request: dict[str, Any]) -> dict[str, Any]:
+def _run_forked(charm_type: type[ops.CharmBase], request: EventRequest) -> EventReply:
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: run the event, write the reply, exit without cleanup handlers
@@ -131,7 +145,7 @@ def _run_forked(charm_type: type[ops.CharmBase], request: dict[str, Any]) -> dic
         try:
             payload = pickle.dumps(handle_event(charm_type, request))
         except BaseException:  # noqa: BLE001 - the child must always answer before it exits
-            payload = pickle.dumps({"state": None, "error": traceback.format_exc(), "error_line": "agent failure"})
+            payload = pickle.dumps(EventReply.failure(traceback.format_exc(), "agent failure"))
             code = 1
         with os.fdopen(write_end, "wb") as out:
             out.write(payload)
@@ -141,11 +155,7 @@ def _run_forked(charm_type: type[ops.CharmBase], request: dict[str, Any]) -> dic
         payload = pipe.read()
     _, status = os.waitpid(pid, 0)
     if not payload:
-        return {
-            "state": None,
-            "error": f"event process died (status {status})",
-            "error_line": "event process died",
-        }
+        return EventReply.failure(f"event process died (status {status})", "event process died")
     return pickle.loads(payload)  # noqa: S301 - written by our own child above
 
 
@@ -164,13 +174,14 @@ def serve(charm_dir: Path, socket_path: Path) -> None:
                 request = wire.receive(conn)
             except ConnectionError:
                 continue
-            if request.get("kind") == "shutdown":
-                wire.send(conn, {"ok": True})
+            if isinstance(request, Shutdown):
+                wire.send(conn, Pong(os.getpid()))
                 return
-            if request.get("kind") == "ping":
-                wire.send(conn, {"ok": True, "pid": os.getpid()})
+            if isinstance(request, Ping):
+                wire.send(conn, Pong(os.getpid()))
                 continue
-            wire.send(conn, _run_forked(charm_type, request))
+            if isinstance(request, EventRequest):
+                wire.send(conn, _run_forked(charm_type, request))
 
 
 def main() -> None:

@@ -12,8 +12,9 @@ from typing import Any
 import yaml
 
 from sandbox.errors import SandboxError
-from sandbox.model import Model, cleanup_model, list_models
+from sandbox.model import Model
 from sandbox.paths import state_dir
+from sandbox.persistence import cleanup_model, list_models
 
 DEFAULT_MODEL = os.environ.get("PULSAR_SANDBOX_MODEL", "sandbox")
 
@@ -44,8 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     add_unit.add_argument("application")
     add_unit.add_argument("-n", "--num-units", type=int, default=1)
 
-    remove_unit = verbs.add_parser("remove-unit", help="remove a unit")
-    remove_unit.add_argument("unit")
+    remove_unit = verbs.add_parser("remove-unit", help="scale an application down (its highest units go)")
+    remove_unit.add_argument("application")
+    remove_unit.add_argument("--num-units", type=int, default=0, help="how many units to remove")
 
     for verb in ("integrate", "remove-relation"):
         sub = verbs.add_parser(verb, help=f"{verb} two applications (app or app:endpoint)")
@@ -67,6 +69,14 @@ def _parser() -> argparse.ArgumentParser:
 
     restart = verbs.add_parser("restart-pod", help="delete a unit's pod and let it come back")
     restart.add_argument("unit")
+    restart.add_argument("--move-leader", action="store_true", help="a leader's leadership moves meanwhile")
+
+    elect = verbs.add_parser("elect-leader", help="hand the application's leadership to a unit")
+    elect.add_argument("unit")
+
+    refresh = verbs.add_parser("refresh", help="upgrade an application's charm (a rolling update of its pods)")
+    refresh.add_argument("application")
+    refresh.add_argument("--path", type=Path, help="the new charm's directory (default: the same one)")
 
     wait = verbs.add_parser("wait-for-idle", help="drive the model until it is idle")
     wait.add_argument("applications", nargs="*")
@@ -148,8 +158,8 @@ def _verb(model: Model, args: argparse.Namespace) -> int:
     elif verb == "add-unit":
         print("added " + ", ".join(model.add_unit(args.application, args.num_units)))
     elif verb == "remove-unit":
-        model.remove_unit(args.unit)
-        print(f"removed {args.unit}")
+        removed = model.remove_unit(args.application, args.num_units)
+        print("removed " + ", ".join(removed))
     elif verb == "integrate":
         relation = model.integrate(args.first, args.second)
         print(f"integrated {relation.label()}")
@@ -171,8 +181,14 @@ def _verb(model: Model, args: argparse.Namespace) -> int:
         model.settle()
         print(model.status(), end="")
     elif verb == "restart-pod":
-        model.restart_pod(args.unit)
+        model.restart_pod(args.unit, move_leader=args.move_leader)
         print(f"restarted the pod of {args.unit}")
+    elif verb == "elect-leader":
+        model.elect_leader(args.unit)
+        print(f"{args.unit} leads {model.units[args.unit].app}")
+    elif verb == "refresh":
+        model.refresh(args.application, args.path)
+        print(f"refreshed {args.application}")
     elif verb == "wait-for-idle":
         status = None if args.status == "any" else args.status
         model.wait_for_idle(args.applications or None, status=status, timeout=args.timeout)

@@ -8,7 +8,8 @@ A container is `ip netns exec <pod> unshare --mount --uts --pid --fork` around P
 Pebble is pid 1 of its own pid namespace (killing it ends every workload process, as a
 container runtime does), the image tree is an overlay whose upper layer is thrown away
 on restart, /tmp is a private tmpfs, and Juju storage is bind-mounted from a directory
-that outlives the pod.
+that outlives the pod (and the unit: a StatefulSet keeps a removed pod's volume claims, and
+a pod of the same ordinal gets them back).
 """
 
 from __future__ import annotations
@@ -42,9 +43,23 @@ def pod_ns(model: str, unit: str) -> str:
     return f"psb-{model}-{unit.replace('/', '-')}"
 
 
-def fqdn(model: str, unit: str) -> str:
+DEFAULT_CLUSTER_DOMAIN = "cluster.local"
+
+
+def fqdn(model: str, unit: str, cluster_domain: str = DEFAULT_CLUSTER_DOMAIN) -> str:
+    """The pod's name in the application's headless service, as Kubernetes resolves it."""
     app, number = unit.split("/")
-    return f"{app}-{number}.{app}-endpoints.{model}.svc.cluster.local"
+    return f"{app}-{number}.{app}-endpoints.{model}.svc.{cluster_domain}"
+
+
+def resolv_conf(model: str, cluster_domain: str) -> str:
+    """The search list Kubernetes writes into every pod of namespace `model`.
+
+    No nameserver: every name a pod needs is in its hosts file, and a lookup of anything
+    else fails at once instead of leaving the machine.
+    """
+    search = f"{model}.svc.{cluster_domain} svc.{cluster_domain} {cluster_domain}"
+    return f"search {search}\noptions ndots:5 timeout:1 attempts:1\n"
 
 
 def create_cluster_network(model: str) -> None:
@@ -104,6 +119,7 @@ class Pod:
     unit: str
     index: int  # host part of the address
     root: Path  # this pod's directory under the model
+    cluster_domain: str = DEFAULT_CLUSTER_DOMAIN
     containers: dict[str, ContainerProcess] = field(default_factory=dict)
     agent: ProcessRef | None = None
     created_mountpoints: list[str] = field(default_factory=list)
@@ -122,7 +138,7 @@ class Pod:
 
     @property
     def fqdn(self) -> str:
-        return fqdn(self.model, self.unit)
+        return fqdn(self.model, self.unit, self.cluster_domain)
 
     @property
     def storage_dir(self) -> Path:
@@ -161,9 +177,9 @@ class Pod:
         run(["ip", "-n", ns, "link", "set", "lo", "up"], "starting the pod's loopback")
         netns_etc = NETNS_DIR / ns
         netns_etc.mkdir(parents=True, exist_ok=True)
-        # No nameserver: every name a pod needs is in its hosts file, and a lookup of
-        # anything else fails at once instead of leaving the machine.
-        (netns_etc / "resolv.conf").write_text("options timeout:1 attempts:1\n")
+        # `ip netns exec` binds these over /etc/resolv.conf and /etc/hosts for everything the
+        # pod runs: its containers and its unit agent (the charm reads the search list).
+        (netns_etc / "resolv.conf").write_text(resolv_conf(self.model, self.cluster_domain))
         (netns_etc / "hosts").write_text("")
 
     def write_hosts(self, entries: list[tuple[str, str, str]]) -> None:
@@ -172,6 +188,8 @@ class Pod:
         Written in place (not replaced) because running containers see the file through
         a bind mount of its inode.
         """
+        if not (NETNS_DIR / self.netns).is_dir():
+            return  # the pod is being deleted
         lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
         lines += [f"{address}\t{name}\t{short}" for address, name, short in entries]
         with open(NETNS_DIR / self.netns / "hosts", "w") as hosts:
@@ -259,17 +277,39 @@ class Pod:
             time.sleep(0.02)
         return self.agent
 
+    def stop_container(self, name: str, grace: float = TERMINATION_GRACE) -> None:
+        """Stop one container the way the kubelet does: SIGTERM, grace, SIGKILL."""
+        container = self.containers.pop(name, None)
+        if container is None:
+            return
+        for pid in container.process.children():
+            with contextlib.suppress(SandboxError):
+                ProcessRef.of(pid).terminate(grace)
+        container.process.terminate(5)
+        container.socket.unlink(missing_ok=True)
+
+    def restart_container(
+        self, name: str, pebble: Path, image: ImageTree, mounts: dict[str, str], grace: float = TERMINATION_GRACE
+    ) -> ContainerProcess:
+        """The kubelet restarts a container.
+
+        Its writable layer is lost (so is Pebble's plan, which lives in memory); Pebble's
+        state directory, on the pod's emptyDir, and the storage stay.
+        """
+        self.stop_container(name, grace)
+        upper = self.ephemeral_dir / name
+        for layer in [*upper.glob("layer*"), *upper.glob("work*")]:
+            shutil.rmtree(layer, ignore_errors=True)
+        container = self.start_container(name, pebble, image, mounts)
+        self.wait_pebble(container)
+        return container
+
     def stop(self, grace: float = TERMINATION_GRACE) -> None:
         """Stop the pod's processes the way Kubernetes does: SIGTERM, grace, SIGKILL."""
-        for container in self.containers.values():
-            pebble_pids = container.process.children()
-            for pid in pebble_pids:
-                with contextlib.suppress(SandboxError):
-                    ProcessRef.of(pid).terminate(grace)
-            container.process.terminate(5)
+        for name in list(self.containers):
+            self.stop_container(name, grace)
         if self.agent is not None:
             self.agent.terminate(5)
-        self.containers.clear()
         self.agent = None
 
     def wipe_ephemeral(self) -> None:
@@ -277,11 +317,17 @@ class Pod:
         for sock in socket_dir(self.model).glob(f"{self.index}-*.sock"):
             sock.unlink()
 
-    def delete(self) -> None:
+    def delete(self, keep_storage: bool = False) -> None:
+        """The pod goes.
+
+        With `keep_storage`, its volumes stay for a later pod of the same ordinal (a
+        StatefulSet scaled down), and so do its logs, as `juju debug-log` keeps them.
+        """
         self.stop(grace=5)
         delete_netns(self.netns)
         self.wipe_ephemeral()
-        shutil.rmtree(self.root, ignore_errors=True)
+        if not keep_storage:
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 def remove_mountpoints(paths: list[str]) -> None:

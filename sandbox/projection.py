@@ -1,63 +1,68 @@
-"""Between the model's global state and one unit's ops.testing State.
+"""Between the model's state and one unit's ops.testing State.
 
-`unit_view` builds the State a unit's hook sees: only what Juju would show that unit
-(its relations' databags, the secrets it owns or was granted, its own stored state).
-`absorb` takes the State the charm left behind, writes it back to the model and returns
-the events Juju would deliver because of it (relation-changed, secret-changed).
+`unit_view` builds the State a unit's hook sees: only what Juju would show that unit (the
+relations' remote units it has seen join, the secrets it owns or was granted, its own stored
+state) and its containers as their real Pebble reports them, so that ops.testing's
+consistency checks hold. `absorb` takes the State the charm left behind, writes it back to
+the model and returns the events Juju would deliver because of it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import ops
 from ops import testing
 
 from sandbox.pods import SUBNET
-from sandbox.state import AppState, RelationState, SecretState, UnitState
+from sandbox.state import ModelState, RelationState, SecretState, UnitState
+from sandbox.wire import EventSpec
 
 
-@dataclass
-class World:
-    """The parts of a model that a unit's view is drawn from."""
+@dataclass(frozen=True)
+class ContainerSnapshot:
+    """One workload container as its Pebble reports it, just before a hook."""
 
-    name: str
-    uuid: str
-    apps: dict[str, AppState]
-    units: dict[str, UnitState]
-    relations: dict[int, RelationState]
-    secrets: dict[str, SecretState]
+    can_connect: bool
+    plan: ops.pebble.Plan | None = None
+    check_infos: frozenset[testing.CheckInfo] = frozenset()
+    notices: tuple[testing.Notice, ...] = field(default_factory=tuple)
+
+    def has_check(self, name: str) -> bool:
+        return any(info.name == name for info in self.check_infos)
+
+    def has_notice(self, notice_id: str) -> bool:
+        return any(notice.id == notice_id for notice in self.notices)
 
 
-def juju_unit_defaults(unit: UnitState) -> dict[str, str]:
+def juju_unit_defaults(address: str) -> dict[str, str]:
     """The keys Juju itself writes into every unit databag."""
-    address = unit.pod.address
     return {"ingress-address": address, "private-address": address, "egress-subnets": f"{address}/32"}
 
 
-def _joined_units(world: World, app: str, relation: RelationState) -> list[UnitState]:
-    return [world.units[u] for u in world.apps[app].units if u in relation.unit_data]
+def _members(unit: UnitState, relation: RelationState) -> list[str]:
+    """The remote units this unit sees in the relation, as `relation-list` would answer."""
+    return sorted(
+        (m for m in unit.members.get(relation.id, set()) if m in relation.unit_data),
+        key=lambda name: int(name.split("/")[1]),
+    )
 
 
-def _relation_view(world: World, unit: UnitState, relation: RelationState) -> Any:
+def _relation_view(model: ModelState, unit: UnitState, relation: RelationState) -> testing.RelationBase:
     app = unit.app
     endpoint = relation.endpoint_of(app)
-    local_unit = dict(relation.unit_data.get(unit.name, juju_unit_defaults(unit)))
+    local_unit = dict(relation.unit_data.get(unit.name, juju_unit_defaults(unit.pod.address)))
     local_app = dict(relation.app_data.get(app, {}))
+    remote_units = {int(name.split("/")[1]): dict(relation.unit_data[name]) for name in _members(unit, relation)}
     if relation.is_peer:
-        peers = {
-            other.number: dict(relation.unit_data[other.name])
-            for other in _joined_units(world, app, relation)
-            if other.name != unit.name
-        }
         return testing.PeerRelation(
             endpoint,
             interface=relation.interface,
             id=relation.id,
             local_app_data=local_app,
             local_unit_data=local_unit,
-            peers_data=peers,
+            peers_data=remote_units,
         )
     remote = relation.other_app(app)
     return testing.Relation(
@@ -68,9 +73,7 @@ def _relation_view(world: World, unit: UnitState, relation: RelationState) -> An
         local_app_data=local_app,
         local_unit_data=local_unit,
         remote_app_data=dict(relation.app_data.get(remote, {})),
-        remote_units_data={
-            other.number: dict(relation.unit_data[other.name]) for other in _joined_units(world, remote, relation)
-        },
+        remote_units_data=remote_units,
     )
 
 
@@ -92,54 +95,74 @@ def _secret_view(unit: UnitState, secret: SecretState) -> testing.Secret | None:
     if not secret.granted_to(unit.name, unit.app):
         return None  # Juju shows a unit no secret it was not granted
     tracked = unit.tracked_revisions.get(secret.id, secret.latest)
-    view = testing.Secret(
+    return testing.Secret(
         secret.revisions.get(tracked, latest),
         latest_content=latest,
         id=secret.id,
         label=unit.secret_labels.get(secret.id),
     )
-    object.__setattr__(view, "_tracked_revision", tracked)
-    object.__setattr__(view, "_latest_revision", secret.latest)
-    return view
 
 
-def unit_view(
-    world: World,
-    unit: UnitState,
-    can_connect: dict[str, bool],
-    check_infos: dict[str, Any],
-    notices: dict[str, Any],
-) -> testing.State:
-    app = world.apps[unit.app]
-    relations = [r for r in world.relations.values() if any(owner == unit.app for owner, _ in r.endpoints)]
-    secrets = [view for s in world.secrets.values() if (view := _secret_view(unit, s)) is not None]
+def visible_secret(model: ModelState, unit: UnitState, secret_id: str) -> bool:
+    secret = model.secrets.get(secret_id)
+    return secret is not None and _secret_view(unit, secret) is not None
+
+
+def _config(unit: UnitState, values: dict[str, Any]) -> dict[str, Any]:
+    """The application's config as this unit's charm declares it (a float option set to 3 is 3.0)."""
+    config = {**unit.charm.config_defaults(), **values}
+    typed = {}
+    for key, value in config.items():
+        option = unit.charm.config_options.get(key)
+        if option is None:
+            continue  # an option of another revision of the charm (during a refresh)
+        if option.get("type") == "float" and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        typed[key] = value
+    return typed
+
+
+def _container_view(name: str, snapshot: ContainerSnapshot | None) -> testing.Container:
+    if snapshot is None or not snapshot.can_connect:
+        return testing.Container(name, can_connect=False)
+    # The plan as one layer: ops.testing checks each check's info against it, and Pebble
+    # cannot tell the layers a plan was made of.
+    layers = {"plan": ops.pebble.Layer(snapshot.plan.to_yaml())} if snapshot.plan is not None else {}
+    return testing.Container(
+        name,
+        can_connect=True,
+        layers=layers,
+        check_infos=snapshot.check_infos,
+        notices=list(snapshot.notices),
+    )
+
+
+def unit_view(model: ModelState, unit: UnitState, containers: dict[str, ContainerSnapshot]) -> testing.State:
+    app = model.apps[unit.app]
+    # A unit running older charm code (mid-refresh) sees only the endpoints its code declares.
+    relations = [
+        r
+        for r in model.relations_of(unit.app, include_removing=True)
+        if r.endpoint_of(unit.app) in unit.charm.endpoints
+    ]
+    secrets = [view for s in model.secrets.values() if (view := _secret_view(unit, s)) is not None]
     address = unit.pod.address
     bind = testing.BindAddress([testing.Address(address, cidr=str(SUBNET))])
     networks = {
         testing.Network(name, bind_addresses=[bind], ingress_addresses=[address], egress_subnets=[f"{address}/32"])
-        for name in [*app.charm.endpoints, "juju-info"]
+        for name in [*unit.charm.endpoints, "juju-info"]
     }
-    containers = {
-        testing.Container(
-            name,
-            can_connect=can_connect.get(name, False),
-            check_infos=check_infos.get(name, frozenset()),
-            notices=notices.get(name, []),
-        )
-        for name in app.charm.containers
-    }
-    storages = {testing.Storage(name, index=0) for name in app.charm.storage}
     return testing.State(
-        config={**app.charm.config_defaults(), **app.config},
-        relations=[_relation_view(world, unit, r) for r in relations],
+        config=_config(unit, app.config),
+        relations=[_relation_view(model, unit, r) for r in relations],
         networks=networks,
-        containers=containers,
-        storages=storages,
+        containers={_container_view(name, containers.get(name)) for name in unit.charm.containers},
+        storages={testing.Storage(name, index=0) for name in unit.charm.storage},
         opened_ports=unit.opened_ports,
         leader=app.leader == unit.name,
-        model=testing.Model(world.name, uuid=world.uuid, type="kubernetes"),
+        model=testing.Model(model.name, uuid=model.uuid, type="kubernetes"),
         secrets=secrets,
-        planned_units=len(app.units),
+        planned_units=len(model.alive_units(unit.app)),
         deferred=list(unit.deferred),
         stored_states=unit.stored_states,
         app_status=app.status,
@@ -148,77 +171,76 @@ def unit_view(
     )
 
 
-def _new_secret_id(world: World, secret: testing.Secret) -> str:
-    return secret.id
+def app_data_changed(before: testing.State, after: testing.State) -> bool:
+    previous = {r.id: r for r in before.relations}
+    return any(
+        r.id in previous and dict(r.local_app_data) != dict(previous[r.id].local_app_data) for r in after.relations
+    )
 
 
 def absorb(
-    world: World, unit: UnitState, before: testing.State, after: testing.State
-) -> list[tuple[str, dict[str, Any]]]:
+    model: ModelState, unit: UnitState, before: testing.State, after: testing.State
+) -> list[tuple[str, EventSpec]]:
     """Write what the charm changed back to the model; return (unit, event) pairs to deliver."""
-    app = world.apps[unit.app]
-    events: list[tuple[str, dict[str, Any]]] = []
+    app = model.apps[unit.app]
+    events: list[tuple[str, EventSpec]] = []
     # ops.testing statuses are ops statuses too; its State annotates them by its own base class.
     unit.workload_status = cast(ops.StatusBase, after.unit_status)
     unit.workload_version = after.workload_version
     unit.stored_states = after.stored_states
     unit.deferred = list(after.deferred)
     unit.opened_ports = after.opened_ports
-    if app.leader == unit.name:
+    leader = app.leader == unit.name
+    if leader:
         app.status = cast(ops.StatusBase, after.app_status)
 
     previous = {r.id: r for r in before.relations}
     for relation_out in after.relations:
-        relation = world.relations.get(relation_out.id)
-        if relation is None:
+        relation = model.relations.get(relation_out.id)
+        if relation is None or relation_out.id not in previous:
             continue  # removed while the hook ran
         old = previous[relation_out.id]
-        if dict(relation_out.local_unit_data) != dict(old.local_unit_data):
+        # A departed unit's writes are kept but published to nobody, as on Juju.
+        if dict(relation_out.local_unit_data) != dict(old.local_unit_data) and unit.name in relation.unit_data:
             relation.unit_data[unit.name] = dict(relation_out.local_unit_data)
-            for other in _joined_units(world, relation.other_app(unit.app), relation):
-                if other.name != unit.name:
+            if not unit.dying:
+                for other in _audience(model, unit, relation):
                     events.append(
-                        (
-                            other.name,
-                            {
-                                "kind": "relation_changed",
-                                "relation_id": relation.id,
-                                "remote_unit": unit.number,
-                            },
-                        )
+                        (other, EventSpec("relation_changed", relation_id=relation.id, remote_unit=unit.number))
                     )
-        if app.leader == unit.name and dict(relation_out.local_app_data) != dict(old.local_app_data):
+        if leader and dict(relation_out.local_app_data) != dict(old.local_app_data):
             relation.app_data[unit.app] = dict(relation_out.local_app_data)
-            for other in _joined_units(world, relation.other_app(unit.app), relation):
-                if other.name != unit.name:
-                    events.append(
-                        (
-                            other.name,
-                            {"kind": "relation_changed", "relation_id": relation.id, "remote_unit": None},
-                        )
-                    )
+            for other in _audience(model, unit, relation):
+                events.append((other, EventSpec("relation_changed", relation_id=relation.id)))
 
-    events += _absorb_secrets(world, unit, before, after)
+    events += _absorb_secrets(model, unit, before, after)
     return events
 
 
+def _audience(model: ModelState, unit: UnitState, relation: RelationState) -> list[str]:
+    """Units that hear of a change `unit` made in a relation: the other side's units in scope."""
+    return [o.name for o in model.in_scope(relation, relation.other_app(unit.app)) if o.name != unit.name]
+
+
 def _absorb_secrets(
-    world: World, unit: UnitState, before: testing.State, after: testing.State
-) -> list[tuple[str, dict[str, Any]]]:
-    events: list[tuple[str, dict[str, Any]]] = []
+    model: ModelState, unit: UnitState, before: testing.State, after: testing.State
+) -> list[tuple[str, EventSpec]]:
+    events: list[tuple[str, EventSpec]] = []
     seen_before = {s.id for s in before.secrets}
     seen_after = set()
     for secret in after.secrets:
         seen_after.add(secret.id)
+        known = model.secrets.get(secret.id)
         if secret.owner is None:  # observed: remember which revision it tracks now, and its label
-            unit.tracked_revisions[secret.id] = secret._tracked_revision
+            if known is not None and dict(secret.tracked_content) == known.revisions[known.latest]:
+                # get_content(refresh=True) moved it to the latest revision (or it was there).
+                unit.tracked_revisions[secret.id] = known.latest
             if secret.label:
                 unit.secret_labels[secret.id] = secret.label
             continue
         owner = unit.app if secret.owner == "app" else unit.name
-        known = world.secrets.get(secret.id)
         if known is None:
-            world.secrets[secret.id] = SecretState(
+            model.secrets[secret.id] = SecretState(
                 id=secret.id,
                 owner=owner,
                 owner_is_unit=secret.owner == "unit",
@@ -236,11 +258,11 @@ def _absorb_secrets(
         if dict(secret.latest_content) != known.revisions[known.latest]:
             known.latest += 1
             known.revisions[known.latest] = dict(secret.latest_content)
-            for observer in world.units.values():
+            for observer in model.units.values():
                 if observer.app != known.owner and known.granted_to(observer.name, observer.app):
-                    events.append((observer.name, {"kind": "secret_changed", "secret_id": known.id}))
+                    events.append((observer.name, EventSpec("secret_changed", secret_id=known.id)))
     for removed in seen_before - seen_after:
-        known = world.secrets.get(removed)
+        known = model.secrets.get(removed)
         if known is not None and known.owner in (unit.app, unit.name):
-            del world.secrets[removed]
+            del model.secrets[removed]
     return events

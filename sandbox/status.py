@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 import ops
 
 from sandbox.agent import JUJU_VERSION
-
-if TYPE_CHECKING:
-    from sandbox.model import Model
+from sandbox.state import ModelState
 
 
 def _table(rows: list[list[str]]) -> list[str]:
@@ -18,7 +15,8 @@ def _table(rows: list[list[str]]) -> list[str]:
     return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
 
 
-def render(model: Model) -> str:
+def render(model: ModelState, pod_ready: dict[str, bool]) -> str:
+    """`juju status`, with each unit's pod readiness (Kubernetes' Ready condition) and restarts."""
     lines = _table(
         [
             ["Model", "Controller", "Cloud/Region", "Version", "Timestamp"],
@@ -35,13 +33,13 @@ def render(model: Model) -> str:
                 app.name,
                 ",".join(sorted(versions)),
                 status.name if status else "unknown",
-                str(len(app.units)),
+                str(len(model.alive_units(app.name))),
                 app.charm.name,
                 status.message if status else "",
             ]
         )
     lines += ["", *_table(apps)]
-    units = [["Unit", "Workload", "Agent", "Address", "Ports", "Message"]]
+    units = [["Unit", "Workload", "Agent", "Address", "Ports", "Pod", "Message"]]
     for app in model.apps.values():
         for unit_name in app.units:
             unit = model.units[unit_name]
@@ -52,7 +50,11 @@ def render(model: Model) -> str:
             )
             message = unit.agent_message if unit.error else unit.workload_status.message
             workload = "error" if unit.error else unit.workload_status.name
-            units.append([unit_name + leader, workload, unit.agent_status, unit.pod.address, ports, message])
+            agent = "dying" if unit.dying else unit.agent_status
+            pod = "ready" if pod_ready.get(unit_name) else "not ready"
+            if unit.restarts:
+                pod += f" ({unit.restarts} restart{'s' if unit.restarts != 1 else ''})"
+            units.append([unit_name + leader, workload, agent, unit.pod.address, ports, pod, message])
     lines += ["", *_table(units)]
     relations = list(model.relations.values())
     if relations:

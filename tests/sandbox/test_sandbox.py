@@ -13,7 +13,7 @@ import ops
 import pytest
 
 from sandbox import HookFailedError, Model, SandboxError, WaitTimeoutError
-from sandbox.model import cleanup_model
+from sandbox.persistence import cleanup_model
 from sandbox.paths import state_dir
 
 GREETER = Path(__file__).resolve().parent / "charms" / "greeter-k8s"
@@ -165,15 +165,18 @@ def test_wait_for_idle_names_the_stuck_unit_and_why(model: Model) -> None:
 
 
 def test_remove_unit_departs_peers_and_moves_leadership(model: Model) -> None:
-    # When the leader of alpha is removed
-    model.remove_unit("alpha/0")
+    # Given alpha/1 leads alpha
+    model.elect_leader("alpha/1")
+
+    # When alpha is scaled down by one unit (its highest ordinal, the leader, goes)
+    assert model.remove_unit("alpha", num_units=1) == ["alpha/1"]
     model.wait_for_idle(["alpha"], timeout=60)
 
     # Then the remaining unit leads and sees no peers; the old pod's namespace is gone
-    assert model.leader("alpha") == "alpha/1"
-    assert model.units["alpha/1"].workload_status.message == "serving 'hola' on :8080 (0 peers)"
+    assert model.leader("alpha") == "alpha/0"
+    assert model.units["alpha/0"].workload_status.message == "serving 'hola' on :8080 (0 peers)"
     assert (
-        "psb-t-sandbox-alpha-0"
+        "psb-t-sandbox-alpha-1"
         not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     )
 

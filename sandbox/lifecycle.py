@@ -1,0 +1,164 @@
+"""Pods of units, as a StatefulSet keeps them: ordinals, creation, replacement, deletion.
+
+A unit's number is its pod's ordinal. New units take the lowest free ordinal, so a unit
+added after a scale-down gets the removed unit's name, FQDN and volumes back. Slow work
+(processes starting and stopping) runs without the model lock; only state changes take it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from sandbox import pods, sequences
+from sandbox.paths import REPO_ROOT, Artifacts
+from sandbox.state import AppState, ModelState, UnitState
+
+PEBBLE_IMAGES = ("apachepulsar/pulsar",)
+
+
+def image_tree(upstream_source: str | None, artifacts: Artifacts) -> pods.ImageTree:
+    """The local stand-in for a container image: the Pulsar tree at /pulsar for Pulsar images."""
+    env = {
+        "JAVA_HOME": str(artifacts.java_home),
+        "PATH": f"{artifacts.workload_python.parent}:{artifacts.java_home}/bin:{pods.HOST_PATH}",
+    }
+    if upstream_source and upstream_source.startswith(PEBBLE_IMAGES):
+        return pods.ImageTree(trees={"/pulsar": artifacts.pulsar_home}, env=env)
+    return pods.ImageTree(env=env)
+
+
+class PodLifecycle:
+    def __init__(self, model: ModelState, lock: threading.RLock) -> None:
+        self.model = model
+        self.lock = lock
+
+    def create_unit(self, app: AppState) -> UnitState:
+        """A new unit at the lowest free ordinal, with its pod's network (not started yet)."""
+        with self.lock:
+            used = {self.model.units[u].number for u in app.units}
+            number = next(n for n in range(len(used) + 1) if n not in used)
+            name = f"{app.name}/{number}"
+            pod = self._new_pod(name)
+            unit = UnitState(name=name, app=app.name, number=number, pod=pod, charm=app.charm)
+            unit.last_update_status = time.monotonic()
+            self.model.units[name] = unit
+            app.units = sorted([*app.units, name], key=lambda u: self.model.units[u].number)
+            if app.leader is None:
+                app.leader = name
+        pod.create_network()
+        return unit
+
+    def _new_pod(self, unit: str) -> pods.Pod:
+        pod = pods.Pod(
+            self.model.name,
+            unit,
+            self.model.next_pod_index,
+            self.model.root / "pods" / unit.replace("/", "-"),
+            cluster_domain=self.model.cluster_domain,
+        )
+        self.model.next_pod_index += 1
+        return pod
+
+    def start_pod(self, unit: UnitState) -> None:
+        """Start the pod: its workload containers (each a Pebble), then the unit agent.
+
+        The agent runs the charm of the application's current template.
+        """
+        artifacts = Artifacts.load()
+        charm = self.model.apps[unit.app].charm
+        for name, spec in charm.containers.items():
+            image = image_tree(spec.upstream_source, artifacts)
+            container = unit.pod.start_container(name, artifacts.pebble, image, spec.mounts)
+            unit.pod.wait_pebble(container)
+        env = {
+            "PATH": pods.HOST_PATH,
+            "LANG": "C.UTF-8",
+            "HOME": "/root",
+            "PYTHONPATH": str(REPO_ROOT),
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        unit.pod.start_agent(charm.root, env)
+        with self.lock:
+            unit.charm = charm
+            unit.pod_started = time.monotonic()
+            unit.agent_status = "idle"
+
+    def replace_pod(self, unit: UnitState, move_leader: bool) -> None:
+        """Kubernetes deletes the pod and creates it again.
+
+        Processes are killed and everything but the volumes is lost; the new unit agent runs
+        the template's charm. (The pod keeps its address here: on Kubernetes it would get a
+        new one, and Juju would publish it.)
+        """
+        unit.pod.stop()
+        unit.pod.wipe_ephemeral()
+        with self.lock:
+            if move_leader and self.model.apps[unit.app].leader == unit.name:
+                self._hand_over_leadership(unit)
+            unit.agent_status = "allocating"
+            unit.check_status.clear()
+            unit.notices_seen.clear()
+            unit.liveness_failures.clear()
+        self.start_pod(unit)
+        with self.lock:
+            sequences.after_new_pod(self.model, unit)
+
+    def delete_unit(self, unit: UnitState) -> None:
+        """The dying unit's hooks are over: its pod and the unit go.
+
+        Its volumes stay for the ordinal; the unit leaves every relation, and another unit is
+        elected leader if it led.
+        """
+        unit.pod.delete(keep_storage=True)
+        with self.lock:
+            app = self.model.apps[unit.app]
+            self.model.created_mountpoints += unit.pod.created_mountpoints
+            for relation in self.model.relations.values():
+                relation.unit_data.pop(unit.name, None)
+            for other in self.model.units.values():
+                for members in other.members.values():
+                    members.discard(unit.name)
+            app.units.remove(unit.name)
+            if unit.name in app.rollout:
+                app.rollout.remove(unit.name)
+            del self.model.units[unit.name]
+            if app.leader == unit.name:
+                app.leader = None
+                self._hand_over_leadership(unit)
+        self.refresh_hosts()
+
+    def _hand_over_leadership(self, unit: UnitState) -> None:
+        """Juju elects another unit once the leader's lease lapses (its agent is gone)."""
+        candidates = [u for u in self.model.alive_units(unit.app) if u.name != unit.name]
+        app = self.model.apps[unit.app]
+        if not candidates:
+            app.leader = None if unit.name not in self.model.units else unit.name
+            return
+        sequences.leader_elected(self.model, candidates[0])
+
+    def restart_container(self, unit: UnitState, name: str) -> None:
+        """The kubelet restarts a container that failed its liveness probe.
+
+        Juju then tells the charm that Pebble is ready again.
+        """
+        spec = unit.charm.containers[name]
+        artifacts = Artifacts.load()
+        image = image_tree(spec.upstream_source, artifacts)
+        with self.lock:
+            for key in [k for k in unit.check_status if k[0] == name]:
+                del unit.check_status[key]
+            unit.liveness_failures[name] = 0
+        unit.pod.restart_container(name, artifacts.pebble, image, spec.mounts)
+        with self.lock:
+            unit.restarts += 1
+            unit.pod_started = time.monotonic()
+            sequences.queue(self.model, unit, sequences.EventSpec("pebble_ready", container=name))
+
+    def refresh_hosts(self) -> None:
+        """Every pod's /etc/hosts lists every pod of the model, as the cluster's DNS would."""
+        with self.lock:
+            entries = [(u.pod.address, u.pod.fqdn, u.pod.hostname) for u in self.model.units.values()]
+            units = list(self.model.units.values())
+        for unit in units:
+            unit.pod.write_hosts(entries)
