@@ -7,7 +7,7 @@ import logging
 
 import ops
 
-from charms.pulsar_k8s.v0.pulsar_workload import ImageProblem
+from charms.pulsar_k8s.v0.pulsar_workload import ImageProblem, observe_lifecycle, report_status
 from literals import CONTAINER, DATABASE_RELATION, PULSAR_RELATION, Status
 from workload import CdcWorkload
 
@@ -20,35 +20,25 @@ class CdcCharm(ops.CharmBase):
     def __init__(self, framework: ops.Framework) -> None:
         super().__init__(framework)
         self.workload = CdcWorkload(self.unit.get_container(CONTAINER))
-        observed = [
-            self.on.install,
-            self.on.start,
-            self.on.config_changed,
-            self.on.upgrade_charm,
-            self.on.update_status,
-            self.on[CONTAINER].pebble_ready,
-        ]
-        for relation in (PULSAR_RELATION, DATABASE_RELATION):
-            observed += [self.on[relation].relation_changed, self.on[relation].relation_broken]
-        for event in observed:
-            framework.observe(event, self._reconcile)
+        self._status: ops.StatusBase | None = None
+        observe_lifecycle(self, self._reconcile, [CONTAINER], [PULSAR_RELATION, DATABASE_RELATION])
+        framework.observe(self.on.collect_unit_status, self._on_collect_unit_status)
         framework.observe(self.on.get_lag_action, self._on_get_lag)
 
-    def _reconcile(self, event: ops.EventBase) -> None:
+    def _reconcile(self, _: ops.EventBase) -> None:
+        self._status = self._bring_up()
+
+    def _bring_up(self) -> ops.StatusBase:
         if problem := self.workload.check_image(self.unit):
-            no_pebble = problem is ImageProblem.NO_PEBBLE
-            self.unit.status = (Status.NO_PEBBLE if no_pebble else Status.NO_PULSAR_IMAGE).value
-            return
-        broken = event.relation.name if isinstance(event, ops.RelationBrokenEvent) else None
-        related = [
-            name
-            for name in (PULSAR_RELATION, DATABASE_RELATION)
-            if name != broken and self.model.get_relation(name) is not None
-        ]
-        if len(related) < 2:
-            self.unit.status = Status.MISSING_RELATIONS.value
-            return
-        self.unit.status = Status.NOT_MANAGED_YET.value
+            return Status.NO_PEBBLE() if problem is ImageProblem.NO_PEBBLE else Status.NO_PULSAR_IMAGE()
+        # A relation being broken is already left out of the model's relations.
+        if any(self.model.get_relation(name) is None for name in (PULSAR_RELATION, DATABASE_RELATION)):
+            return Status.MISSING_RELATIONS()
+        return Status.NOT_MANAGED_YET()
+
+    def _on_collect_unit_status(self, event: ops.CollectStatusEvent) -> None:
+        if self._status is not None:
+            report_status(event, [self._status], self.unit)
 
     def _on_get_lag(self, event: ops.ActionEvent) -> None:
         event.fail("get-lag is not available in this revision")

@@ -24,4 +24,4 @@ def test_blocks_until_both_relations_exist(present: tuple[str, ...], pulsar_imag
     out = ctx.run(ctx.on.config_changed(), testing.State(containers={workload}, relations=relations))
 
     # Then it is blocked and says what to integrate with
-    assert out.unit_status == Status.MISSING_RELATIONS.value
+    assert out.unit_status == Status.MISSING_RELATIONS()
