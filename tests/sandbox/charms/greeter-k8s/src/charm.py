@@ -15,14 +15,25 @@ logger = logging.getLogger(__name__)
 WEB_ROOT = "/pulsar/www"
 KEPT = "/var/lib/greeter/kept.txt"
 LOST = "/pulsar/www/lost.txt"
+VERSION = "1"  # a refresh test changes it in a copy of this charm
 
 
 class GreeterCharm(ops.CharmBase):
-    """Serves `message` over HTTP; greets related greeters through relation data and a secret."""
+    """Serves `message` over HTTP; greets related greeters through relation data and a secret.
+
+    Every hook logs what the charm saw (the event, planned units, leadership, whether this
+    unit is dying, its Pebble plan's services), for tests that read the unit's debug log.
+    """
+
+    _stored = ops.StoredState()
 
     def __init__(self, framework: ops.Framework) -> None:
         super().__init__(framework)
+        self._stored.set_default(dying=False)
         self.container = self.unit.get_container("web")
+        for bound in self.on.events().values():
+            if issubclass(bound.event_type, ops.HookEvent):
+                framework.observe(bound, self._observe)
         for event in (
             self.on.web_pebble_ready,
             self.on.config_changed,
@@ -43,6 +54,26 @@ class GreeterCharm(ops.CharmBase):
         framework.observe(self.on.exec_action, self._on_exec)
         framework.observe(self.on.read_secret_action, self._on_read_secret)
         framework.observe(self.on.write_app_data_action, self._on_write_app_data)
+        framework.observe(self.on.read_local_action, self._on_read_local)
+
+    def _observe(self, event: ops.HookEvent) -> None:
+        if isinstance(event, ops.RelationDepartedEvent) and event.departing_unit == self.unit:
+            self._stored.dying = True
+        services = "-"
+        if self.container.can_connect():
+            services = ",".join(sorted(self.container.get_plan().services)) or "none"
+        departing = (
+            event.departing_unit.name if isinstance(event, ops.RelationDepartedEvent) and event.departing_unit else "-"
+        )
+        logger.info(
+            "saw %s planned=%d leader=%s dying=%s departing=%s services=%s",
+            event.handle.kind,
+            self.app.planned_units(),
+            self.unit.is_leader(),
+            self._stored.dying,
+            departing,
+            services,
+        )
 
     @property
     def _message(self) -> str:
@@ -78,9 +109,22 @@ class GreeterCharm(ops.CharmBase):
                 },
             }
         )
+        ready_path = str(self.config["ready-path"])
+        if ready_path:
+            layer.checks["web-ready"] = ops.pebble.Check(
+                "web-ready",
+                {
+                    "override": "replace",
+                    "level": "ready",
+                    "period": "1s",
+                    "threshold": 1,
+                    "http": {"url": f"http://localhost:{port}{ready_path}"},
+                },
+            )
         self.container.add_layer("greeter", layer, combine=True)
         self.container.replan()
         self.unit.set_ports(port)
+        self.unit.set_workload_version(VERSION)
         for relation in self.model.relations["greeting"]:
             self._publish_greeting(relation)
         peers = self.model.get_relation("replicas")
@@ -151,6 +195,14 @@ class GreeterCharm(ops.CharmBase):
             event.set_results(self.model.get_secret(id=event.params["id"]).get_content())
         except (ops.SecretNotFoundError, ops.ModelError) as error:
             event.fail(f"cannot read secret: {error}")
+
+    def _on_read_local(self, event: ops.ActionEvent) -> None:
+        """Read a file where the charm runs (the unit agent, in the pod's network namespace)."""
+        try:
+            with open(event.params["path"]) as local:
+                event.set_results({"content": local.read()})
+        except OSError as error:
+            event.fail(f"cannot read: {error}")
 
     def _on_write_app_data(self, event: ops.ActionEvent) -> None:
         relation = self.model.get_relation("greeting")
