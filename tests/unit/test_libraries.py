@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 from pathlib import Path
 
 import pytest
 from ops import testing
 
 from pulsar_k8s.charm import PulsarCharm
-from pulsar_k8s.charms.pulsar_k8s.v0 import rolling_restart
+from pulsar_k8s.charms.pulsar_k8s.v0 import pulsar_workload, rolling_restart
 from pulsar_k8s.charms.pulsar_k8s.v0.pulsar_workload import PebbleWorkload, WorkloadCommandError
 
 CHARMS_DIR = Path(__file__).resolve().parents[2] / "charms"
@@ -138,3 +139,81 @@ class TestRollingRestart:
     def test_fingerprints_change_with_any_part(self) -> None:
         assert rolling_restart.fingerprint("conf", {"env": 1}) != rolling_restart.fingerprint("conf", {"env": 2})
         assert rolling_restart.fingerprint("conf", {"env": 1}) == rolling_restart.fingerprint("conf", {"env": 1})
+
+
+class TestClusterDomain:
+    def test_the_domain_is_read_from_the_models_search_entry(self) -> None:
+        resolv = "nameserver 10.0.0.10\nsearch m.svc.example.internal svc.example.internal example.internal\n"
+        assert pulsar_workload.cluster_domain("m", resolv) == "example.internal"
+        assert pulsar_workload.pod_fqdn("app/3", "m", "example.internal") == (
+            "app-3.app-endpoints.m.svc.example.internal"
+        )
+
+    @pytest.mark.parametrize(
+        "resolv", ["", "nameserver 10.0.0.10\n", "search other.svc.example.internal\n", "search m.example.internal\n"]
+    )
+    def test_without_the_models_entry_it_is_cluster_local(self, resolv: str) -> None:
+        assert pulsar_workload.cluster_domain("m", resolv) == "cluster.local"
+
+
+@dataclasses.dataclass
+class _Member:
+    id: int
+    host: str
+
+
+@dataclasses.dataclass
+class _Databag:
+    name: str = dataclasses.field(default="", metadata={"alias": "the-name"})
+    count: int = 0
+    ready: bool = False
+    members: list[_Member] = dataclasses.field(default_factory=list)
+    holder: str | None = None
+
+
+class TestDatabags:
+    def _roundtrip(self, databag: dict[str, str], change=None):  # type: ignore[no-untyped-def]
+        """Read `databag` as _Databag in a charm's event, apply `change`, write it back."""
+        ctx = testing.Context(PulsarCharm)
+        relation = testing.PeerRelation("cluster", local_unit_data=databag)
+        state = testing.State(relations={relation}, containers={testing.Container("pulsar")})
+        with ctx(ctx.on.update_status(), state) as manager:
+            live = manager.charm.model.get_relation("cluster")
+            assert live is not None
+            try:
+                read = pulsar_workload.read_databag(live, _Databag, manager.charm.unit)
+            except pulsar_workload.InvalidDatabagError as error:
+                read = error
+            if change is not None and isinstance(read, _Databag):
+                pulsar_workload.write_databag(live, change(read), manager.charm.unit)
+            out = manager.run()
+        return read, out.get_relation(relation.id).local_unit_data
+
+    def test_values_are_json_and_keys_keep_their_juju_names(self) -> None:
+        read, _ = self._roundtrip({"the-name": '"x"', "count": "3", "members": '[{"id": 1, "host": "h"}]'})
+        assert read == _Databag(name="x", count=3, members=[_Member(1, "h")])
+
+    def test_an_empty_databag_is_absent(self) -> None:
+        assert self._roundtrip({"unrelated": '"x"'})[0] is None
+
+    @pytest.mark.parametrize(
+        ("databag", "reason"),
+        [
+            ({"count": "three"}, "key 'count' is not JSON: 'three'"),
+            ({"count": '"3"'}, "key 'count': expected int, got '3'"),
+            ({"ready": "1"}, "key 'ready': expected bool, got 1"),
+            ({"count": "true"}, "key 'count': expected int, got True"),
+            ({"members": '[{"id": 1}]'}, "key 'members': "),
+        ],
+    )
+    def test_data_that_does_not_match_the_schema_is_an_error_naming_the_key(
+        self, databag: dict[str, str], reason: str
+    ) -> None:
+        read, _ = self._roundtrip(databag)
+        assert isinstance(read, pulsar_workload.InvalidDatabagError)
+        assert reason in str(read)
+
+    def test_empty_values_erase_their_keys(self) -> None:
+        databag = {"the-name": '"x"', "holder": '"u/1"', "count": "2"}
+        _, written = self._roundtrip(databag, lambda d: dataclasses.replace(d, name="", holder=None, ready=True))
+        assert written == {"count": "2", "ready": "true"}

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
+import ops
 import pytest
 from ops import pebble, testing
 
@@ -209,3 +211,75 @@ def test_the_leader_restarts_its_bookie_when_the_lock_is_free(
     assert "restart-request" not in peers.local_unit_data
     assert "restart-holder" not in peers.local_app_data
     assert out.unit_status == Status.ACTIVE(bookie_id=f"{FQDN}:3181")
+
+
+@pytest.fixture
+def pebble_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every replan and restart the charm asks Pebble for, in order."""
+    calls: list[str] = []
+    replan, restart = ops.Container.replan, ops.Container.restart
+
+    def recorded_replan(self: ops.Container) -> None:
+        calls.append("replan")
+        replan(self)
+
+    def recorded_restart(self: ops.Container, *services: str) -> None:
+        calls.append("restart " + " ".join(services))
+        restart(self, *services)
+
+    monkeypatch.setattr(ops.Container, "replan", recorded_replan)
+    monkeypatch.setattr(ops.Container, "restart", recorded_restart)
+    return calls
+
+
+def test_a_changed_layer_restarts_the_bookie_once(
+    ctx: testing.Context, bookie: testing.Container, monkeypatch: pytest.MonkeyPatch, pebble_calls: list[str]
+) -> None:
+    # Given the leader, whose bookie runs an older Pebble definition
+    monkeypatch.setattr(BookieWorkload, "ready", lambda self, host="localhost": False)
+    relation = testing.Relation("bookkeeper", remote_app_name="pulsar-k8s", remote_app_data=PROVIDER_DATA)
+
+    # When it reconciles
+    out = ctx.run(ctx.on.config_changed(), _state(_running_bookie(bookie), relation, leader=True))
+
+    # Then the replan that applies the new layer is the bookie's only restart
+    assert pebble_calls == ["replan"]
+    assert out.get_container("bookie").plan.services["bookie"].command == "/pulsar/bin/pulsar bookie"
+
+
+def test_a_changed_config_file_restarts_the_bookie_once(
+    ctx: testing.Context, bookie: testing.Container, monkeypatch: pytest.MonkeyPatch, pebble_calls: list[str]
+) -> None:
+    # Given a running bookie started by the charm, as the leader
+    monkeypatch.setattr(BookieWorkload, "ready", lambda self, host="localhost": True)
+    relation = testing.Relation("bookkeeper", remote_app_name="pulsar-k8s", remote_app_data=PROVIDER_DATA)
+    started = ctx.run(ctx.on.config_changed(), _state(bookie, relation, leader=True))
+    assert started.unit_status == Status.ACTIVE(bookie_id=f"{FQDN}:3181")
+    pebble_calls.clear()
+
+    # When the metadata store moves (bookkeeper.conf changes, the layer does not)
+    moved = dataclasses.replace(
+        started.get_relation(relation.id),
+        remote_app_data={**PROVIDER_DATA, "metadata-service-uri": json.dumps(URI.replace("2181", "2182"))},
+    )
+    others = {r for r in started.relations if r.id != relation.id}
+    out = ctx.run(ctx.on.relation_changed(moved), dataclasses.replace(started, relations={*others, moved}))
+
+    # Then the bookie is restarted once, explicitly, with no replan
+    assert pebble_calls == ["restart bookie"]
+    assert out.unit_status == Status.ACTIVE(bookie_id=f"{FQDN}:3181")
+
+
+def test_bookie_ids_follow_the_cluster_domain_of_the_pod(
+    ctx: testing.Context, bookie: testing.Container, resolv_conf: Path
+) -> None:
+    # Given a pod whose resolv.conf says the cluster's domain is example.internal
+    resolv_conf.write_text("search test.svc.example.internal svc.example.internal example.internal\n")
+    relation = testing.Relation("bookkeeper", remote_app_name="pulsar-k8s", remote_app_data=PROVIDER_DATA)
+
+    # When the relation changes
+    out = ctx.run(ctx.on.relation_changed(relation), _state(bookie, relation))
+
+    # Then the bookie registers under its FQDN in that domain
+    bookie_id = json.loads(out.get_relation(relation.id).local_unit_data["bookie-id"])
+    assert bookie_id == "bookie-k8s-0.bookie-k8s-endpoints.test.svc.example.internal:3181"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 from helpers.pulsar_k8s_builders import (
@@ -13,8 +14,10 @@ from helpers.pulsar_k8s_builders import (
     KEY,
     Probes,
     Unit,
+    bookie_data,
     decoded,
     encoded,
+    fqdn,
     initialized_app_data,
     ready_bookies,
     signing_key_secret,
@@ -403,7 +406,7 @@ def test_the_leader_drops_a_removed_unit_from_the_ensemble(ctx: testing.Context,
     peer = state.get_relations("cluster")[0]
 
     # When the leader hears that unit 2 departed
-    out = ctx.run(ctx.on.relation_departed(peer, remote_unit=2, departing_unit="pulsar-k8s/2"), state)
+    out = ctx.run(ctx.on.relation_departed(peer, remote_unit=2, departing_unit=2), state)
 
     # Then the published ensemble is the two survivors, and zookeeper.conf lists only them
     published = json.loads(out.get_relations("cluster")[0].local_app_data["zk-members"])
@@ -430,3 +433,69 @@ def test_a_broken_client_relation_loses_its_token(ctx: testing.Context, unit: Un
     # Then the token secret is gone, and so is the record of the grant
     assert token.id not in {s.id for s in out.secrets}
     assert f"client-{client.id}" not in out.get_relations("cluster")[0].local_app_data
+
+
+def test_a_dip_of_ready_bookies_does_not_later_restart_a_running_broker(
+    ctx: testing.Context, unit: Unit, probes: Probes
+) -> None:
+    # Given a non-leader whose ZooKeeper and broker were started with three ready bookies, and serve
+    probes.zookeeper_mode, probes.broker_ready = "standalone", True
+    secret = signing_key_secret()
+    state = unit.state(
+        leader=False, app_data=initialized_app_data(secret), secrets=(secret,), relations=(ready_bookies(3, 3),)
+    )
+    started = ctx.run(ctx.on.update_status(), state)
+    assert started.unit_status == Status.ACTIVE(role="standalone")
+    applied = decoded(started.get_relations("cluster")[0].local_unit_data)["applied"]
+    assert set(applied) == {"zookeeper", "broker"}
+
+    # When a bookie stops being ready, so that fewer than the ensemble size are
+    bookies = started.get_relations("bookkeeper")[0]
+    dip = dataclasses.replace(bookies, remote_units_data={n: bookie_data(n, n != 2) for n in range(3)})
+    during = ctx.run(
+        ctx.on.relation_changed(dip), dataclasses.replace(started, relations={*started.relations} - {bookies} | {dip})
+    )
+
+    # Then the running broker keeps its config and its record
+    assert during.get_container("pulsar").plan == started.get_container("pulsar").plan
+    assert decoded(during.get_relations("cluster")[0].local_unit_data)["applied"] == applied
+
+    # When the bookie is ready again
+    back = dataclasses.replace(dip, remote_units_data={n: bookie_data(n, True) for n in range(3)})
+    after = ctx.run(
+        ctx.on.relation_changed(back), dataclasses.replace(during, relations={*during.relations} - {dip} | {back})
+    )
+
+    # Then nothing of the broker's own changed, so it asks for no restart
+    assert "restart-request" not in after.get_relations("cluster")[0].local_unit_data
+    assert after.unit_status == Status.ACTIVE(role="standalone")
+
+
+def test_get_admin_credentials_lists_every_broker_after_one_scheme(ctx: testing.Context, unit: Unit) -> None:
+    # Given an ensemble of two units
+    secret = signing_key_secret()
+    app_data = {**initialized_app_data(secret), "zk-members": [{"id": 1, "host": FQDN0}, {"id": 2, "host": FQDN1}]}
+
+    # When the user asks for the admin credentials
+    ctx.run(ctx.on.action("get-admin-credentials"), unit.state(app_data=app_data, secrets=(secret,)))
+
+    # Then each URL has one scheme and the brokers joined by commas, as Pulsar's URL parser wants
+    results = ctx.action_results or {}
+    assert results["service-url"] == f"pulsar://{FQDN0}:6650,{FQDN1}:6650"
+    assert results["web-service-url"] == f"http://{FQDN0}:8080,{FQDN1}:8080"
+
+
+def test_names_follow_the_cluster_domain_of_the_pod(
+    ctx: testing.Context, unit: Unit, probes: Probes, resolv_conf: Path
+) -> None:
+    # Given a pod whose resolv.conf says the cluster's domain is example.internal
+    resolv_conf.write_text("search test.svc.example.internal svc.example.internal example.internal\n")
+
+    # When the only unit gets Pebble
+    out = ctx.run(ctx.on.pebble_ready(unit.container()), unit.state())
+
+    # Then its FQDN, in peer data, in the ensemble and in zookeeper.conf, is in that domain
+    name = fqdn(0, domain="example.internal")
+    assert decoded(out.get_relations("cluster")[0].local_unit_data)["host"] == name
+    assert decoded(out.get_relations("cluster")[0].local_app_data)["zk-members"] == [{"id": 1, "host": name}]
+    assert f"server.1={name}:2888:3888\n" in (unit.conf / "zookeeper.conf").read_text()

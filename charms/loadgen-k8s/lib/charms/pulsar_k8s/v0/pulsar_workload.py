@@ -395,13 +395,18 @@ def read_databag(relation: ops.Relation, cls: type[T], entity: ops.Unit | ops.Ap
     nested dataclasses). Raises InvalidDatabagError naming the key and what is wrong.
     """
     aliases = {f.metadata.get("alias", f.name): f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    if not any(key in aliases for key in relation.data[entity]):
+    raw = relation.data[entity]
+    present = [key for key in raw if key in aliases]
+    if not present:
         return None
+    for key in present:
+        try:
+            json.loads(raw[key])
+        except ValueError as error:
+            raise InvalidDatabagError(f"{entity.name}: key {key!r} is not JSON: {raw[key][:60]!r}") from error
     try:
-        loaded = relation.load(cls, entity, decoder=_decode)
+        loaded = relation.load(cls, entity)
     except TypeError as error:  # a required key is missing
-        raise InvalidDatabagError(f"{entity.name}: {error}") from error
-    except InvalidDatabagError as error:
         raise InvalidDatabagError(f"{entity.name}: {error}") from error
     hints = typing.get_type_hints(cls)
     checked: dict[str, Any] = {}
@@ -430,13 +435,6 @@ def unknown_keys(relation: ops.Relation, cls: type, entity: ops.Unit | ops.Appli
     """Keys of the databag that the dataclass `cls` does not describe."""
     known = {f.metadata.get("alias", f.name) for f in dataclasses.fields(cls)}
     return sorted(key for key in relation.data[entity] if key not in known)
-
-
-def _decode(value: str) -> Any:
-    try:
-        return json.loads(value)
-    except ValueError as error:
-        raise InvalidDatabagError(f"not JSON: {value[:60]!r}") from error
 
 
 def _encode(value: Any) -> str:
