@@ -30,3 +30,9 @@ def test_charm_pins_its_python_dependencies(path: Path) -> None:
     for line in (path.parent / "requirements.txt").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
             assert "==" in line, f"{path.parent.name}: unpinned requirement {line!r}"
+
+
+@pytest.mark.parametrize("path", CHARMCRAFT_FILES, ids=lambda p: p.parent.name)
+def test_charms_assume_only_what_they_use(path: Path) -> None:
+    # Nothing calls the Kubernetes API: no charm needs `k8s-api` (nor `juju deploy --trust`).
+    assert yaml.safe_load(path.read_text())["assumes"] == ["juju >= 3.6"]

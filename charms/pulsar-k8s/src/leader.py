@@ -79,6 +79,8 @@ class LeaderWork:
         state = self.state
         if state.initialized or state.config is None or not state.members or not state.serving_members:
             return None
+        if not self.workload.can_connect():  # the command runs in this unit's container
+            return None
         members = state.members
         try:
             self.workload.initialize_cluster_metadata(

@@ -161,7 +161,7 @@ class ClusterState:
         """Leader: keep a new signing key in a Juju secret, and its id in peer data."""
         secret = self.app.add_secret({"signing-key": key}, label=SECRET_KEY_LABEL)
         self.app_data.signing_key_secret = secret.id or ""
-        self.__dict__.pop("signing_key", None)
+        self.signing_key = key
         self.save()
 
     # ------------------------------------------------------------ writing back

@@ -499,3 +499,18 @@ def test_names_follow_the_cluster_domain_of_the_pod(
     assert decoded(out.get_relations("cluster")[0].local_unit_data)["host"] == name
     assert decoded(out.get_relations("cluster")[0].local_app_data)["zk-members"] == [{"id": 1, "host": name}]
     assert f"server.1={name}:2888:3888\n" in (unit.conf / "zookeeper.conf").read_text()
+
+
+def test_a_status_change_is_logged_once(ctx: testing.Context, unit: Unit, probes: Probes) -> None:
+    # Given a unit whose status changes on a first event
+    out = ctx.run(ctx.on.update_status(), unit.state(planned_units=3))
+    assert out.unit_status == Status.WAITING_FOR_UNITS(joined=1, planned=3)
+
+    # When a second event finds the same status
+    ctx.run(ctx.on.update_status(), out)
+
+    # Then the change was logged by the first event only
+    logged = [
+        entry.message for entry in ctx.juju_log if "status: waiting: zookeeper: waiting for units" in entry.message
+    ]
+    assert logged == ["pulsar-k8s/0 status: waiting: zookeeper: waiting for units to join: 1/3"]
