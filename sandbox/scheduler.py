@@ -157,10 +157,14 @@ class Scheduler:
         """What Juju's agents and the kubelet see in the workloads, turned into events and restarts."""
         self._last_poll = time.monotonic()
         with self.lock:
-            units = list(self.model.units.values())
+            # Pods being replaced, deleted or restarted are Kubernetes' business until they are back.
+            units = [
+                u
+                for u in self.model.units.values()
+                if not (u.queue and isinstance(u.queue[0], PodAction) and u.name in self.running)
+                and not any(key[0] == u.name for key in self.restarting)
+            ]
             containers = {u.name: dict(u.pod.containers) for u in units}
-            restarting = set(self.restarting)
-        units = [u for u in units if not any(key[0] == u.name for key in restarting)]
         found = self.watcher.observe(units, containers)
         with self.lock:
             for item in found:
