@@ -3,7 +3,8 @@
 Every charm of this project runs a container built from the Apache Pulsar image. This
 library gives them, written once:
 
-- the lifecycle events each charm wires to its one reconcile (`observe_lifecycle`);
+- the lifecycle events each charm wires to its one reconcile (`observe_lifecycle`), and
+  whether this unit is being removed (`RemovalWatch`);
 - one status convention: a `StatusCatalog` of every status a charm can show, set through
   collect-status, each change logged once (`report_status`);
 - Pebble access: one-off commands (the exit code always checked, stderr always surfaced),
