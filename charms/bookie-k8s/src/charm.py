@@ -12,7 +12,6 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import ops
-from state import BookieState
 
 from charms.pulsar_k8s.v0.bookkeeper import BookKeeperRequirer
 from charms.pulsar_k8s.v0.pulsar_workload import (
@@ -24,6 +23,7 @@ from charms.pulsar_k8s.v0.pulsar_workload import (
 from charms.pulsar_k8s.v0.rolling_restart import DesiredWorkload, WorkloadFile
 from literals import BOOKIE_PORT, BOOKKEEPER_CONF, BOOKKEEPER_RELATION, CONTAINER, PEER, SERVICE, Status
 from managers.config import render_bookkeeper_conf
+from state import BookieState
 from workload import LAYER, BookieWorkload
 
 logger = logging.getLogger(__name__)

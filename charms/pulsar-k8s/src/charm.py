@@ -11,9 +11,6 @@ from __future__ import annotations
 import logging
 
 import ops
-from leader import LeaderWork
-from state import ClusterState
-from unit import UnitWork
 
 from charms.pulsar_k8s.v0.bookkeeper import BookKeeperProvider
 from charms.pulsar_k8s.v0.pulsar import PulsarProvider
@@ -23,10 +20,13 @@ from charms.pulsar_k8s.v0.pulsar_workload import (
     observe_lifecycle,
     report_status,
 )
+from leader import LeaderWork
 from literals import BOOKKEEPER_RELATION, CLIENT_RELATION, CONTAINER, PEER, SUPERUSER_ROLE, Status
 from managers import auth
 from managers.config import CharmConfig, ConfigRenderer, broker_service_url, ledger_quorum, web_service_url
 from managers.ensemble import server_id
+from state import ClusterState
+from unit import UnitWork
 from workload import PulsarWorkload
 
 logger = logging.getLogger(__name__)

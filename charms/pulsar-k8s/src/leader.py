@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 
 import ops
-from state import ClusterState
 
 from charms.pulsar_k8s.v0.bookkeeper import BookKeeperProvider, MetadataStore
 from charms.pulsar_k8s.v0.pulsar import PulsarProvider
@@ -28,6 +27,7 @@ from managers.config import (
     zookeeper_connect,
 )
 from managers.ensemble import next_ensemble
+from state import ClusterState
 from workload import PulsarWorkload
 
 logger = logging.getLogger(__name__)

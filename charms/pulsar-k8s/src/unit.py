@@ -7,7 +7,6 @@ gate returns the status that says what the unit waits for.
 from __future__ import annotations
 
 import ops
-from state import ClusterState
 
 from charms.pulsar_k8s.v0.pulsar_workload import ImageProblem, InvalidConfigError
 from charms.pulsar_k8s.v0.rolling_restart import DesiredWorkload, WorkloadFile
@@ -27,6 +26,7 @@ from literals import (
 )
 from managers import auth
 from managers.config import CharmConfig, ConfigRenderer, ledger_quorum
+from state import ClusterState
 from workload import LAYER, PulsarWorkload
 
 
