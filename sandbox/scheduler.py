@@ -259,21 +259,23 @@ class Scheduler:
             if reply.error is None and reply.state is not None:
                 reply = self._check_leadership(unit, before, reply)
             self._log(unit, spec, reply)
-            if reply.error is not None:
+            if reply.error is not None and spec.kind != "action":
                 self._fail(unit, spec, reply)
                 return
             unit.queue.popleft()
             unit.error = None
             if spec.kind == "action" and spec.action_id is not None:
+                # An action that raised fails as a task; the unit is not in error (Juju's way).
+                failure = reply.action_failure if reply.error is None else reply.error_line
                 self.action_results[spec.action_id] = ActionResult(
                     unit.name,
                     spec.action or "",
-                    "failed" if reply.action_failure is not None else "completed",
+                    "failed" if failure is not None else "completed",
                     dict(reply.action_results),
-                    reply.action_failure or "",
+                    failure or "",
                     [str(line) for line in reply.action_logs],
                 )
-            if reply.state is not None:
+            if reply.state is not None and reply.error is None:
                 for target, event in absorb(self.model, unit, before, reply.state):
                     if target in self.model.units:
                         sequences.queue(self.model, self.model.units[target], event)

@@ -13,8 +13,8 @@ import ops
 import pytest
 
 from sandbox import HookFailedError, Model, SandboxError, WaitTimeoutError
-from sandbox.persistence import cleanup_model
 from sandbox.paths import state_dir
+from sandbox.persistence import cleanup_model
 
 GREETER = Path(__file__).resolve().parent / "charms" / "greeter-k8s"
 

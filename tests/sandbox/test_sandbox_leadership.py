@@ -9,6 +9,7 @@ events without running them, so a test can move leadership in the middle of a se
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
 from sandbox import Model
@@ -99,3 +100,25 @@ def test_a_leaders_pod_restart_can_move_leadership(model: Model) -> None:
     # Then its unit still leads after the restart
     assert model.leader("lead") == new_leader
     assert seen(model, new_leader)[-1][1] is True
+
+
+def test_a_leader_that_loses_leadership_during_a_hook_cannot_commit_application_data(model: Model) -> None:
+    # Given lead greeting a fan, and its leader running an action that writes application data slowly
+    model.deploy(GREETER, "fan")
+    relation = model.integrate("lead:greeting", "fan:upstream")
+    model.wait_for_idle(["lead", "fan"], timeout=120)
+    leader = model.leader("lead")
+    other = next(u for u in ("lead/0", "lead/1", "lead/2") if u != leader)
+    mover = threading.Timer(1.0, model.elect_leader, args=(other,), kwargs={"settle": False})
+
+    # When leadership moves while the action runs
+    mover.start()
+    result = model.run(leader or "", "write-app-data", {"value": "too late", "delay": 3})
+    mover.join()
+
+    # Then the write is refused at commit, as Juju checks leadership then, and nothing is written
+    assert result.status == "failed"
+    assert result.message == "cannot write application data: the unit is no longer the leader"
+    assert "note" not in model.relation_data(relation.id).app_data.get("lead", {})
+    assert model.leader("lead") == other
+    assert model.units[leader or ""].error is None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import secrets
 import shlex
+import time
 import urllib.request
 
 import ops
@@ -209,6 +210,7 @@ class GreeterCharm(ops.CharmBase):
         if relation is None:
             event.fail("no greeting relation")
             return
+        time.sleep(float(event.params["delay"]))
         try:
             relation.data[self.app]["note"] = event.params["value"]
         except ops.RelationDataError as error:
