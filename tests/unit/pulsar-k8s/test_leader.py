@@ -94,6 +94,21 @@ def test_a_dying_leader_does_not_shrink_the_ensemble_as_its_peers_depart(
     assert decoded(out.get_relations("cluster")[0].local_app_data)["zk-members"] == THREE
 
 
+def test_a_leader_beyond_the_planned_units_is_dying_before_its_first_departure(
+    ctx2: testing.Context, unit: Unit, probes2: Probes
+) -> None:
+    # Given the leader is unit 2 and a scale-down to two units has begun (Kubernetes removes the
+    # highest ordinal), but none of its teardown hooks has run yet
+    state = _three_units(unit, peers={1: {"host": FQDN1}}, planned_units=2)
+
+    # When an unrelated event reaches it first
+    out = ctx2.run(ctx2.on.update_status(), state)
+
+    # Then it already does no application-wide work: the ensemble stays as published
+    assert decoded(out.get_relations("cluster")[0].local_app_data)["zk-members"] == THREE
+    assert out.unit_status == Status.DYING()
+
+
 def test_a_dying_leader_revokes_no_client_when_its_relations_break(
     ctx2: testing.Context, unit: Unit, probes2: Probes, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -40,7 +40,7 @@ import ops
 
 LIBID = "7ef0956eb6164d3595ea14a6cdf1e1a8"
 LIBAPI = 0
-LIBPATCH = 6
+LIBPATCH = 7
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +94,9 @@ class RemovalWatch(ops.Object):
     relation (with this unit as the departing one), relation-broken of each relation,
     storage-detaching, stop, remove. The first of these tells the unit; from then on it does
     no application-wide work (its view of the others shrinks as they depart from it).
+    On Kubernetes a scale-down removes the highest ordinals and `planned_units()` leaves the
+    dying units out at once, so a unit whose number is not below it is dying too, even in an
+    event that comes before its first departure (update-status, a peer's relation-changed).
     Create it before wiring the reconcile, so that it hears each event first.
     """
 
@@ -102,6 +105,7 @@ class RemovalWatch(ops.Object):
     def __init__(self, charm: ops.CharmBase, relations: Iterable[str]) -> None:
         super().__init__(charm, "removal")
         self._unit = charm.unit
+        self._app = charm.app
         self._stored.set_default(dying=False)
         for name in relations:
             charm.framework.observe(charm.on[name].relation_departed, self._on_departed)
@@ -109,7 +113,9 @@ class RemovalWatch(ops.Object):
 
     @property
     def dying(self) -> bool:
-        return bool(self._stored.dying)
+        if self._stored.dying:
+            return True
+        return int(self._unit.name.rsplit("/", 1)[1]) >= self._app.planned_units()
 
     def _on_departed(self, event: ops.RelationDepartedEvent) -> None:
         if event.departing_unit is not None and event.departing_unit.name == self._unit.name:
