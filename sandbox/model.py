@@ -201,9 +201,7 @@ class Model:
                 started.result()
         with self._lock:
             for unit in added:
-                for relation in self.state.relations_of(app):
-                    relation.unit_data.setdefault(unit.name, juju_unit_defaults(unit.pod.address))
-                sequences.unit_arrival(self.state, unit)
+                sequences.unit_arrival(self.state, unit, juju_unit_defaults(unit.pod.address))
         if settle:
             self.settle()
         return [unit.name for unit in added]

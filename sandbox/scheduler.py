@@ -70,20 +70,14 @@ class Scheduler:
 
     # ------------------------------------------------------------------ driving
 
-    def step(self, only: set[str] | None = None, dispatch: bool = True) -> bool:
+    def step(self, only: set[str] | None = None) -> bool:
         """Look at the workloads if due, start what can start, wait a little for something to end.
 
         Returns whether anything (of `only`) is still running or waiting to run.
         """
-        if time.monotonic() - self._last_poll >= POLL_INTERVAL:
-            # Juju watches Pebble checks while hooks run, not only between them.
-            self.poll()
-        if dispatch:
-            self.dispatch(only)
-        pending = list(self.running.values()) + list(self.restarting.values())
-        if pending:
-            wait(pending, timeout=POLL_INTERVAL, return_when=FIRST_COMPLETED)
-        self.reap()
+        self._poll_if_due()
+        self.dispatch(only)
+        self._wait_a_little(sleep_if_idle=False)
         return self.active(only)
 
     def active(self, only: set[str] | None = None) -> bool:
@@ -109,18 +103,28 @@ class Scheduler:
                     return True
             if time.monotonic() > deadline:
                 return False
-            if time.monotonic() - self._last_poll >= POLL_INTERVAL:
-                self.poll()
+            if self._poll_if_due():
                 with self.lock:
                     if predicate():
                         return True
             self.dispatch(None)
-            pending = list(self.running.values()) + list(self.restarting.values())
-            if pending:
-                wait(pending, timeout=POLL_INTERVAL, return_when=FIRST_COMPLETED)
-            else:
-                time.sleep(POLL_INTERVAL)
-            self.reap()
+            self._wait_a_little(sleep_if_idle=True)
+
+    def _poll_if_due(self) -> bool:
+        if time.monotonic() - self._last_poll < POLL_INTERVAL:
+            return False
+        # Juju watches Pebble checks while hooks run, not only between them.
+        self.poll()
+        return True
+
+    def _wait_a_little(self, sleep_if_idle: bool) -> None:
+        """Until something running ends (or a poll interval passes), then collect what ended."""
+        pending = list(self.running.values()) + list(self.restarting.values())
+        if pending:
+            wait(pending, timeout=POLL_INTERVAL, return_when=FIRST_COMPLETED)
+        elif sleep_if_idle:
+            time.sleep(POLL_INTERVAL)
+        self.reap()
 
     def dispatch(self, only: set[str] | None) -> None:
         with self.lock:

@@ -34,7 +34,7 @@ def queue(state: ModelState, unit: UnitState, event: QueueItem, *, front: bool =
         unit.queue.append(event)
 
 
-def unit_arrival(state: ModelState, unit: UnitState) -> None:
+def unit_arrival(state: ModelState, unit: UnitState, databag: dict[str, str]) -> None:
     """A new unit's events.
 
     storage-attached, install, relation-created, leader-elected, config-changed, start,
@@ -54,14 +54,15 @@ def unit_arrival(state: ModelState, unit: UnitState) -> None:
     for container in unit.charm.containers:
         queue(state, unit, EventSpec("pebble_ready", container=container))
     for relation in relations:
-        enter_scope(state, unit, relation)
+        enter_scope(state, unit, relation, databag)
 
 
-def enter_scope(
-    state: ModelState, unit: UnitState, relation: RelationState, defaults: dict[str, str] | None = None
-) -> None:
-    """The unit joins the relation: each side sees the other's units join, then change."""
-    relation.unit_data.setdefault(unit.name, dict(defaults or {}))
+def enter_scope(state: ModelState, unit: UnitState, relation: RelationState, databag: dict[str, str]) -> None:
+    """The unit joins the relation: each side sees the other's units join, then change.
+
+    Its databag starts with what Juju itself writes into it (its addresses).
+    """
+    relation.unit_data.setdefault(unit.name, dict(databag))
     for other in state.in_scope(relation, relation.other_app(unit.app)):
         if other.name == unit.name or other.dying:
             continue
@@ -70,14 +71,14 @@ def enter_scope(
             queue(state, unit, EventSpec(kind, relation_id=relation.id, remote_unit=other.number))
 
 
-def integrate(state: ModelState, relation: RelationState, defaults: dict[str, dict[str, str]]) -> None:
+def integrate(state: ModelState, relation: RelationState, databags: dict[str, dict[str, str]]) -> None:
     """A new relation: relation-created on every unit of both sides, then each enters its scope."""
     units = [state.units[u] for app in {owner for owner, _ in relation.endpoints} for u in state.apps[app].units]
     units = [u for u in units if not u.dying]
     for unit in units:
         queue(state, unit, EventSpec("relation_created", relation_id=relation.id))
     for unit in units:
-        enter_scope(state, unit, relation, defaults.get(unit.name))
+        enter_scope(state, unit, relation, databags[unit.name])
 
 
 def remove_relation(state: ModelState, relation: RelationState) -> None:
