@@ -22,7 +22,7 @@ from pathlib import Path
 import ops
 
 from sandbox import Model, pods
-from sandbox.model import _image_tree
+from sandbox.lifecycle import image_tree
 from sandbox.paths import Artifacts
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,7 +88,7 @@ def hand_run(captured: dict[str, dict[str, object]]) -> float:
     # The same model name as the charm run: the captured files name its FQDNs.
     model = Model.create("bench-up", update_status_interval=3600)
     artifacts = Artifacts.load()
-    image = _image_tree("apachepulsar/pulsar", artifacts)
+    image = image_tree("apachepulsar/pulsar", artifacts)
     started_pods: list[pods.Pod] = []
     try:
         started = time.perf_counter()

@@ -25,7 +25,6 @@ from sandbox import persistence, pods, sequences
 from sandbox.charmspec import CharmSpec
 from sandbox.errors import HookFailedError, SandboxError, WaitTimeoutError
 from sandbox.lifecycle import PodLifecycle
-from sandbox.lifecycle import image_tree as _image_tree  # noqa: F401 - benchmarks/bringup.py imports it from here
 from sandbox.paths import Artifacts, state_dir
 from sandbox.projection import juju_unit_defaults
 from sandbox.scheduler import ActionResult, EventRecord, Scheduler
