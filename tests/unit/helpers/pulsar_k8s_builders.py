@@ -157,3 +157,17 @@ def bookie_data(unit: int, ready: bool) -> dict[str, str]:
 def ready_bookies(count: int, ready: int) -> testing.Relation:
     units = {n: bookie_data(n, n < ready) for n in range(count)}
     return testing.Relation("bookkeeper", remote_app_name="bookie-k8s", remote_units_data=units)
+
+
+def record_admin_calls(monkeypatch: Any) -> list[tuple[str, ...]]:
+    """The admin API of an empty cluster: reads find nothing, writes are recorded with their broker."""
+    from pulsar_k8s.managers.admin import PulsarAdmin  # registered by tests/unit/conftest.py
+
+    calls: list[tuple[str, ...]] = []
+    for method, empty in (("tenants", []), ("tenant_info", None), ("namespaces", []), ("policies", None)):
+        monkeypatch.setattr(PulsarAdmin, method, lambda self, *args, _empty=empty: _empty)
+    for method in ("ensure_tenant", "ensure_namespace", "grant", "ensure_topic", "revoke", "update_tenant"):
+        monkeypatch.setattr(
+            PulsarAdmin, method, lambda self, *args, _m=method: calls.append((self.base_url, _m, *map(str, args)))
+        )
+    return calls

@@ -20,13 +20,13 @@ from helpers.pulsar_k8s_builders import (
     fqdn,
     initialized_app_data,
     ready_bookies,
+    record_admin_calls,
     signing_key_secret,
 )
 from ops import pebble, testing
 
 from pulsar_k8s.literals import Status
 from pulsar_k8s.managers import auth
-from pulsar_k8s.managers.admin import PulsarAdmin
 from pulsar_k8s.managers.clients import client_role
 
 
@@ -276,23 +276,11 @@ def _active_cluster(unit: Unit, probes: Probes, **kwargs: object) -> testing.Sta
     return unit.state(app_data=initialized_app_data(secret), secrets=(secret,), relations=relations, **kwargs)  # type: ignore[arg-type]
 
 
-def _record_admin_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
-    """The admin API of an empty cluster: reads find nothing, writes are recorded with their broker."""
-    calls: list[tuple[str, ...]] = []
-    for method, empty in (("tenants", []), ("tenant_info", None), ("namespaces", []), ("policies", None)):
-        monkeypatch.setattr(PulsarAdmin, method, lambda self, *args, _empty=empty: _empty)
-    for method in ("ensure_tenant", "ensure_namespace", "grant", "ensure_topic", "revoke", "update_tenant"):
-        monkeypatch.setattr(
-            PulsarAdmin, method, lambda self, *args, _m=method: calls.append((self.base_url, _m, *map(str, args)))
-        )
-    return calls
-
-
 def test_the_leader_gives_a_client_its_namespace_permissions_and_token(
     ctx: testing.Context, unit: Unit, probes: Probes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a running cluster and a client asking for its namespace and a topic
-    calls = _record_admin_calls(monkeypatch)
+    calls = record_admin_calls(monkeypatch)
     client = testing.Relation(
         "pulsar", remote_app_name="client",
         remote_app_data=encoded({"namespace": "client/default", "permissions": ["produce", "consume"],
@@ -325,7 +313,7 @@ def test_the_leader_gives_a_client_its_namespace_permissions_and_token(
 def test_a_client_asking_for_another_tenant_is_refused(
     ctx: testing.Context, unit: Unit, probes: Probes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls = _record_admin_calls(monkeypatch)
+    calls = record_admin_calls(monkeypatch)
     client = testing.Relation(
         "pulsar", remote_app_name="client", remote_app_data=encoded({"namespace": "other/default"})
     )

@@ -19,13 +19,13 @@ from helpers.pulsar_k8s_builders import (
     initialized_app_data,
     member,
     ready_bookies,
+    record_admin_calls,
     signing_key_secret,
 )
 from ops import pebble, testing
 
 from pulsar_k8s.charm import PulsarCharm
 from pulsar_k8s.literals import Status
-from pulsar_k8s.managers.admin import PulsarAdmin
 
 THREE = [member(0), member(1), member(2)]
 
@@ -37,17 +37,6 @@ def _three_units(unit: Unit, **kwargs: object) -> testing.State:
     peers = kwargs.pop("peers", {1: {"host": FQDN1}, 2: {"host": FQDN2}})
     planned = kwargs.pop("planned_units", 3)
     return unit.state(app_data=app_data, peers=peers, secrets=(secret,), planned_units=planned, **kwargs)  # type: ignore[arg-type]
-
-
-def _record_admin_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
-    calls: list[tuple[str, ...]] = []
-    for method, empty in (("tenants", []), ("tenant_info", None), ("namespaces", []), ("policies", None)):
-        monkeypatch.setattr(PulsarAdmin, method, lambda self, *args, _empty=empty: _empty)
-    for method in ("ensure_tenant", "ensure_namespace", "grant", "ensure_topic", "revoke", "update_tenant"):
-        monkeypatch.setattr(
-            PulsarAdmin, method, lambda self, *args, _m=method: calls.append((self.base_url, _m, *map(str, args)))
-        )
-    return calls
 
 
 # ---------------------------------------------------------------- defect 1: a dying leader
@@ -113,7 +102,7 @@ def test_a_dying_leader_revokes_no_client_when_its_relations_break(
     ctx2: testing.Context, unit: Unit, probes2: Probes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a dying leader (it heard its own departure) and a client holding a grant and a token
-    calls = _record_admin_calls(monkeypatch)
+    calls = record_admin_calls(monkeypatch)
     client = testing.Relation(
         "pulsar", remote_app_name="client", remote_app_data=encoded({"namespace": "client/default"})
     )
@@ -221,7 +210,7 @@ def test_a_client_is_served_through_another_broker_while_the_leaders_own_is_down
     ctx: testing.Context, unit: Unit, probes: Probes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given the leader whose own broker is down, while unit 1's broker serves, and a new client
-    calls = _record_admin_calls(monkeypatch)
+    calls = record_admin_calls(monkeypatch)
     probes.zookeeper_mode = "leader"
     probes.zookeeper_modes = {FQDN1: "follower", FQDN2: "follower"}
     probes.brokers_ready = {FQDN1: True}
@@ -272,7 +261,7 @@ def test_the_application_status_summarises_the_cluster(
     ctx: testing.Context, unit: Unit, probes: Probes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given three units whose ZooKeepers and brokers all serve, and three ready bookies
-    _record_admin_calls(monkeypatch)
+    record_admin_calls(monkeypatch)
     probes.zookeeper_mode, probes.broker_ready = "leader", True
     probes.zookeeper_modes = {FQDN1: "follower", FQDN2: "follower"}
     probes.brokers_ready = {FQDN1: True, FQDN2: True}
