@@ -23,10 +23,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="module")
 def model(request: pytest.FixtureRequest) -> Iterator[Model]:
-    """A model named after the test module; a leftover from a crashed run is removed first."""
+    """A model named after the test module; a leftover from a crashed run is removed first.
+
+    With PULSAR_SANDBOX_KEEP=1 a model whose module failed stays, to be looked at with
+    `python -m sandbox -m <name> status` and its pods' logs; the next run removes it.
+    """
     name = "t-" + request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")
     created = Model.create(name[:24], update_status_interval=3600)
+    failed_before = request.session.testsfailed
     yield created
+    if os.environ.get("PULSAR_SANDBOX_KEEP") == "1" and request.session.testsfailed > failed_before:
+        return
     created.destroy()
 
 
