@@ -384,10 +384,10 @@ def test_invalid_topic_names_are_refused(topic: object) -> None:
 def test_unknown_parameters_are_refused() -> None:
     # Given parameters the action does not declare
     # When they are parsed
-    message = _refused({"rate": 10, "ratee": 10, "partitons": 3})
+    message = _refused({"rate": 10, "ratee": 10, "partition": 3})
 
     # Then the message names them and lists the known ones
-    assert message.startswith("unknown parameters partitons, ratee: expected some of rate, duration, warm-up,")
+    assert message.startswith("unknown parameters partition, ratee: expected some of rate, duration, warm-up,")
 
 
 def test_the_spec_is_frozen() -> None:
