@@ -87,7 +87,7 @@ class PulsarCharm(ops.CharmBase):
             return Status.NO_BOOKKEEPER_RELATION()
         members, serving = len(state.members), len(state.serving_members)
         brokers = len([m for m in state.ready_brokers if m in state.members])
-        bookies = len([b for b in state.bookies if b.ready])
+        bookies = len(state.ready_bookies)
         fields = {
             "brokers": _count(brokers, members, "broker"),
             "serving": serving,

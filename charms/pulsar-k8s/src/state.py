@@ -138,6 +138,10 @@ class ClusterState:
         return {server_id: answers[host] for server_id, host in hosts.items()}
 
     @property
+    def ready_bookies(self) -> list[Bookie]:
+        return [bookie for bookie in self.bookies if bookie.ready]
+
+    @property
     def serving_members(self) -> list[Member]:
         return [m for m in self.members if self.probes[m.id].zookeeper_serving]
 

@@ -99,7 +99,7 @@ class UnitWork:
             quorum = ledger_quorum(config, len(state.bookies))
         except InvalidConfigError as error:
             return Status.INVALID_CONFIG(error=str(error))
-        ready = len([bookie for bookie in state.bookies if bookie.ready])
+        ready = len(state.ready_bookies)
         may_start = ready >= quorum.ensemble_size and bool(state.initialized)
         if not may_start and not self.workload.is_running(BROKER_SERVICE):
             return Status.WAITING_FOR_BOOKIES(ready=ready, needed=max(quorum.ensemble_size, 1))

@@ -77,9 +77,6 @@ class PulsarAdmin:
         path = "/".join(_quote(part) for part in name.split("/"))
         self._call("DELETE", f"/admin/v2/{_quote(domain)}/{path}/permissions/{_quote(role)}", ok_if_missing=True)
 
-    def permissions(self, namespace: str) -> dict[str, list[str]]:
-        return self._call("GET", f"{_namespace_path(namespace)}/permissions") or {}
-
     def tenants(self) -> list[str]:
         return self._call("GET", "/admin/v2/tenants") or []
 
