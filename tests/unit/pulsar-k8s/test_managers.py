@@ -131,11 +131,19 @@ class TestAuth:
 class _Recorder(BaseHTTPRequestHandler):
     calls: ClassVar[list[tuple[str, str, str, str]]] = []
     existing: ClassVar[set[str]] = set()
+    answers: ClassVar[dict[str, object]] = {}  # GET path -> JSON answer
 
     def _handle(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode() if length else ""
         self.calls.append((self.command, self.path, self.headers.get("Authorization", ""), body))
+        if self.command == "GET" and self.path in self.answers:
+            payload = json.dumps(self.answers[self.path]).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            return
         if self.path in self.existing and self.command == "PUT":
             self.send_response(409)
             self.end_headers()
@@ -158,7 +166,8 @@ class _Recorder(BaseHTTPRequestHandler):
 @pytest.fixture
 def broker() -> Iterator[str]:
     _Recorder.calls = []
-    _Recorder.existing = {"/admin/v2/tenants/app"}
+    _Recorder.existing = {"/admin/v2/tenants/app", "/admin/v2/persistent/app/default/taken/partitions"}
+    _Recorder.answers = {}
     server = HTTPServer(("127.0.0.1", 0), _Recorder)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -187,3 +196,36 @@ class TestAdmin:
     def test_an_unreachable_broker_is_an_admin_error(self) -> None:
         with pytest.raises(AdminError, match="/admin/v2/tenants/x"):
             PulsarAdmin("tok", base_url="http://127.0.0.1:9").ensure_tenant("x", "pulsar")
+
+    def test_partitioned_topics_are_created_and_grown_with_the_count_as_json_body(self, broker: str) -> None:
+        admin = PulsarAdmin("tok", base_url=broker)
+        admin.create_partitioned_topic("app/default", "sensor-readings", 16)
+        admin.add_partitions("app/default", "sensor-readings", 32)
+        assert [(m, p, b) for m, p, _, b in _Recorder.calls] == [
+            ("PUT", "/admin/v2/persistent/app/default/sensor-readings/partitions", "16"),
+            ("POST", "/admin/v2/persistent/app/default/sensor-readings/partitions", "32"),
+        ]
+
+    def test_the_namespaces_topics_and_a_topics_partitions_are_read(self, broker: str) -> None:
+        _Recorder.answers = {
+            "/admin/v2/persistent/app/default": ["persistent://app/default/plain"],
+            "/admin/v2/persistent/app/default/partitioned": ["persistent://app/default/readings"],
+            "/admin/v2/persistent/app/default/readings/partitions": {"partitions": 4, "deleted": False},
+        }
+        admin = PulsarAdmin("tok", base_url=broker)
+        assert admin.topics("app/default") == ["persistent://app/default/plain"]
+        assert admin.partitioned_topics("app/default") == ["persistent://app/default/readings"]
+        assert admin.partitions("app/default", "readings") == 4
+        assert admin.partitions("app/default", "plain") == 0  # no metadata: not partitioned
+
+    def test_a_refusal_carries_its_status_and_only_the_clients_own_count_as_refused(self, broker: str) -> None:
+        admin = PulsarAdmin("tok", base_url=broker)
+        with pytest.raises(AdminError) as conflict:
+            admin.create_partitioned_topic("app/default", "taken", 4)
+        assert (conflict.value.status, conflict.value.refused) == (409, True)
+        with pytest.raises(AdminError) as forbidden:
+            admin.ensure_namespace("app/forbidden")
+        assert (forbidden.value.status, forbidden.value.refused) == (403, False)  # our credentials: not the client's
+        with pytest.raises(AdminError) as unreachable:
+            PulsarAdmin("tok", base_url="http://127.0.0.1:9").partitioned_topics("app/default")
+        assert (unreachable.value.status, unreachable.value.refused) == (None, False)

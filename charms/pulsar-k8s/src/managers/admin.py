@@ -21,6 +21,15 @@ TIMEOUT = 10.0
 class AdminError(Exception):
     """An admin call failed; the message carries the HTTP status and the broker's reason."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status of a refusal; None when the broker was not reached
+
+    @property
+    def refused(self) -> bool:
+        """The broker answered and refused this request (4xx), other than for our credentials."""
+        return self.status is not None and 400 <= self.status < 500 and self.status not in (401, 403)
+
 
 class PulsarAdmin:
     """Calls the local broker (the charm shares the pod's network) with a superuser token."""
@@ -48,7 +57,7 @@ class PulsarAdmin:
                 reason = json.loads(reason).get("reason", reason)
             except (ValueError, AttributeError):
                 pass
-            raise AdminError(f"{method} {path}: HTTP {error.code}: {reason or error.reason}") from error
+            raise AdminError(f"{method} {path}: HTTP {error.code}: {reason or error.reason}", error.code) from error
         except (urllib.error.URLError, OSError) as error:
             raise AdminError(f"{method} {path}: {error}") from error
         return json.loads(payload) if payload else None
@@ -96,12 +105,38 @@ class PulsarAdmin:
         return self._call("GET", _namespace_path(namespace), ok_if_missing=True)
 
     def ensure_topic(self, namespace: str, topic: str) -> None:
-        path = "/".join(_quote(part) for part in [*namespace.split("/"), topic])
-        self._call("PUT", f"/admin/v2/persistent/{path}", ok_if_exists=True)
+        self._call("PUT", _topic_path(namespace, topic), ok_if_exists=True)
+
+    def topics(self, namespace: str) -> list[str]:
+        """The namespace's persistent topics, partitions of partitioned ones included, as full names."""
+        return self._call("GET", _topic_path(namespace), ok_if_missing=True) or []
+
+    def partitioned_topics(self, namespace: str) -> list[str]:
+        """The namespace's partitioned topics, as full names (`persistent://tenant/ns/name`)."""
+        return self._call("GET", f"{_topic_path(namespace)}/partitioned", ok_if_missing=True) or []
+
+    def partitions(self, namespace: str, topic: str) -> int:
+        """The partition count of a partitioned topic; 0 for any other topic or none."""
+        metadata = self._call("GET", f"{_topic_path(namespace, topic)}/partitions", ok_if_missing=True) or {}
+        return int(metadata.get("partitions") or 0)
+
+    def create_partitioned_topic(self, namespace: str, topic: str, partitions: int) -> None:
+        """Create it (HTTP 409 when a topic of that name, partitioned or not, exists)."""
+        self._call("PUT", f"{_topic_path(namespace, topic)}/partitions", partitions)
+
+    def add_partitions(self, namespace: str, topic: str, partitions: int) -> None:
+        """Raise a partitioned topic's count to `partitions` (the broker refuses a smaller one)."""
+        self._call("POST", f"{_topic_path(namespace, topic)}/partitions", partitions)
 
 
 def _quote(name: str) -> str:
     return urllib.parse.quote(name, safe="")
+
+
+def _topic_path(namespace: str, topic: str | None = None) -> str:
+    """The v2 path of a persistent topic in `namespace`, or of the namespace's topics without one."""
+    parts = [*namespace.split("/"), *([topic] if topic is not None else [])]
+    return "/admin/v2/persistent/" + "/".join(_quote(part) for part in parts)
 
 
 def _namespace_path(namespace: str) -> str:
