@@ -9,6 +9,7 @@ relation data are the real ones; the pulsar-k8s charm itself is not involved.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -25,11 +26,19 @@ from pulsar_k8s.charms.pulsar_k8s.v0.pulsar import (
     InvalidRequestError,
     PulsarProvider,
     PulsarRequirer,
+    RequestNotWritableError,
     validate_request,
 )
 from pulsar_k8s.managers import auth
 from pulsar_k8s.managers.admin import PulsarAdmin
-from pulsar_k8s.managers.clients import ClientAccess, client_role, relation_id_of
+from pulsar_k8s.managers.clients import (
+    ClientAccess,
+    TopicChanges,
+    client_role,
+    partitioned_topic_changes,
+    relation_id_of,
+    short_names,
+)
 
 KEY = auth.new_secret_key()
 SUPERUSER = "pulsar-k8s-admin"
@@ -48,7 +57,9 @@ class BrokerState:
 
     tenants: dict[str, dict[str, Any]] = field(default_factory=dict)
     namespaces: dict[str, dict[str, Any]] = field(default_factory=dict)  # namespace -> policies
-    topics: set[str] = field(default_factory=set)
+    topics: set[str] = field(default_factory=set)  # non-partitioned, full names
+    partitioned: dict[str, int] = field(default_factory=dict)  # full name -> partitions
+    max_partitions: int = 0  # the broker's maxNumPartitionsPerPartitionedTopic (0: no limit)
     calls: list[tuple[str, str]] = field(default_factory=list)
 
     def add_namespace(self, namespace: str) -> None:
@@ -75,6 +86,17 @@ class BrokerState:
 
     def writes(self) -> list[tuple[str, str]]:
         return [(method, path) for method, path in self.calls if method != "GET"]
+
+    def listed(self, namespace: str) -> list[str]:
+        """What GET of a namespace's persistent topics lists: plain topics and every partition."""
+        prefix = f"persistent://{namespace}/"
+        partitions = [f"{t}-partition-{i}" for t, n in self.partitioned.items() for i in range(n)]
+        return sorted(t for t in [*self.topics, *partitions] if t.startswith(prefix))
+
+    def partition_count_refused(self, count: int) -> dict[str, str] | None:
+        if self.max_partitions and count > self.max_partitions:
+            return {"reason": f"Desired partitions {count} can't be greater than the maximum {self.max_partitions}"}
+        return None
 
 
 def initialized_cluster() -> BrokerState:
@@ -139,11 +161,39 @@ class _AdminApi(BaseHTTPRequestHandler):
                     return self._reply(404)
                 state.roles(f"{tenant}/{name}").pop(role, None)
                 return self._reply(204)
+            case "persistent", [tenant, name], "GET":
+                return self._reply(200, state.listed(f"{tenant}/{name}"))
+            case "persistent", [tenant, name, "partitioned"], "GET":
+                prefix = f"persistent://{tenant}/{name}/"
+                return self._reply(200, sorted(t for t in state.partitioned if t.startswith(prefix)))
             case "persistent", [tenant, name, topic], "PUT":
                 full = f"persistent://{tenant}/{name}/{topic}"
-                if full in state.topics:
+                if full in state.topics or full in state.partitioned:
                     return self._reply(409, {"reason": "This topic already exists"})
                 state.topics.add(full)
+                return self._reply(204)
+            case "persistent", [tenant, name, topic, "partitions"], "GET":
+                # Pulsar answers 0 partitions for a non-partitioned topic and for none at all
+                return self._reply(
+                    200, {"partitions": state.partitioned.get(f"persistent://{tenant}/{name}/{topic}", 0)}
+                )
+            case "persistent", [tenant, name, topic, "partitions"], "PUT":
+                full = f"persistent://{tenant}/{name}/{topic}"
+                if full in state.topics or full in state.partitioned:
+                    return self._reply(409, {"reason": "This topic already exists"})
+                if refusal := state.partition_count_refused(body):
+                    return self._reply(412, refusal)
+                state.partitioned[full] = body
+                return self._reply(204)
+            case "persistent", [tenant, name, topic, "partitions"], "POST":
+                full = f"persistent://{tenant}/{name}/{topic}"
+                if full not in state.partitioned:
+                    return self._reply(404, {"reason": "Partitioned topic does not exist"})
+                if body <= state.partitioned[full]:
+                    return self._reply(422, {"reason": "Desired partitions must be greater than the current ones"})
+                if refusal := state.partition_count_refused(body):
+                    return self._reply(412, refusal)
+                state.partitioned[full] = body
                 return self._reply(204)
             case "persistent", [tenant, name, topic, "permissions", role], "DELETE":
                 full = f"persistent://{tenant}/{name}/{topic}"
@@ -231,9 +281,8 @@ def provider() -> testing.Context:
 def client(app: str, relation_id: int = 7, **request: Any) -> testing.Relation:
     """A client application's relation, with its request as the requirer library writes it."""
     asked = {"namespace": f"{app}/default", "permissions": ["consume", "produce"], "topics": [], **request}
-    return testing.Relation(
-        "pulsar", id=relation_id, remote_app_name=app, remote_app_data={k: json.dumps(v) for k, v in asked.items()}
-    )
+    databag = {key.replace("_", "-"): json.dumps(value) for key, value in asked.items()}  # partitioned_topics
+    return testing.Relation("pulsar", id=relation_id, remote_app_name=app, remote_app_data=databag)
 
 
 def published(out: testing.State, relation_id: int) -> dict[str, Any]:
@@ -319,11 +368,55 @@ class TestRequests:
 
     @pytest.mark.parametrize(
         "fields",
-        [{"namespace": 3}, {"permissions": "produce"}, {"topics": [1]}],
+        [
+            {"namespace": 3},
+            {"permissions": "produce"},
+            {"topics": [1]},
+            {"partitioned_topics": ["readings"]},
+            {"partitioned_topics": {"readings": "4"}},
+            {"partitioned_topics": {"readings": 4.0}},
+            {"partitioned_topics": {"readings": True}},
+        ],
     )
     def test_values_of_the_wrong_type_do_not_decode(self, fields: dict[str, Any]) -> None:
         with pytest.raises(ValueError, match="expected"):
             ClientRequestData(**fields)
+
+    def test_partitioned_topics_are_an_object_of_partition_counts(self) -> None:
+        # Given a requirer asking for two partitioned topics besides a plain one
+        data = ClientRequestData(
+            namespace="client/default", topics=["events"], partitioned_topics={"readings": 16, "alerts": 1}
+        )
+        # When the provider validates it
+        request = validate_request(3, "client", data)
+        # Then it asks for both, sorted by name, and the plain topic stays a plain one
+        assert request is not None
+        assert request.partitioned_topics == (("alerts", 1), ("readings", 16))
+        assert request.topics == ("events",)
+
+    @pytest.mark.parametrize(
+        ("partitioned", "topics", "reason"),
+        [
+            ({"a/b": 4}, [], r"partitioned topic names \['a/b'\] are not valid"),
+            ({"-x": 4}, [], r"partitioned topic names \['-x'\] are not valid"),
+            ({"readings-partition-0": 4}, [], "contain '-partition-', which Pulsar keeps for partitions"),
+            ({"readings": 0}, [], r"partition counts \{'readings': 0\} are not in 1..1024"),
+            ({"readings": 1025}, [], r"partition counts \{'readings': 1025\} are not in 1..1024"),
+            ({"readings": 4}, ["readings"], r"topics \['readings'\] are asked both partitioned and non-partitioned"),
+        ],
+    )
+    def test_invalid_partitioned_topics_say_why(
+        self, partitioned: dict[str, int], topics: list[str], reason: str
+    ) -> None:
+        data = ClientRequestData(namespace="client/default", topics=topics, partitioned_topics=partitioned)
+        with pytest.raises(InvalidRequestError, match=reason):
+            validate_request(3, "client", data)
+
+    def test_the_largest_partition_count_is_accepted(self) -> None:
+        data = ClientRequestData(namespace="client/default", partitioned_topics={"readings": 1024})
+        request = validate_request(3, "client", data)
+        assert request is not None
+        assert request.partitioned_topics == (("readings", 1024),)
 
 
 class TestRoles:
@@ -401,6 +494,181 @@ class TestGrants:
         out = provider.run(provider.on.relation_changed(relation), testing.State(leader=True, relations={relation}))
         assert out.unit_status.name == "waiting"
         assert out.unit_status.message.startswith("reading client permissions failed: GET /admin/v2/tenants:")
+        assert out.get_relation(7).local_app_data == {}
+
+
+# ---------------------------------------------------------------- partitioned topics
+
+
+class TestTopicChanges:
+    def test_missing_topics_are_created_smaller_ones_grown_and_equal_ones_left(self) -> None:
+        # Given a request for four topics, two of them existing with fewer or as many partitions
+        asked = {"new": 4, "smaller": 8, "same": 2, "plain": 3}
+        # When the changes are decided
+        changes = partitioned_topic_changes(asked, {"smaller": 4, "same": 2, "other": 9}, {"plain", "unrelated"})
+        # Then the missing one is created, the smaller one grown, the equal one left, the plain one refused
+        assert changes == TopicChanges(
+            create={"new": 4},
+            grow={"smaller": 8},
+            errors={"plain": "a non-partitioned topic of that name exists; it is left as it is"},
+        )
+
+    def test_a_shrink_is_refused_and_the_topic_keeps_its_count(self) -> None:
+        changes = partitioned_topic_changes({"readings": 4}, {"readings": 8}, set())
+        assert changes == TopicChanges(
+            errors={"readings": "4 partitions asked but it has 8: Pulsar cannot reduce partitions; it keeps 8"}
+        )
+
+    def test_topics_as_asked_need_no_change(self) -> None:
+        assert partitioned_topic_changes({"a": 1, "b": 16}, {"a": 1, "b": 16}, set()) == TopicChanges()
+
+    def test_names_are_read_from_the_namespaces_full_names_only(self) -> None:
+        listed = [
+            "persistent://c/d/a",
+            "persistent://c/d/b-partition-0",
+            "persistent://c/other/x",
+            "non-persistent://c/d/n",
+        ]
+        assert short_names("c/d", listed) == {"a", "b-partition-0"}
+
+
+def _client_on_broker(broker: BrokerState, role: str = "pulsar-k8s-client-7") -> None:
+    """The broker after the charm granted `role` the namespace client/default."""
+    broker.tenants["client"] = {"adminRoles": [], "allowedClusters": ["pulsar"]}
+    broker.add_namespace("client/default")
+    broker.roles("client/default")[role] = ["consume", "produce"]
+
+
+READINGS = "persistent://client/default/readings"
+READINGS_PARTITIONS = "/admin/v2/persistent/client/default/readings/partitions"
+
+
+class TestPartitionedTopics:
+    def test_a_new_client_gets_its_partitioned_topic_and_sees_it_ready(
+        self, provider: testing.Context, broker: BrokerState
+    ) -> None:
+        # Given a new client asking for a partitioned topic of 4 partitions
+        relation = client("client", 7, partitioned_topics={"readings": 4})
+        # When the leader serves it
+        out = provider.run(provider.on.relation_changed(relation), testing.State(leader=True, relations={relation}))
+        # Then the broker has the topic with 4 partitions, created with the count as JSON body
+        assert out.unit_status == testing.ActiveStatus()
+        assert broker.partitioned == {READINGS: 4}
+        assert ("PUT", READINGS_PARTITIONS) in broker.writes()
+        # And the grant says it exists with 4 partitions, with no topic error
+        data = published(out, 7)
+        assert data["partitioned-topics"] == {"readings": 4}
+        assert sorted(data) == [
+            "namespace", "partitioned-topics", "role", "secret-credentials", "service-url", "web-service-url"
+        ]  # fmt: skip
+
+    def test_more_partitions_asked_grow_the_topic(self, provider: testing.Context, broker: BrokerState) -> None:
+        # Given a client whose topic has 4 partitions, now asking for 8
+        _client_on_broker(broker)
+        broker.partitioned[READINGS] = 4
+        relation = client("client", 7, partitioned_topics={"readings": 8})
+        state = granted_state(relation, "pulsar-k8s-client-7")
+        # When the leader serves it
+        out = provider.run(provider.on.relation_changed(state.get_relation(7)), state)
+        # Then the topic grew to 8 partitions with one call, and the grant says so
+        assert broker.partitioned == {READINGS: 8}
+        assert broker.writes() == [("POST", READINGS_PARTITIONS)]
+        assert published(out, 7)["partitioned-topics"] == {"readings": 8}
+        assert "topic-errors" not in published(out, 7)
+
+    def test_fewer_partitions_asked_change_nothing_and_say_why(
+        self, provider: testing.Context, broker: BrokerState
+    ) -> None:
+        # Given a client whose topic has 8 partitions, now asking for 4
+        _client_on_broker(broker)
+        broker.partitioned[READINGS] = 8
+        relation = client("client", 7, partitioned_topics={"readings": 4})
+        state = granted_state(relation, "pulsar-k8s-client-7")
+        # When the leader serves it
+        out = provider.run(provider.on.relation_changed(state.get_relation(7)), state)
+        # Then the broker was not asked anything, the topic keeps 8 partitions, and the grant says why
+        assert broker.writes() == []
+        assert broker.partitioned == {READINGS: 8}
+        data = published(out, 7)
+        assert data["partitioned-topics"] == {"readings": 8}
+        assert data["topic-errors"] == {
+            "readings": "4 partitions asked but it has 8: Pulsar cannot reduce partitions; it keeps 8"
+        }
+        assert data["namespace"] == "client/default"  # the rest of the grant stands
+        assert out.unit_status == testing.ActiveStatus()
+
+    def test_a_non_partitioned_topic_of_that_name_is_left_and_reported(
+        self, provider: testing.Context, broker: BrokerState
+    ) -> None:
+        # Given a namespace holding a plain topic `readings`, and a client asking for it partitioned and another
+        _client_on_broker(broker)
+        broker.topics.add(READINGS)
+        relation = client("client", 7, partitioned_topics={"readings": 4, "alerts": 2})
+        state = granted_state(relation, "pulsar-k8s-client-7")
+        # When the leader serves it
+        out = provider.run(provider.on.relation_changed(state.get_relation(7)), state)
+        # Then only the other topic was created; the plain topic is untouched and the grant says why
+        assert broker.writes() == [("PUT", "/admin/v2/persistent/client/default/alerts/partitions")]
+        assert broker.partitioned == {"persistent://client/default/alerts": 2}
+        assert READINGS in broker.topics
+        data = published(out, 7)
+        assert data["partitioned-topics"] == {"alerts": 2}
+        assert data["topic-errors"] == {"readings": "a non-partitioned topic of that name exists; it is left as it is"}
+
+    def test_serving_again_unchanged_only_reads_the_topics_asked(
+        self, provider: testing.Context, broker: BrokerState
+    ) -> None:
+        # Given a client served once, its partitioned topics created
+        relation = client("client", 7, partitioned_topics={"readings": 4, "alerts": 2})
+        out = provider.run(provider.on.relation_changed(relation), testing.State(leader=True, relations={relation}))
+        assert broker.partitioned == {READINGS: 4, "persistent://client/default/alerts": 2}
+        broker.calls.clear()
+        # When the leader serves again with nothing changed
+        again = provider.run(provider.on.update_status(), out)
+        # Then it made no write, and read the namespace's partitioned topics and each asked one's count only
+        assert broker.writes() == []
+        topic_reads = [path for _, path in broker.calls if path.startswith("/admin/v2/persistent/")]
+        assert topic_reads == [
+            "/admin/v2/persistent/client/default/partitioned",
+            "/admin/v2/persistent/client/default/alerts/partitions",
+            READINGS_PARTITIONS,
+        ]
+        # And the grant is the same
+        assert again.get_relation(7).local_app_data == out.get_relation(7).local_app_data
+
+    def test_a_refusal_by_the_broker_is_that_topics_error(self, provider: testing.Context, broker: BrokerState) -> None:
+        # Given a broker allowing 16 partitions per topic, and a client asking for 32 on one of two topics
+        broker.max_partitions = 16
+        relation = client("client", 7, partitioned_topics={"readings": 32, "alerts": 2})
+        # When the leader serves it
+        out = provider.run(provider.on.relation_changed(relation), testing.State(leader=True, relations={relation}))
+        # Then the other topic was created, and the grant carries the broker's reason for this one
+        assert broker.partitioned == {"persistent://client/default/alerts": 2}
+        data = published(out, 7)
+        assert data["partitioned-topics"] == {"alerts": 2}
+        assert data["topic-errors"] == {
+            "readings": f"creating it with 32 partitions failed: PUT {READINGS_PARTITIONS}: HTTP 412: "
+            "Desired partitions 32 can't be greater than the maximum 16"
+        }
+        assert data["role"] == "pulsar-k8s-client-7"
+        assert out.unit_status == testing.ActiveStatus()
+
+    def test_a_broker_lost_while_creating_is_retried_and_grants_nothing_new(
+        self, provider: testing.Context, broker: BrokerState, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Given a broker that cannot be reached when the topic is created
+        create = PulsarAdmin.create_partitioned_topic
+
+        def unreachable(self: PulsarAdmin, namespace: str, topic: str, partitions: int) -> None:
+            create(PulsarAdmin(SUPERUSER_TOKEN, UNREACHABLE), namespace, topic, partitions)
+
+        monkeypatch.setattr(PulsarAdmin, "create_partitioned_topic", unreachable)
+        relation = client("client", 7, partitioned_topics={"readings": 4})
+        # When the leader serves the client
+        out = provider.run(provider.on.relation_changed(relation), testing.State(leader=True, relations={relation}))
+        # Then the failure shows for a retry, not as the client's topic error
+        assert out.unit_status.name == "waiting"
+        assert out.unit_status.message.startswith(f"serving client client failed: PUT {READINGS_PARTITIONS}: ")
         assert out.get_relation(7).local_app_data == {}
 
 
@@ -575,3 +843,147 @@ class TestRequirer:
         out = requirer.run(requirer.on.relation_changed(relation), testing.State(leader=True, relations={relation}))
         assert out.unit_status.name == "blocked"
         assert out.unit_status.message.startswith("refused: pulsar-k8s's data does not decode: ")
+
+
+def _asking(requirer: testing.Context, state: testing.State, call: Any) -> tuple[Any, testing.State]:
+    """Run `call(charm.pulsar)` inside an event of the requirer charm, as an action handler would."""
+    with requirer(requirer.on.update_status(), state) as manager:
+        charm = manager.charm
+        assert isinstance(charm, RequirerCharm)
+        try:
+            result = call(charm.pulsar)
+        except (InvalidRequestError, RequestNotWritableError) as error:
+            result = error
+        return result, manager.run()
+
+
+ASKED = {"namespace": '"client/default"', "permissions": '["consume", "produce"]', "topics": '["readings"]'}
+
+
+class TestRequirerPartitionedTopics:
+    def test_the_leader_writes_partitioned_topics_as_a_json_object(self, requirer: testing.Context) -> None:
+        # Given a client leader related to pulsar-k8s, its request written
+        relation = testing.Relation("pulsar", remote_app_name="pulsar-k8s", local_app_data=ASKED)
+        # When it asks for a partitioned topic of 16 partitions
+        _, out = _asking(
+            requirer,
+            testing.State(leader=True, relations={relation}),
+            lambda pulsar: pulsar.request_partitioned_topics({"sensor-readings": 16}),
+        )
+        # Then the request carries it as a JSON object, the rest unchanged
+        assert out.get_relation(relation.id).local_app_data == {
+            **ASKED,
+            "partitioned-topics": '{"sensor-readings": 16}',
+        }
+
+    def test_asking_again_adds_and_updates_and_setting_replaces(self, requirer: testing.Context) -> None:
+        # Given a request that already asks for two partitioned topics
+        asked = {**ASKED, "partitioned-topics": '{"alerts": 2, "sensor-readings": 4}'}
+        relation = testing.Relation("pulsar", remote_app_name="pulsar-k8s", local_app_data=asked)
+        state = testing.State(leader=True, relations={relation})
+        # When the leader asks for more partitions on one and for a new one
+        _, out = _asking(requirer, state, lambda p: p.request_partitioned_topics({"sensor-readings": 8, "x": 1}))
+        # Then the earlier topic is kept, the count updated, the new one added
+        requested, _ = _asking(requirer, out, lambda p: p.requested_partitioned_topics())
+        assert requested == {"alerts": 2, "sensor-readings": 8, "x": 1}
+        # And setting replaces the whole mapping; setting none removes the key
+        _, out = _asking(requirer, out, lambda p: p.set_partitioned_topics({"x": 3}))
+        assert out.get_relation(relation.id).local_app_data["partitioned-topics"] == '{"x": 3}'
+        _, out = _asking(requirer, out, lambda p: p.set_partitioned_topics({}))
+        assert out.get_relation(relation.id).local_app_data == ASKED
+
+    def test_publishing_the_request_again_keeps_the_partitioned_topics(self, requirer: testing.Context) -> None:
+        # Given a request with a partitioned topic asked earlier (the charm's constructor does not know it)
+        asked = {**ASKED, "partitioned-topics": '{"sensor-readings": 16}'}
+        relation = testing.Relation("pulsar", remote_app_name="pulsar-k8s", local_app_data=asked)
+        # When the request is published again (relation-changed, a new leader)
+        out = requirer.run(requirer.on.relation_changed(relation), testing.State(leader=True, relations={relation}))
+        # Then the partitioned topic is still asked
+        assert out.get_relation(relation.id).local_app_data == asked
+
+    @pytest.mark.parametrize(
+        ("topics", "reason"),
+        [
+            ({"sensor-readings": 0}, r"partition counts \{'sensor-readings': 0\} are not in 1..1024"),
+            ({"a/b": 2}, r"partitioned topic names \['a/b'\] are not valid"),
+            ({"readings": 2}, r"topics \['readings'\] are asked both partitioned and non-partitioned"),
+            ({"sensor-readings": "16"}, "partitioned topics: expected an object of int values"),
+        ],
+    )
+    def test_an_invalid_request_is_refused_at_once_and_nothing_is_written(
+        self, requirer: testing.Context, topics: dict[str, Any], reason: str
+    ) -> None:
+        relation = testing.Relation("pulsar", remote_app_name="pulsar-k8s", local_app_data=ASKED)
+        error, out = _asking(
+            requirer, testing.State(leader=True, relations={relation}), lambda p: p.request_partitioned_topics(topics)
+        )
+        assert isinstance(error, InvalidRequestError)
+        assert re.search(reason, str(error))
+        assert out.get_relation(relation.id).local_app_data == ASKED
+
+    @pytest.mark.parametrize(("leader", "related"), [(False, True), (True, False)])
+    def test_only_a_related_leader_can_ask(self, requirer: testing.Context, leader: bool, related: bool) -> None:
+        relations = {testing.Relation("pulsar", remote_app_name="pulsar-k8s")} if related else set()
+        error, _ = _asking(
+            requirer,
+            testing.State(leader=leader, relations=relations),
+            lambda p: p.request_partitioned_topics({"sensor-readings": 16}),
+        )
+        assert isinstance(error, RequestNotWritableError)
+
+    def test_any_unit_reads_the_ready_topics_and_the_errors(self, requirer: testing.Context) -> None:
+        # Given a grant with one topic ready and one shrink refused
+        grant = {
+            "namespace": '"client/default"',
+            "partitioned-topics": '{"alerts": 8, "sensor-readings": 16}',
+            "topic-errors": json.dumps({"alerts": "4 partitions asked but it has 8"}),
+        }
+        relation = testing.Relation("pulsar", remote_app_name="pulsar-k8s", remote_app_data=grant)
+        # When a unit that is not the leader reads them
+        (ready, errors), _ = _asking(
+            requirer,
+            testing.State(leader=False, relations={relation}),
+            lambda p: (p.partitioned_topics(), p.topic_errors()),
+        )
+        # Then it sees both
+        assert ready == {"alerts": 8, "sensor-readings": 16}
+        assert errors == {"alerts": "4 partitions asked but it has 8"}
+
+    @pytest.mark.parametrize(
+        "grant",
+        [{}, {"error": '"refused"', "partitioned-topics": '{"a": 1}'}, {"partitioned-topics": '{"a": "1"}'}],
+        ids=["not-granted", "refused", "does-not-decode"],
+    )
+    def test_nothing_is_ready_without_a_readable_grant(self, requirer: testing.Context, grant: dict[str, str]) -> None:
+        relation = testing.Relation("pulsar", remote_app_name="pulsar-k8s", remote_app_data=grant)
+        (ready, errors), _ = _asking(
+            requirer,
+            testing.State(leader=True, relations={relation}),
+            lambda p: (p.partitioned_topics(), p.topic_errors()),
+        )
+        assert (ready, errors) == ({}, {})
+
+
+def test_a_partitioned_topic_asked_by_the_requirer_is_created_and_seen_ready(
+    requirer: testing.Context, provider: testing.Context, broker: BrokerState
+) -> None:
+    # Given a client leader that asks for a partitioned topic
+    relation = testing.Relation("pulsar", id=7, remote_app_name="pulsar-k8s")
+    _, asked = _asking(
+        requirer,
+        testing.State(leader=True, relations={relation}),
+        lambda p: (p.publish_request(), p.request_partitioned_topics({"sensor-readings": 16})),
+    )
+    request = asked.get_relation(7).local_app_data
+    # When pulsar-k8s's leader serves that request
+    served = testing.Relation("pulsar", id=7, remote_app_name="client", remote_app_data=request)
+    out = provider.run(provider.on.relation_changed(served), testing.State(leader=True, relations={served}))
+    # Then the topic exists with 16 partitions, and the client reads it as ready
+    assert broker.partitioned == {"persistent://client/default/sensor-readings": 16}
+    grant = testing.Relation(
+        "pulsar", id=7, remote_app_name="pulsar-k8s", remote_app_data=dict(out.get_relation(7).local_app_data)
+    )
+    (ready, errors), _ = _asking(
+        requirer, testing.State(leader=False, relations={grant}), lambda p: (p.partitioned_topics(), p.topic_errors())
+    )
+    assert (ready, errors) == ({"sensor-readings": 16}, {})

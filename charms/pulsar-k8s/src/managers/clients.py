@@ -9,13 +9,18 @@ means the role keeps no permission anywhere: its namespace and topic permissions
 admin entries go, and the role is never granted again. Every `serve` also sweeps: any client
 role whose relation is gone loses what it still holds, so a revocation that failed (broker down,
 leadership moved) completes on a later reconcile. The clients' data stays (see the library).
+
+Partitioned topics are created for the client (its role may only produce and consume): the
+leader reads what the namespace holds, decides in `partitioned_topic_changes` what to create or
+grow (never shrink), and calls the broker only for those. The grant says which topics exist with
+which counts, and why any is not as asked; a refusal of one topic leaves the rest of the grant.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,6 +93,45 @@ class Revocation:
     namespace: str | None = None
     topic: str | None = None
     tenant: str | None = None
+
+
+@dataclass(frozen=True)
+class TopicChanges:
+    """What to do about a client's partitioned topics: create, grow, or tell why not."""
+
+    create: dict[str, int] = field(default_factory=dict)  # name -> partitions
+    grow: dict[str, int] = field(default_factory=dict)  # name -> the larger count asked
+    errors: dict[str, str] = field(default_factory=dict)  # name -> why it stays as it is
+
+
+def partitioned_topic_changes(
+    asked: Mapping[str, int], partitioned: Mapping[str, int], non_partitioned: Collection[str]
+) -> TopicChanges:
+    """The changes that make the asked partitioned topics exist; none for topics already as asked.
+
+    `partitioned` holds the namespace's partitioned topics with their counts, `non_partitioned`
+    the names of its other topics (only needed for names not in `partitioned`).
+    """
+    changes = TopicChanges()
+    for name, count in sorted(asked.items()):
+        have = partitioned.get(name)
+        if have is None and name in non_partitioned:
+            changes.errors[name] = "a non-partitioned topic of that name exists; it is left as it is"
+        elif have is None:
+            changes.create[name] = count
+        elif count > have:
+            changes.grow[name] = count
+        elif count < have:
+            changes.errors[name] = (
+                f"{count} partitions asked but it has {have}: Pulsar cannot reduce partitions; it keeps {have}"
+            )
+    return changes
+
+
+def short_names(namespace: str, topics: Iterable[str]) -> set[str]:
+    """The names in `namespace` of persistent topics listed by their full names."""
+    prefix = f"persistent://{namespace}/"
+    return {topic.removeprefix(prefix) for topic in topics if topic.startswith(prefix)}
 
 
 def stale_access(view: AccessView, live_relation_ids: Iterable[int]) -> list[Revocation]:
@@ -175,10 +219,12 @@ class ClientAccess:
         if request is None:
             return
         self._grant(view, request, role, cluster_name)
+        ready, topic_errors = self._partitioned_topics(request, request.namespace in view.namespaces)
         if previous and previous != request.namespace:
             self._revoke_namespace(view, previous, role)
         token = auth.token_for(role, self.signing_key)
-        self.provider.grant(relation, Grant(service_url, web_service_url, request.namespace, role, token))
+        grant = Grant(service_url, web_service_url, request.namespace, role, token, ready, topic_errors)
+        self.provider.grant(relation, grant)
 
     def _grant(self, view: AccessView, request: ClientRequest, role: str, cluster_name: str) -> None:
         """Create what is missing and grant what differs; unchanged grants make no call."""
@@ -191,6 +237,54 @@ class ClientAccess:
             self.admin.grant(request.namespace, role, request.permissions)
         for topic in request.topics:
             self.admin.ensure_topic(request.namespace, topic)
+
+    def _partitioned_topics(
+        self, request: ClientRequest, namespace_existed: bool
+    ) -> tuple[dict[str, int], dict[str, str]]:
+        """Create or grow the asked partitioned topics; return those that exist, with counts, and errors.
+
+        A refusal by the broker is that topic's error; an unreachable broker raises AdminError.
+        """
+        asked = dict(request.partitioned_topics)
+        if not asked:
+            return {}, {}
+        namespace = request.namespace
+        partitioned: dict[str, int] = {}
+        non_partitioned: set[str] = set()
+        if namespace_existed:  # a namespace created just now holds nothing to read
+            listed = short_names(namespace, self.admin.partitioned_topics(namespace))
+            for name in sorted(listed & set(asked)):
+                if count := self.admin.partitions(namespace, name):
+                    partitioned[name] = count
+            if set(asked) - set(partitioned):  # a topic to create: is the name taken by a plain topic?
+                non_partitioned = short_names(namespace, self.admin.topics(namespace)) - listed
+        changes = partitioned_topic_changes(asked, partitioned, non_partitioned)
+        ready, errors = dict(partitioned), dict(changes.errors)
+        for name, count in changes.create.items():
+            if error := self._refused(self.admin.create_partitioned_topic, namespace, name, count):
+                errors[name] = f"creating it with {count} partitions failed: {error}"
+            else:
+                logger.info("created the partitioned topic %s/%s with %d partitions", namespace, name, count)
+                ready[name] = count
+        for name, count in changes.grow.items():
+            if error := self._refused(self.admin.add_partitions, namespace, name, count):
+                errors[name] = f"growing it to {count} partitions failed: {error}"
+            else:
+                logger.info("grew the partitioned topic %s/%s to %d partitions", namespace, name, count)
+                ready[name] = count
+        return dict(sorted(ready.items())), dict(sorted(errors.items()))
+
+    @staticmethod
+    def _refused(call: Callable[[str, str, int], None], namespace: str, topic: str, partitions: int) -> str | None:
+        """Make the call; the broker's refusal, if it refused (other failures raise)."""
+        try:
+            call(namespace, topic, partitions)
+        except AdminError as error:
+            if not error.refused:
+                raise
+            logger.warning("the broker refused a change to %s/%s: %s", namespace, topic, error)
+            return str(error)
+        return None
 
     def _revoke_namespace(self, view: AccessView, namespace: str, role: str) -> None:
         existing = view.namespaces.get(namespace)

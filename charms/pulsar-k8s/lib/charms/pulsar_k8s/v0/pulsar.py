@@ -9,7 +9,14 @@ Requirer application data (`ClientRequestData`), written by the requirer's leade
   name (`PulsarRequirer` asks for `"<app>/default"` unless told otherwise): an application can
   never ask for another's namespace. No request is served until this key is set.
 - `permissions`: list, a non-empty subset of `["consume", "produce"]` (default both)
-- `topics`: list of topic names to create in that namespace (default none)
+- `topics`: list of topic names to create in that namespace (default none), non-partitioned
+- `partitioned-topics`: object mapping a topic name to its partition count, 1..1024 (absent:
+  none), e.g. `{"sensor-readings": 16}`. The provider creates each missing one in the namespace
+  and adds partitions when a larger count is asked (a client role may produce and consume, not
+  create partitioned topics). A topic is never shrunk (Pulsar cannot reduce partitions) nor
+  deleted, even when its name leaves the request. Names follow the rule of `topics` and may not
+  contain `-partition-` (Pulsar's suffix for a partition); a name may not be in both keys.
+  `PulsarRequirer.request_partitioned_topics` writes this key, `publish_request` keeps it.
 
 Reserved tenants are refused, whatever the application is called: `public` and `pulsar`
 (Pulsar's shared and system tenants) and anything starting with `pulsar-k8s` (the provider's
@@ -25,6 +32,13 @@ Provider (pulsar-k8s) application data (`ClientGrantData`), written by the provi
   superuser. It has the requested permissions on the granted namespace and nothing else.
 - `secret-credentials`: id of a Juju secret holding `token` (a JWT for `role`), granted to
   the relation
+- `partitioned-topics`: object, each requested partitioned topic that exists in the granted
+  namespace, with the partition count it has now (absent: none exists). A topic is ready once
+  it is here with the count asked; a count above the one asked means a shrink was refused.
+- `topic-errors`: object, a requested partitioned topic's name -> why it is not as asked
+  (a non-partitioned topic of that name exists; a smaller count than it has was asked, so it
+  keeps its count; the broker refused the change). Absent when there is none. The rest of the
+  grant stands: one topic's problem does not withhold the namespace.
 - `error`: set instead of the keys above when the request cannot be granted, and says why
   (the request is invalid, reserved, or does not decode)
 
@@ -41,18 +55,21 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import ops
 
 LIBID = "24e9bbc0699e4782a67a2453be440f52"
 LIBAPI = 0
-LIBPATCH = 2
+LIBPATCH = 3
 
 DEFAULT_RELATION = "pulsar"
 ALL_PERMISSIONS = ("consume", "produce")
 RESERVED_TENANTS = ("public", "pulsar")
 RESERVED_TENANT_PREFIX = "pulsar-k8s"
+MAX_PARTITIONS = 1024
+# Pulsar names a partition `<topic>-partition-<n>`: a partitioned topic's name may not contain it.
+PARTITION_INFIX = "-partition-"
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
 
 
@@ -62,6 +79,10 @@ class InvalidRequestError(ValueError):
 
 class InvalidGrantError(ValueError):
     """The provider's data does not decode; the message says why."""
+
+
+class RequestNotWritableError(RuntimeError):
+    """The request cannot be written from here: not the leader, or no relation."""
 
 
 def _check_str(name: str, value: object, optional: bool = False) -> None:
@@ -76,6 +97,16 @@ def _check_str_list(name: str, value: object) -> None:
         raise ValueError(f"{name}: expected a list of strings, got {json.dumps(value)}")
 
 
+def _check_map(name: str, value: object, kind: type, optional: bool = True) -> None:
+    """`value` is an object of string keys and `kind` values (an int is never a bool here)."""
+    if value is None and optional:
+        return
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, kind) and not isinstance(v, bool) for k, v in value.items()
+    ):
+        raise ValueError(f"{name}: expected an object of {kind.__name__} values, got {json.dumps(value)}")
+
+
 @dataclass
 class ClientRequestData:
     """The requirer's application databag (see the module docstring)."""
@@ -83,11 +114,13 @@ class ClientRequestData:
     namespace: str | None = None
     permissions: list[str] = field(default_factory=lambda: list(ALL_PERMISSIONS))
     topics: list[str] = field(default_factory=list)
+    partitioned_topics: dict[str, int] | None = field(default=None, metadata={"alias": "partitioned-topics"})
 
     def __post_init__(self) -> None:
         _check_str("namespace", self.namespace, optional=True)
         _check_str_list("permissions", self.permissions)
         _check_str_list("topics", self.topics)
+        _check_map("partitioned-topics", self.partitioned_topics, int)
 
 
 @dataclass
@@ -100,10 +133,14 @@ class ClientGrantData:
     role: str | None = None
     secret_credentials: str | None = field(default=None, metadata={"alias": "secret-credentials"})
     error: str | None = None
+    partitioned_topics: dict[str, int] | None = field(default=None, metadata={"alias": "partitioned-topics"})
+    topic_errors: dict[str, str] | None = field(default=None, metadata={"alias": "topic-errors"})
 
     def __post_init__(self) -> None:
         for key in ("service_url", "web_service_url", "namespace", "role", "secret_credentials", "error"):
             _check_str(key.replace("_", "-"), getattr(self, key), optional=True)
+        _check_map("partitioned-topics", self.partitioned_topics, int)
+        _check_map("topic-errors", self.topic_errors, str)
 
 
 @dataclass(frozen=True)
@@ -115,6 +152,7 @@ class ClientRequest:
     namespace: str
     permissions: tuple[str, ...]
     topics: tuple[str, ...]
+    partitioned_topics: tuple[tuple[str, int], ...] = ()  # (name, partitions), sorted by name
 
     @property
     def tenant(self) -> str:
@@ -130,6 +168,8 @@ class Grant:
     namespace: str
     role: str
     token: str
+    partitioned_topics: dict[str, int] = field(default_factory=dict)  # as they exist now
+    topic_errors: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -145,6 +185,24 @@ class Connection:
 
 def is_reserved_tenant(tenant: str) -> bool:
     return tenant in RESERVED_TENANTS or tenant.startswith(RESERVED_TENANT_PREFIX)
+
+
+def check_partitioned_topics(partitioned_topics: dict[str, int], topics: list[str]) -> None:
+    """Raise InvalidRequestError unless every name and partition count may be asked."""
+    bad = [t for t in partitioned_topics if not _NAME.match(t)]
+    if bad:
+        raise InvalidRequestError(f"partitioned topic names {bad} are not valid")
+    bad = [t for t in partitioned_topics if PARTITION_INFIX in t]
+    if bad:
+        raise InvalidRequestError(
+            f"partitioned topic names {bad} contain {PARTITION_INFIX!r}, which Pulsar keeps for partitions"
+        )
+    counts = {t: n for t, n in partitioned_topics.items() if not 1 <= n <= MAX_PARTITIONS}
+    if counts:
+        raise InvalidRequestError(f"partition counts {counts} are not in 1..{MAX_PARTITIONS}")
+    both = sorted(set(partitioned_topics) & set(topics))
+    if both:
+        raise InvalidRequestError(f"topics {both} are asked both partitioned and non-partitioned")
 
 
 def validate_request(relation_id: int, app: str, data: ClientRequestData) -> ClientRequest | None:
@@ -168,10 +226,19 @@ def validate_request(relation_id: int, app: str, data: ClientRequestData) -> Cli
     bad = [t for t in data.topics if not _NAME.match(t)]
     if bad:
         raise InvalidRequestError(f"topic names {bad} are not valid")
-    return ClientRequest(relation_id, app, namespace, tuple(sorted(set(data.permissions))), tuple(data.topics))
+    partitioned = data.partitioned_topics or {}
+    check_partitioned_topics(partitioned, data.topics)
+    return ClientRequest(
+        relation_id,
+        app,
+        namespace,
+        tuple(sorted(set(data.permissions))),
+        tuple(data.topics),
+        tuple(sorted(partitioned.items())),
+    )
 
 
-def _erase_unset(relation: ops.Relation, app: ops.Application, data: ClientGrantData) -> None:
+def _erase_unset(relation: ops.Relation, app: ops.Application, data: ClientGrantData | ClientRequestData) -> None:
     """Save `data`, leaving the keys of unset fields out of the databag (absent = not set)."""
     relation.save(data, app)
     bag = relation.data[app]
@@ -222,7 +289,15 @@ class PulsarProvider(ops.Object):
             secret = self.charm.app.add_secret(content, label=self._secret_label(relation))
         secret.grant(relation)
         secret_id = secret.id or secret.get_info().id  # a secret looked up by label has no id yet
-        data = ClientGrantData(grant.service_url, grant.web_service_url, grant.namespace, grant.role, secret_id)
+        data = ClientGrantData(
+            grant.service_url,
+            grant.web_service_url,
+            grant.namespace,
+            grant.role,
+            secret_id,
+            partitioned_topics=dict(grant.partitioned_topics) or None,
+            topic_errors=dict(grant.topic_errors) or None,
+        )
         if self.granted(relation) != data:
             _erase_unset(relation, self.charm.app, data)
 
@@ -244,7 +319,12 @@ class PulsarProvider(ops.Object):
 
 
 class PulsarRequirer(ops.Object):
-    """A client's side: ask for a namespace, read the connection once granted."""
+    """A client's side: ask for a namespace (and partitioned topics), read the connection once granted.
+
+    The namespace, permissions and topics come from the constructor and are written again on
+    every `publish_request`. The partitioned topics are asked at run time
+    (`request_partitioned_topics`) and live in the relation's data, which `publish_request` keeps.
+    """
 
     def __init__(
         self,
@@ -268,17 +348,65 @@ class PulsarRequirer(ops.Object):
     def _on_relation_created(self, _: ops.EventBase) -> None:
         self.publish_request()
 
+    def _current_request(self, relation: ops.Relation) -> ClientRequestData | None:
+        try:
+            return relation.load(ClientRequestData, self.charm.app)
+        except (ValueError, TypeError):
+            return None
+
     def publish_request(self) -> None:
-        """Write the request (leader only; other units have nothing to say)."""
+        """Write the request (leader only; other units have nothing to say).
+
+        The partitioned topics already in the relation's data are kept.
+        """
         relation = self.relation
         if relation is None or not self.charm.unit.is_leader():
             return
+        current = self._current_request(relation)
+        wanted = replace(self.request, partitioned_topics=current.partitioned_topics if current else None)
+        if current != wanted:
+            _erase_unset(relation, self.charm.app, wanted)
+
+    def request_partitioned_topics(self, topics: dict[str, int]) -> None:
+        """Ask for these partitioned topics (leader only), keeping the ones asked before.
+
+        A name already asked takes the new count (a smaller one is refused by the provider, see
+        `topic_errors`). Raises InvalidRequestError for an invalid name or count (nothing is
+        written), RequestNotWritableError on a unit that is not the leader or without the relation.
+        """
+        self._write_partitioned_topics(topics, keep=True)
+
+    def set_partitioned_topics(self, topics: dict[str, int]) -> None:
+        """Ask for exactly these partitioned topics (leader only); as `request_partitioned_topics`.
+
+        A name left out is no longer asked; its topic stays on the cluster.
+        """
+        self._write_partitioned_topics(topics, keep=False)
+
+    def requested_partitioned_topics(self) -> dict[str, int]:
+        """The partitioned topics the request asks for now (leader only: {} on other units)."""
+        relation = self.relation
+        if relation is None or not self.charm.unit.is_leader():
+            return {}
+        current = self._current_request(relation)
+        return dict(current.partitioned_topics or {}) if current else {}
+
+    def _write_partitioned_topics(self, topics: dict[str, int], keep: bool) -> None:
+        relation = self.relation
+        if relation is None:
+            raise RequestNotWritableError(f"no {self.relation_name} relation")
+        if not self.charm.unit.is_leader():
+            raise RequestNotWritableError("only the leader writes the request")
         try:
-            current = relation.load(ClientRequestData, self.charm.app)
-        except (ValueError, TypeError):
-            current = None
-        if current != self.request:
-            relation.save(self.request, self.charm.app)
+            _check_map("partitioned topics", topics, int, optional=False)
+        except ValueError as error:
+            raise InvalidRequestError(str(error)) from error
+        current = self._current_request(relation)
+        asked = {**((current.partitioned_topics or {}) if current and keep else {}), **topics}
+        check_partitioned_topics(asked, self.request.topics)
+        wanted = replace(self.request, partitioned_topics=asked or None)
+        if current != wanted:
+            _erase_unset(relation, self.charm.app, wanted)
 
     def _grant_data(self) -> ClientGrantData | None:
         relation = self.relation
@@ -312,3 +440,24 @@ class PulsarRequirer(ops.Object):
         except (ops.SecretNotFoundError, ops.ModelError, KeyError):
             return None
         return Connection(data.service_url, data.web_service_url, data.namespace, data.role, token)
+
+    def partitioned_topics(self) -> dict[str, int]:
+        """The requested partitioned topics that exist, with their partition counts now.
+
+        {} until the provider granted the request (or if its answer does not decode). A topic
+        asked with n partitions is ready when it is here with n; any unit may read this.
+        """
+        data = self._granted()
+        return dict(data.partitioned_topics or {}) if data else {}
+
+    def topic_errors(self) -> dict[str, str]:
+        """Why requested partitioned topics are not as asked: {name: reason}; {} if none."""
+        data = self._granted()
+        return dict(data.topic_errors or {}) if data else {}
+
+    def _granted(self) -> ClientGrantData | None:
+        try:
+            data = self._grant_data()
+        except InvalidGrantError:
+            return None
+        return None if data is None or data.error else data
