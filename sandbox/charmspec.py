@@ -170,7 +170,18 @@ class CharmSpec:
 
 def _coerce_param(action: str, key: str, value: Any, prop: dict[str, Any]) -> Any:
     """Action params from a command line arrive as strings; type them like Juju's YAML parse."""
-    kind = prop.get("type", "string")
+    kind = prop.get("type")
+    if kind is None or isinstance(kind, list):  # untyped, or a union such as [integer, string]
+        kinds = [] if kind is None else [str(k) for k in kind]
+        if isinstance(value, str) and kinds != ["string"]:  # Juju reads a command line's value as YAML
+            with contextlib.suppress(yaml.YAMLError):
+                value = yaml.safe_load(value)
+        allowed_any = tuple(t for k in kinds for t in _PARAM_TYPES.get(k, (object,)))
+        if kinds and (not isinstance(value, allowed_any) or (isinstance(value, bool) and "boolean" not in kinds)):
+            raise SandboxError(f'action "{action}": parameter "{key}" must be {" or ".join(kinds)}, got {value!r}')
+        if "enum" in prop and value not in prop["enum"]:
+            raise SandboxError(f'action "{action}": parameter "{key}" must be one of {prop["enum"]}, got {value!r}')
+        return value
     if isinstance(value, str) and kind != "string":
         with contextlib.suppress(yaml.YAMLError):
             value = yaml.safe_load(value)

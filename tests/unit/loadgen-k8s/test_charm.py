@@ -1,21 +1,338 @@
-"""loadgen-k8s: actions answer clearly even before load generation exists."""
+"""loadgen-k8s with ops.testing: actions, the peer coordination, the workers' Pebble layer and files."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
+import ops
 import pytest
 from ops import testing
 
 from loadgen_k8s.charm import LoadgenCharm
+from loadgen_k8s.managers.results import new_histogram
+from loadgen_k8s.workload import ENGINE_FILE
+
+APP = "loadgen-k8s"
+TOKEN = "eyJ0b2tlbi1mb3ItdGVzdHMifQ"
+SERVICE_URL = "pulsar://pulsar-k8s-0.pulsar-k8s-endpoints.test.svc.cluster.local:6650"
+PRODUCER = "loadgen-producer-0"
+CONSUMER = "loadgen-consumer-0"
 
 
-@pytest.mark.parametrize("action", ["start-load-test", "stop-load-test", "get-results"])
-def test_actions_fail_with_a_message(action: str) -> None:
-    # Given a load generator unit
-    ctx = testing.Context(LoadgenCharm)
+def _json(values: dict[str, Any]) -> dict[str, str]:
+    return {key: json.dumps(value) for key, value in values.items()}
 
-    # When the user runs an action this revision does not provide yet
+
+class Unit:
+    """One loadgen unit with its container's image tree and storage on disk."""
+
+    def __init__(self, root: Path, image: Path) -> None:
+        self.image = image
+        self.storage = root / "storage"
+        self.pulsar = root / "pulsar"
+        self.storage.mkdir(parents=True)
+        self.pulsar.mkdir()
+        self.secret = testing.Secret({"token": TOKEN}, owner=None)
+
+    def container(
+        self, layers: dict[str, Any] | None = None, service_statuses: dict[str, Any] | None = None
+    ) -> testing.Container:
+        return testing.Container(
+            "loadgen",
+            can_connect=True,
+            mounts={
+                "lib": testing.Mount(location="/pulsar/lib", source=self.image / "lib"),
+                "loadgen": testing.Mount(location="/pulsar/loadgen", source=self.pulsar),
+                "results": testing.Mount(location="/var/lib/loadgen", source=self.storage),
+            },
+            layers=layers or {},
+            service_statuses=service_statuses or {},
+        )
+
+    def pulsar_relation(self, topics: dict[str, int] | None = None) -> testing.Relation:
+        grant = {
+            "service-url": SERVICE_URL,
+            "web-service-url": "http://pulsar-k8s-0:8080",
+            "namespace": f"{APP}/default",
+            "role": "pulsar-k8s-client-3",
+            "secret-credentials": self.secret.id,
+        }
+        if topics:
+            grant["partitioned-topics"] = topics
+        return testing.Relation("pulsar", remote_app_name="pulsar-k8s", remote_app_data=_json(grant), id=3)
+
+    def state(
+        self,
+        *,
+        leader: bool = True,
+        peer_app: dict[str, Any] | None = None,
+        peer_units: dict[int, dict[str, Any]] | None = None,
+        local_peer: dict[str, Any] | None = None,
+        topics: dict[str, int] | None = None,
+        related: bool = True,
+        layers: dict[str, Any] | None = None,
+        service_statuses: dict[str, Any] | None = None,
+    ) -> testing.State:
+        peers = testing.PeerRelation(
+            "workers",
+            local_app_data=_json(peer_app or {}),
+            local_unit_data=_json(local_peer or {}),
+            peers_data={n: _json(d) for n, d in (peer_units or {1: {}}).items()},
+            id=1,
+        )
+        relations: set[testing.RelationBase] = {peers}
+        if related:
+            relations.add(self.pulsar_relation(topics))
+        return testing.State(
+            leader=leader,
+            relations=relations,
+            secrets={self.secret},
+            containers={self.container(layers, service_statuses)},
+        )
+
+
+@pytest.fixture
+def ctx() -> testing.Context:
+    return testing.Context(LoadgenCharm, app_name=APP, unit_id=0)
+
+
+@pytest.fixture
+def unit(tmp_path: Path, pulsar_image: Path) -> Unit:
+    return Unit(tmp_path / "unit", pulsar_image)
+
+
+def _peer(out: testing.State) -> testing.PeerRelation:
+    relation = next(r for r in out.relations if r.endpoint == "workers")
+    assert isinstance(relation, testing.PeerRelation)
+    return relation
+
+
+def _plan(out: testing.State) -> dict[str, Any]:
+    return json.loads(_peer(out).local_app_data["test"])
+
+
+def _running_plan(test_id: str = "t1", phase: str = "running", **params: Any) -> dict[str, Any]:
+    return {
+        "id": test_id,
+        "params": {"rate": "1000", "duration": "20s", "warm-up": "5s", "partitions": 4, **params},
+        "units": [f"{APP}/0", f"{APP}/1"],
+        "phase": phase,
+        "accepted_ms": 1,
+        "started_ms": 2,
+        "budget_s": 30,
+    }
+
+
+def test_without_the_pulsar_relation_the_unit_blocks_and_start_refuses(ctx: testing.Context, unit: Unit) -> None:
+    # Given a unit that is not related to pulsar-k8s
+    state = unit.state(related=False)
+
+    # When the user starts a test
     with pytest.raises(testing.ActionFailed) as failed:
-        ctx.run(ctx.on.action(action), testing.State())
+        ctx.run(ctx.on.action("start-load-test"), state)
 
-    # Then the action fails with a message that names it
-    assert failed.value.message == f"{action.replace('-', '_')} is not available in this revision"
+    # Then the action says what to do, and so does the status
+    assert failed.value.message == "no pulsar relation: juju integrate loadgen-k8s pulsar-k8s"
+    out = ctx.run(ctx.on.update_status(), state)
+    assert out.unit_status == testing.BlockedStatus("integrate with pulsar-k8s: juju integrate loadgen-k8s pulsar-k8s")
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"rate": 0}, "rate=0: expected a total rate in msg/s from 1 to 10000000, or 'max', got the integer 0"),
+        ({"rate": "fast"}, "rate='fast': expected a total rate"),
+        ({"duration": "forever"}, "duration='forever': expected a duration"),
+        ({"device-count": 1}, "device-count=1 is smaller than the 2 producers (2 units x 1)"),
+    ],
+)
+def test_bad_parameters_fail_the_action_and_change_nothing(
+    ctx: testing.Context, unit: Unit, params: dict[str, Any], message: str
+) -> None:
+    state = unit.state()
+    with pytest.raises(testing.ActionFailed) as failed:
+        ctx.run(ctx.on.action("start-load-test", params=params), state)
+    assert failed.value.message.startswith(message)
+    assert "test" not in _peer(ctx.run(ctx.on.update_status(), state)).local_app_data
+
+
+def test_the_leader_accepts_a_test_and_asks_pulsar_k8s_for_its_topic(ctx: testing.Context, unit: Unit) -> None:
+    # Given a leader related to pulsar-k8s, with a peer
+    state = unit.state()
+
+    # When the user starts a test on it (rate as a bare number, as `juju run ... rate=750000` gives it)
+    out = ctx.run(ctx.on.action("start-load-test", params={"rate": 750000, "partitions": 6, "topic": "iot"}), state)
+
+    # Then the action answers with the test id at once
+    results = ctx.action_results or {}
+    assert results["units"] == f"{APP}/0,{APP}/1"
+    assert results["target-rate"] == "750000 msg/s"
+    # and the plan is published, preparing its topic, which is asked of pulsar-k8s
+    plan = _plan(out)
+    assert (plan["id"], plan["phase"], plan["units"]) == (results["test-id"], "preparing", [f"{APP}/0", f"{APP}/1"])
+    request = out.get_relation(3).local_app_data
+    assert json.loads(request["partitioned-topics"]) == {"iot": 6}
+    assert out.unit_status == testing.MaintenanceStatus(f"load test {plan['id']} preparing its topic")
+
+
+def test_a_non_leader_leaves_its_request_for_the_leader(ctx: testing.Context, unit: Unit) -> None:
+    out = ctx.run(ctx.on.action("start-load-test", params={"rate": "max"}), unit.state(leader=False))
+    request = json.loads(_peer(out).local_unit_data["start-request"])
+    assert request["id"] == (ctx.action_results or {})["test-id"]
+    assert request["params"]["rate"] == "max"
+    assert "test" not in _peer(out).local_app_data
+
+
+def test_the_leader_adopts_a_request_and_runs_it_once_the_topic_is_ready(ctx: testing.Context, unit: Unit) -> None:
+    # Given unit 1 asked for a test and pulsar-k8s already has its topic
+    request = {"id": "t9", "params": _running_plan()["params"], "units": [f"{APP}/0", f"{APP}/1"], "budget_s": 30}
+    state = unit.state(peer_units={1: {"start-request": request}}, topics={"sensor-readings": 4})
+
+    # When the leader sees it
+    out = ctx.run(ctx.on.relation_changed(_peer(testing.State(relations=state.relations)), remote_unit=1), state)
+
+    # Then the test runs, and this unit's workers start
+    plan = _plan(out)
+    assert (plan["id"], plan["phase"], plan["requested_by"]) == ("t9", "running", f"{APP}/1")
+    assert {PRODUCER, CONSUMER} <= set(out.get_container("loadgen").plan.services)
+
+
+def test_a_running_test_starts_the_workers_as_pebble_services_with_files_not_arguments(
+    ctx: testing.Context, unit: Unit
+) -> None:
+    # Given a running test this unit has not started
+    state = unit.state(leader=False, peer_app={"test": _running_plan()})
+
+    # When the unit sees it
+    out = ctx.run(ctx.on.update_status(), state)
+
+    # Then one producer and one consumer run as one-shot services of the image's JDK
+    services = out.get_container("loadgen").plan.services
+    producer = services[PRODUCER]
+    assert producer.startup == "disabled"
+    assert producer.on_success == "ignore"
+    assert producer.on_failure == "ignore"
+    assert producer.command.split() == [
+        "java", "-Xms256m", "-Xmx256m", "-XX:MaxDirectMemorySize=256m", "-XX:+UseParallelGC",
+        "-cp", "'/pulsar/lib/*'", "/pulsar/loadgen/LoadWorker.java", "/var/lib/loadgen/tests/t1/producer-0.properties",
+    ]  # fmt: skip
+    assert out.get_container("loadgen").service_statuses[PRODUCER].value == "active"
+    # and the engine, the token (0600) and the properties are pushed; the token is in no argument or property
+    assert (unit.pulsar / "LoadWorker.java").read_text() == ENGINE_FILE.read_text()
+    token = unit.storage / "pulsar-token"
+    assert token.read_text() == TOKEN + "\n"
+    properties = (unit.storage / "tests" / "t1" / "producer-0.properties").read_text()
+    assert "auth.token.file=/var/lib/loadgen/pulsar-token" in properties
+    assert TOKEN not in properties
+    assert TOKEN not in producer.command
+    # unit 0 of 2 takes half the rate and the first half of the devices
+    assert "rate=500\n" in properties
+    assert "device.first=0\n" in properties
+    assert "device.count=50000\n" in properties
+    # and the unit says it is running
+    assert json.loads(_peer(out).local_unit_data["report"]) == {"test_id": "t1", "state": "running", "result": ""}
+    assert out.unit_status.name == "active"
+    assert out.unit_status.message.startswith("load test t1: ")
+
+
+def test_a_second_test_is_refused_while_one_is_active(ctx: testing.Context, unit: Unit) -> None:
+    state = unit.state(peer_app={"test": _running_plan()})
+    with pytest.raises(testing.ActionFailed) as failed:
+        ctx.run(ctx.on.action("start-load-test"), state)
+    assert failed.value.message == "load test t1 is running: stop it first with stop-load-test"
+
+
+def test_stop_from_a_non_leader_asks_the_leader_and_stops_its_own_workers(ctx: testing.Context, unit: Unit) -> None:
+    # Given this unit's workers run for test t1
+    (unit.storage / "tests" / "t1").mkdir(parents=True)
+    (unit.storage / "tests" / "t1" / "workers.json").write_text('{"producer-0": "java"}')
+    layers = {"loadgen": ops.pebble.Layer({"services": {PRODUCER: {"override": "replace", "command": "java x"}}})}
+    state = unit.state(
+        leader=False,
+        peer_app={"test": _running_plan()},
+        local_peer={"report": {"test_id": "t1", "state": "running"}},
+        layers=layers,
+        service_statuses={PRODUCER: ops.pebble.ServiceStatus.ACTIVE},
+    )
+
+    # When the user stops the test here
+    out = ctx.run(ctx.on.action("stop-load-test"), state)
+
+    # Then the leader is asked, and this unit's workers are stopped
+    assert json.loads(_peer(out).local_unit_data["stop-request"]) == "t1"
+    assert (ctx.action_results or {})["test-id"] == "t1"
+    assert out.get_container("loadgen").service_statuses[PRODUCER].value == "inactive"
+
+
+def test_stop_without_a_running_test_fails(ctx: testing.Context, unit: Unit) -> None:
+    with pytest.raises(testing.ActionFailed) as failed:
+        ctx.run(ctx.on.action("stop-load-test"), unit.state(peer_app={"test": _running_plan(phase="finished")}))
+    assert failed.value.message == "no load test is running (last: t1, finished)"
+
+
+def _worker_result(worker: str, acknowledged: int, state: str = "finished") -> dict[str, Any]:
+    histogram = new_histogram("publish_latency")
+    histogram.record_value(1500, acknowledged)
+    encoded = histogram.encode().decode()
+    producer = worker.startswith("producer")
+    return {
+        "worker": worker,
+        "state": state,
+        "target_rate": 500.0 if producer else 0.0,
+        "sent": acknowledged if producer else 0,
+        "acknowledged": acknowledged if producer else 0,
+        "received": 0 if producer else acknowledged,
+        "elapsed_seconds": 20.0,
+        "bytes_uncompressed": 60 * acknowledged if producer else 0,
+        "publish_latency": encoded if producer else "",
+    }
+
+
+def test_finished_workers_are_collected_and_the_application_results_written(ctx: testing.Context, unit: Unit) -> None:
+    # Given both workers of this unit ended, and the other unit reported its result
+    directory = unit.storage / "tests" / "t1"
+    directory.mkdir(parents=True)
+    (directory / "workers.json").write_text('{"producer-0": "java", "consumer-0": "java"}')
+    (directory / "producer-0.result.json").write_text(json.dumps(_worker_result("producer-0", 10000)))
+    (directory / "consumer-0.result.json").write_text(json.dumps(_worker_result("consumer-0", 19000)))
+    other = _worker_result("producer-0", 9000) | {"unit": f"{APP}/1"}
+    state = unit.state(
+        peer_app={"test": _running_plan(phase="running")},
+        local_peer={"report": {"test_id": "t1", "state": "running"}},
+        peer_units={1: {"report": {"test_id": "t1", "state": "finished", "result": json.dumps(other)}}},
+        topics={"sensor-readings": 4},
+    )
+
+    # When an event comes (the engine's notice, here update-status)
+    out = ctx.run(ctx.on.update_status(), state)
+
+    # Then this unit's result is its workers' sum, the test is finished, and the files are written
+    report = json.loads(_peer(out).local_unit_data["report"])
+    assert report["state"] == "finished"
+    assert json.loads(report["result"])["acknowledged"] == 10000
+    assert json.loads(report["result"])["received"] == 19000
+    assert _plan(out)["phase"] == "finished"
+    assert json.loads(_peer(out).local_app_data["history"]) == ["t1"]
+    assert {"application.json", "results.txt", "report.html", "omb-result.json", "unit-result.json"} <= {
+        p.name for p in directory.iterdir()
+    }
+    omb = json.loads((directory / "omb-result.json").read_text())
+    assert omb["messageSize"] == 60
+
+    # And load-test-results shows the application's figures
+    ctx.run(ctx.on.action("load-test-results"), out)
+    results = ctx.action_results or {}
+    assert results["state"] == "finished"
+    assert results["acknowledged"] == "19000"
+    assert f"{APP}/1" in results["table"]
+
+
+def test_results_of_an_unknown_test_fail(ctx: testing.Context, unit: Unit) -> None:
+    with pytest.raises(testing.ActionFailed) as failed:
+        ctx.run(ctx.on.action("load-test-results", params={"test-id": "nope"}), unit.state())
+    assert failed.value.message == "no results for load test nope on this unit"
+    with pytest.raises(testing.ActionFailed) as failed:
+        ctx.run(ctx.on.action("load-test-results"), unit.state())
+    assert failed.value.message == "no load test has run yet"

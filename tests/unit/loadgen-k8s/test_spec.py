@@ -360,7 +360,7 @@ def test_batch_delay_zero_turns_batching_off() -> None:
     assert not LoadTestSpec.parse({"batch-delay-ms": 0}).batching
 
 
-@pytest.mark.parametrize("topic", ["sensor-readings", "a", "iot_v2.readings", "k=v:1", "T" * 200, "0day"])
+@pytest.mark.parametrize("topic", ["sensor-readings", "a", "iot_v2.readings", "T" * 64, "0day"])
 def test_topic_names_are_accepted(topic: str) -> None:
     # Given a valid local topic name
     # When it is parsed
@@ -370,7 +370,19 @@ def test_topic_names_are_accepted(topic: str) -> None:
 
 @pytest.mark.parametrize(
     "topic",
-    ["", "a/b", "persistent://t/n/x", "-leading", "with space", "readings-partition-0", "T" * 201, "é", 7, None],
+    [
+        "",
+        "a/b",
+        "persistent://t/n/x",
+        "-leading",
+        "with space",
+        "readings-partition-0",
+        "T" * 65,
+        "k=v:1",
+        "é",
+        7,
+        None,
+    ],
 )
 def test_invalid_topic_names_are_refused(topic: object) -> None:
     # Given a topic name Pulsar would refuse or read as something else
@@ -378,7 +390,7 @@ def test_invalid_topic_names_are_refused(topic: object) -> None:
     message = _refused({"topic": topic})
 
     # Then the message names the parameter, the value and the allowed form
-    assert message.startswith(f"topic={topic!r}: expected a topic name of 1 to 200 characters")
+    assert message.startswith(f"topic={topic!r}: expected a topic name of 1 to 64 characters")
 
 
 def test_unknown_parameters_are_refused() -> None:

@@ -154,6 +154,7 @@ public final class LoadWorker {
     static final double SUSTAIN_ACK_RATIO = 0.97;
     static final double SUSTAIN_DELAY_P99_US = 100_000;
     static final double CONFIRM_BACKOFF = 0.97;
+    static final String WORKER_DONE_NOTICE = "pulsar.apache.org/loadgen-worker-done";
 
     public static void main(String[] args) {
         quietLogging();
@@ -530,6 +531,33 @@ public final class LoadWorker {
         }
     }
 
+    /**
+     * Tell Pebble this worker is done (a custom notice, which Juju turns into a
+     * pebble-custom-notice event), so the charm collects the result at once instead of at the next
+     * update-status. Pebble gives its services PEBBLE_SOCKET; without it (run by hand) nothing is sent.
+     */
+    void notifyPebble() {
+        String socket = System.getenv("PEBBLE_SOCKET");
+        if (socket == null || socket.isEmpty()) {
+            return;
+        }
+        String body = "{\"action\":\"add\",\"type\":\"custom\",\"key\":\"" + WORKER_DONE_NOTICE + "\"}";
+        String request = "POST /v1/notices HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                + "Content-Length: " + body.length() + "\r\n\r\n" + body;
+        try (var channel = java.nio.channels.SocketChannel.open(java.net.StandardProtocolFamily.UNIX)) {
+            channel.connect(java.net.UnixDomainSocketAddress.of(socket));
+            channel.write(java.nio.ByteBuffer.wrap(request.getBytes(StandardCharsets.US_ASCII)));
+            var answer = java.nio.ByteBuffer.allocate(512);
+            channel.read(answer);
+            String status = new String(answer.array(), 0, answer.position(), StandardCharsets.US_ASCII).split("\r\n", 2)[0];
+            if (!status.contains(" 200 ")) {
+                System.err.println("[" + cfg.worker + "] Pebble refused the done notice: " + status);
+            }
+        } catch (IOException | RuntimeException e) {
+            System.err.println("[" + cfg.worker + "] cannot tell Pebble this worker is done: " + oneLine(e));
+        }
+    }
+
     void onSigterm() {
         if (finishing.get()) {
             awaitQuietly(); // the normal end is writing its result; let it finish
@@ -622,6 +650,8 @@ public final class LoadWorker {
     void runProducer() throws Exception {
         ProducerBuilder<byte[]> builder = client.newProducer(producerSchema())
                 .topic(cfg.topic)
+                // Who sent a message, readable by any consumer: unit, worker and test.
+                .producerName(cfg.unit + ":" + cfg.worker + ":" + cfg.testId)
                 .compressionType(cfg.compression)
                 .blockIfQueueFull(true)
                 .maxPendingMessages(cfg.maxPending)
@@ -1343,6 +1373,7 @@ public final class LoadWorker {
             log(String.format(Locale.ROOT, "result: %s elapsed=%.1fs achieved=%.0f/s sent=%d acked=%d received=%d failed=%d%s",
                     finalState, elapsed, elapsed > 0 ? count / elapsed : 0.0, sent.get(), acked.sum(), received.sum(),
                     failed.sum(), error.isEmpty() ? "" : " error=" + error));
+            notifyPebble();
         } finally {
             finished.countDown();
         }

@@ -56,6 +56,11 @@ def encode(histogram: HdrHistogram) -> str:
     return histogram.encode().decode("ascii")
 
 
+def encode_recorded(histogram: HdrHistogram) -> str:
+    """`encode`, or "" when nothing was recorded (a family the workers did not measure)."""
+    return encode(histogram) if histogram.get_total_count() else ""
+
+
 def decode(encoded: str) -> HdrHistogram | None:
     """Decode a histogram; an empty string means none was recorded (None)."""
     if not encoded:
@@ -181,6 +186,11 @@ class UnitResult:
     publish_delay: str = ""
     end_to_end: str = ""
     intervals: tuple[Interval, ...] = ()
+    state: str = "finished"  # finished, stopped (partial, by stop-load-test) or failed
+    errors: tuple[str, ...] = ()  # why a worker failed, one line each
+    found_rate: float = 0.0  # rate=max: the highest rate sustained (msg/s), else 0
+    stability_cv: float = 0.0  # rate=max: coefficient of variation of the rate held
+    notes: tuple[str, ...] = ()  # what the figures lack or approximate (e.g. pulsar-perf's)
 
     @property
     def failed_total(self) -> int:
@@ -229,8 +239,67 @@ class UnitResult:
             elapsed_seconds=_float(data, "elapsed_seconds"),
             backlog=_int(data, "backlog"),
             intervals=tuple(Interval.from_dict(i) for i in intervals),
+            state=_str(data, "state") or "finished",
+            errors=tuple(str(e) for e in data.get("errors") or ()),
+            found_rate=_float(data, "found_rate"),
+            stability_cv=_float(data, "stability_cv"),
+            notes=tuple(str(n) for n in data.get("notes") or ()),
             **{family: _str(data, family) for family in FAMILIES},
         )
+
+
+def _worst_state(states: Iterable[str]) -> str:
+    """A unit is failed if any worker failed, stopped if any stopped, finished otherwise."""
+    found = set(states)
+    return next((state for state in ("failed", "stopped") if state in found), "finished")
+
+
+def combine_workers(unit: str, workers: Sequence[Mapping[str, Any]]) -> UnitResult:
+    """One unit's result from its workers' result files (the engine's `<worker>.result.json`).
+
+    Producers' counts and publish histograms add up; the consumer brings `received` and end to
+    end. Intervals are combined by index (the workers of a unit start together). A worker's
+    `max_search` adds its found rate; the unit's stability is the largest of its workers'.
+    """
+    # The engine's own `errors` (counts by reason) are in `failed` already; a worker's `error` is kept below.
+    parsed = [UnitResult.from_json(json.dumps({**w, "unit": unit, "errors": []})) for w in workers]
+    failed: Counter[str] = Counter()
+    for result in parsed:
+        failed.update(result.failed)
+    intervals = []
+    for index in range(max((len(r.intervals) for r in parsed), default=0)):
+        group = [r.intervals[index] for r in parsed if index < len(r.intervals)]
+        intervals.append(
+            Interval(
+                seconds=max(i.seconds for i in group),
+                sent=sum(i.sent for i in group),
+                acknowledged=sum(i.acknowledged for i in group),
+                received=sum(i.received for i in group),
+                failed=sum(i.failed for i in group),
+                backlog=sum(i.backlog for i in group),
+                **{f: encode_recorded(merge_histograms((getattr(i, f) for i in group), f)) for f in FAMILIES},
+            )
+        )
+    searches = [w.get("max_search") for w in workers if isinstance(w.get("max_search"), dict)]
+    return UnitResult(
+        unit=unit,
+        target_rate=sum(r.target_rate for r in parsed),
+        sent=sum(r.sent for r in parsed),
+        acknowledged=sum(r.acknowledged for r in parsed),
+        received=sum(r.received for r in parsed),
+        failed=dict(failed),
+        bytes_uncompressed=sum(r.bytes_uncompressed for r in parsed),
+        bytes_compressed=sum(r.bytes_compressed for r in parsed),
+        elapsed_seconds=max((r.elapsed_seconds for r in parsed), default=0.0),
+        backlog=sum(r.backlog for r in parsed),
+        intervals=tuple(intervals),
+        state=_worst_state(str(w.get("state") or "finished") for w in workers),
+        errors=tuple(str(w["error"]) for w in workers if w.get("error")),
+        found_rate=sum(float(s.get("found_rate") or 0.0) for s in searches if s),
+        stability_cv=max((float(s.get("stability_cv") or 0.0) for s in searches if s), default=0.0),
+        notes=tuple(dict.fromkeys(n for r in parsed for n in r.notes)),
+        **{f: encode_recorded(merge_histograms((getattr(r, f) for r in parsed), f)) for f in FAMILIES},
+    )
 
 
 # ---------------------------------------------------------------- the application

@@ -53,10 +53,10 @@ BATCH_DELAY_MS_BOUNDS = (0, 10_000)  # 0 turns batching off
 BATCH_MAX_MESSAGES_BOUNDS = (1, 100_000)
 BATCH_MAX_BYTES_BOUNDS = (1024, 5 * 1024 * 1024)  # Pulsar's default maximum message size
 PRODUCERS_PER_UNIT_BOUNDS = (1, 32)
-TOPIC_MAX_LENGTH = 200
+TOPIC_MAX_LENGTH = 64  # the `pulsar` interface's name rule: pulsar-k8s creates the topic
 
 DEFAULTS: dict[str, object] = {
-    "rate": "1000",
+    "rate": 1000,
     "duration": "60s",
     "warm-up": "10s",
     "payload": Payload.IOT_AVRO.value,
@@ -74,9 +74,9 @@ DEFAULTS: dict[str, object] = {
     "engine": Engine.JAVA.value,
 }
 
-# A topic's local name (the namespace comes from the pulsar relation): no "/", and none of
-# the "-partition-N" suffix Pulsar reserves for the partitions of a partitioned topic.
-_TOPIC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=:-]*$")
+# A topic's local name (the namespace comes from the pulsar relation), as the `pulsar`
+# interface accepts it, and none of the "-partition-N" suffix Pulsar reserves for partitions.
+_TOPIC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _DURATION = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s?)?$")
 _DURATION_FORMS = "seconds as an integer, or a string such as 90, 90s, 5m, 1h, 1h30m"
 
@@ -125,7 +125,7 @@ def _rate(params: Mapping[str, object]) -> int | None:
     allowed = f"a total rate in msg/s from {low} to {high}, or {RATE_MAX!r}"
     if value == RATE_MAX:
         return None
-    # Declared a string in charmcraft.yaml (to admit "max"); an integer is the same rate.
+    # Declared [integer, string] in charmcraft.yaml; a string of digits is the same rate.
     number = int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else value
     if isinstance(number, bool) or not isinstance(number, int) or not low <= number <= high:
         raise _fail("rate", value, allowed)
@@ -163,7 +163,7 @@ def _duration(params: Mapping[str, object], name: str, bounds: tuple[int, int]) 
 def _topic(params: Mapping[str, object]) -> str:
     value = params.get("topic", DEFAULTS["topic"])
     allowed = (
-        f"a topic name of 1 to {TOPIC_MAX_LENGTH} characters: letters, digits and _ . = : -, "
+        f"a topic name of 1 to {TOPIC_MAX_LENGTH} characters: letters, digits and _ . -, "
         "starting with a letter or digit, without '-partition-'"
     )
     if not isinstance(value, str) or len(value) > TOPIC_MAX_LENGTH or not _TOPIC.match(value) or "-partition-" in value:
@@ -206,6 +206,27 @@ class LoadTestSpec:
     @property
     def batching(self) -> bool:
         return self.batch_delay_ms > 0
+
+    def to_params(self) -> dict[str, object]:
+        """The spec as `start-load-test` params, canonical: `parse(spec.to_params()) == spec`."""
+        return {
+            "rate": RATE_MAX if self.rate is None else self.rate,
+            "duration": f"{self.duration_s}s",
+            "warm-up": f"{self.warm_up_s}s",
+            "payload": self.payload.value,
+            "size": self.size if self.size is not None else DEFAULTS["size"],
+            "topic": self.topic,
+            "partitions": self.partitions,
+            "device-count": self.device_count,
+            "keys": self.keys,
+            "batch-delay-ms": self.batch_delay_ms,
+            "batch-max-messages": self.batch_max_messages,
+            "batch-max-bytes": self.batch_max_bytes,
+            "compression": self.compression.value,
+            "producers-per-unit": self.producers_per_unit,
+            "consumers": self.consumers,
+            "engine": self.engine.value,
+        }
 
     @classmethod
     def parse(cls, params: Mapping[str, object]) -> LoadTestSpec:

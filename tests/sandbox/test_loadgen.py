@@ -1,0 +1,202 @@
+"""loadgen-k8s -n 2 against pulsar-k8s -n 1 and bookie-k8s -n 3: load tests as a Juju user runs them.
+
+The tests of this module build on each other in order: one cluster, several load tests.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import ops
+import pytest
+
+from sandbox import Model
+from tests.sandbox.conftest import CHARMS, deploy_pulsar_cluster
+
+LOADGEN = "loadgen-k8s"
+CHECKER = Path(__file__).resolve().parent / "loadgen_checker.py"
+CHECKER_IN_POD = "/pulsar/tester/loadgen_checker.py"
+TOKEN_FILE = "/var/lib/loadgen/pulsar-token"
+TEST_TIMEOUT = 240
+
+
+@pytest.fixture(scope="module")
+def cluster(model: Model) -> Model:
+    deploy_pulsar_cluster(model, 1)
+    model.deploy(CHARMS / LOADGEN, num_units=2)
+    model.integrate(LOADGEN, "pulsar-k8s")
+    model.wait_for_idle(timeout=600)
+    return model
+
+
+def _plan(model: Model) -> dict[str, Any]:
+    """The current test as the leader published it in the peer application databag."""
+    peers = next(r for r in model.relations.values() if r.endpoints == [(LOADGEN, "workers")])
+    raw = peers.app_data.get(LOADGEN, {}).get("test")
+    return json.loads(raw) if raw else {}
+
+
+def _wait_phase(model: Model, test_id: str, phases: set[str], timeout: float = TEST_TIMEOUT) -> None:
+    def reached(m: Model) -> bool:
+        plan = _plan(m)
+        return plan.get("id") == test_id and plan.get("phase") in phases
+
+    model.drive_until(reached, timeout=timeout)
+
+
+def _results_when_written(model: Model, unit: str, test_id: str, timeout: float = 120) -> dict[str, Any]:
+    """load-test-results on `unit`, once the application's files are there."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = model.run(unit, "load-test-results", {"test-id": test_id})
+        assert result.status == "completed", result.message
+        if "table" in result.results or time.monotonic() > deadline:
+            return result.results
+        model.settle()
+        time.sleep(2)
+
+
+def _application(model: Model, unit: str, test_id: str) -> dict[str, Any]:
+    path = f"/var/lib/loadgen/tests/{test_id}/application.json"
+    return json.loads(model.pebble(unit, "loadgen").pull(path).read())
+
+
+def _check_topic(model: Model, unit: str, topic: str) -> dict[str, Any]:
+    """Read the whole topic from inside a loadgen pod with its own token (see loadgen_checker.py)."""
+    client = model.pebble(unit, "loadgen")
+    client.push(CHECKER_IN_POD, CHECKER.read_text(), make_dirs=True)
+    token = client.pull(TOKEN_FILE).read().strip()
+    relation = next(
+        r for r in model.relations.values() if set(r.endpoints) == {(LOADGEN, "pulsar"), ("pulsar-k8s", "pulsar")}
+    )
+    grant = {k: json.loads(v) for k, v in relation.app_data["pulsar-k8s"].items()}
+    request = {
+        "service_url": grant["service-url"],
+        "web_service_url": grant["web-service-url"],
+        "topic": f"persistent://{grant['namespace']}/{topic}",
+        "token": token,
+    }
+    process = client.exec(["python3", CHECKER_IN_POD], stdin=json.dumps(request), timeout=180)
+    stdout, _ = process.wait_output()
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def test_a_fixed_rate_test_meets_its_target_with_every_latency_family(cluster: Model) -> None:
+    model = cluster
+    # When the user starts a 20 s test at a modest rate from a non-leader unit
+    unit = next(u for u in model.apps[LOADGEN].units if u != model.leader(LOADGEN))
+    started = model.run(
+        unit,
+        "start-load-test",
+        {"rate": 4000, "duration": "20s", "warm-up": "5s", "partitions": 4, "device-count": 1000, "topic": "fixed"},
+    )
+    assert started.status == "completed", started.message
+    test_id = started.results["test-id"]
+
+    # Then it runs on both units with one test id, and finishes
+    _wait_phase(model, test_id, {"finished", "stopped", "failed"})
+    assert _plan(model)["phase"] == "finished"
+    results = _results_when_written(model, unit, test_id)
+
+    # and the application reached its target within 2 %, with no failure
+    assert results["state"] == "finished"
+    assert results["failed"] == "0"
+    achieved, target = float(results["achieved-rate"]), float(results["target-rate"])
+    assert target == 4000
+    assert abs(achieved - target) / target < 0.02, results["table"]
+    # and every latency family was measured, on every unit
+    document = _application(model, unit, test_id)
+    assert [u["unit"] for u in document["units"]] == [f"{LOADGEN}/0", f"{LOADGEN}/1"]
+    for unit_result in document["units"]:
+        for family in ("publish_latency", "publish_delay", "end_to_end"):
+            assert unit_result[family], f"{unit_result['unit']} has no {family}"
+    assert "end to end" in results["table"]
+    # and the report files are there
+    files = {f.name for f in model.pebble(unit, "loadgen").list_files(f"/var/lib/loadgen/tests/{test_id}")}
+    assert {"report.html", "omb-result.json", "results.txt", "producer-0.hlog", "consumer-0.hlog"} <= files
+
+
+def test_units_send_disjoint_device_ids_as_avro_with_the_registered_schema(cluster: Model) -> None:
+    # Given the topic the last test filled (both units, 1000 devices)
+    checked = _check_topic(cluster, f"{LOADGEN}/0", "fixed")
+
+    # Then the topic's registered schema is AVRO and decodes every message
+    assert checked["schema_type"] == "AVRO"
+    assert checked["undecodable"] == 0
+    assert checked["messages"] > 0
+    # and every message's key is the reading's device id
+    assert checked["key_mismatches"] == 0
+    # and the two units' device ids are disjoint and cover the devices
+    keys = {unit: set(ids) for unit, ids in checked["keys_by_unit"].items()}
+    assert sorted(keys) == [f"{LOADGEN}/0", f"{LOADGEN}/1"]
+    assert not keys[f"{LOADGEN}/0"] & keys[f"{LOADGEN}/1"]
+    assert len(keys[f"{LOADGEN}/0"] | keys[f"{LOADGEN}/1"]) == 1000
+
+
+def test_a_second_test_is_refused_while_one_runs_and_stop_keeps_partial_results(cluster: Model) -> None:
+    model = cluster
+    leader = model.leader(LOADGEN)
+    assert leader is not None
+    started = model.run(
+        leader, "start-load-test", {"rate": 2000, "duration": "5m", "warm-up": "0s", "topic": "stopped"}
+    )
+    assert started.status == "completed", started.message
+    test_id = started.results["test-id"]
+    _wait_phase(model, test_id, {"running"})
+
+    # When another test is asked for meanwhile, from the other unit
+    other = next(u for u in model.apps[LOADGEN].units if u != leader)
+    refused = model.run(other, "start-load-test", {"rate": 10})
+    assert refused.status == "failed"
+    assert refused.message.startswith(f"load test {test_id} is ")
+
+    # When the user stops the running test after some load
+    model.drive_until(lambda m: _units_acknowledged(m, test_id) > 2000, timeout=120)
+    stopped = model.run(other, "stop-load-test")
+    assert stopped.status == "completed", stopped.message
+
+    # Then every worker stops, and the partial results are kept, marked stopped
+    _wait_phase(model, test_id, {"stopped"})
+    for unit in model.apps[LOADGEN].units:
+        services = model.pebble(unit, "loadgen").get_services()
+        assert not [s.name for s in services if s.is_running()], unit
+    results = _results_when_written(model, other, test_id)
+    assert results["state"] == "stopped"
+    assert int(results["acknowledged"]) > 0
+
+
+def _units_acknowledged(model: Model, test_id: str) -> int:
+    total = 0
+    for unit in model.apps[LOADGEN].units:
+        try:
+            progress = model.pebble(unit, "loadgen").pull(f"/var/lib/loadgen/tests/{test_id}/producer-0.progress.json")
+            total += int(json.loads(progress.read()).get("acknowledged", 0))
+        except (ops.pebble.PathError, ValueError):
+            pass
+    return total
+
+
+def test_a_pod_restart_keeps_the_stored_results(cluster: Model) -> None:
+    model = cluster
+    unit = f"{LOADGEN}/1"
+    plan = _plan(model)
+    before = model.run(unit, "load-test-results", {"test-id": plan["id"]})
+    assert "table" in before.results
+
+    # When the pod is deleted and comes back
+    model.restart_pod(unit)
+    model.wait_for_idle([LOADGEN], timeout=300)
+
+    # Then its results are still there
+    after = model.run(unit, "load-test-results", {"test-id": plan["id"]})
+    assert after.status == "completed", after.message
+    assert after.results["table"] == before.results["table"]
+
+
+def test_bad_parameters_fail_with_the_reason(cluster: Model) -> None:
+    result = cluster.run(f"{LOADGEN}/0", "start-load-test", {"duration": "forever"})
+    assert result.status == "failed"
+    assert result.message.startswith("duration='forever': expected a duration")
