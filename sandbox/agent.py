@@ -24,7 +24,7 @@ import ops
 from ops import testing
 from scenario import _runtime, mocking
 
-from sandbox import wire
+from sandbox import scenario_compat, wire
 from sandbox.wire import EventReply, EventRequest, EventSpec, Ping, Pong, Shutdown
 
 JUJU_VERSION = "3.6.11"
@@ -190,6 +190,7 @@ def main() -> None:
     parser.add_argument("--charm-dir", required=True, type=Path)
     parser.add_argument("--socket", required=True, type=Path)
     args = parser.parse_args()
+    scenario_compat.check_union_param_types()
     print(f"agent for {args.unit} serving {args.charm_dir}", flush=True)
     serve(args.charm_dir, args.socket)
 

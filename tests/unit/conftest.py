@@ -134,43 +134,6 @@ def pulsar_image(tmp_path: Path) -> Path:
 
 # ---------------------------------------------------------------- ops.testing and union types
 
-from collections.abc import Sequence  # noqa: E402
-from numbers import Number  # noqa: E402
-from typing import Any  # noqa: E402
+from sandbox import scenario_compat  # noqa: E402
 
-from scenario import _consistency_checker  # noqa: E402
-
-_JSON_TYPES: dict[str, type | tuple[type, ...]] = {
-    "string": str,
-    "boolean": bool,
-    "integer": int,
-    "number": Number,
-    "array": Sequence,
-    "object": dict,
-}
-
-
-def _check_action_param_types(charm_spec: Any, action: Any, errors: list[str], warnings: list[str]) -> None:
-    """The consistency check of action params, also for a JSON-schema list of types.
-
-    ops.testing's own check raises TypeError on `type: [integer, string]` (which Juju and
-    charmcraft accept, and loadgen-k8s's `rate` uses: a number or "max"); this one checks a
-    value against any of the listed types and otherwise does what the original does.
-    """
-    params = ((charm_spec.actions or {}).get(action.name) or {}).get("params") or {}
-    for name, value in action.params.items():
-        declared = (params.get(name) or {}).get("type")
-        if name not in params or not declared:
-            errors.append(f"param {name} is not a valid parameter for {action.name}: missing from action specification")
-            continue
-        kinds = [declared] if isinstance(declared, str) else list(declared)
-        expected = tuple(t for kind in kinds for t in _as_tuple(_JSON_TYPES.get(kind, object)))
-        if not isinstance(value, expected) or (isinstance(value, bool) and "boolean" not in kinds):
-            errors.append(f"param {name} is of type {type(value)}: expecting {declared}")
-
-
-def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
-    return kind if isinstance(kind, tuple) else (kind,)
-
-
-_consistency_checker._check_action_param_types = _check_action_param_types  # type: ignore[attr-defined]
+scenario_compat.check_union_param_types()

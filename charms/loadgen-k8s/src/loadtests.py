@@ -115,7 +115,14 @@ class LoadTests:
             return
         if not started:
             return
-        running = self.workload.running_workers(started)
+        # A worker that wrote its result is done, though its JVM may take a moment to exit (the
+        # engine's Pebble notice comes right after the result, before the process ends).
+        engines = self.workload.engines(plan.id)
+        running = {
+            w
+            for w in self.workload.running_workers(started)
+            if engines.get(w) == Engine.PULSAR_PERF or self.workload.worker_file(plan.id, w, "result") is None
+        }
         if running and plan.phase in (Phase.STOPPING, Phase.STOPPED, Phase.FAILED):
             logger.info("stopping the workers of load test %s", plan.id)
             self.workload.stop_workers(started)

@@ -254,6 +254,12 @@ def _worst_state(states: Iterable[str]) -> str:
     return next((state for state in ("failed", "stopped") if state in found), "finished")
 
 
+def _producers_elapsed(parsed: Sequence[UnitResult], workers: Sequence[Mapping[str, Any]]) -> float:
+    """The unit's measured time: its producers' (a consumer runs longer, to drain), else any worker's."""
+    producers = [r.elapsed_seconds for r, w in zip(parsed, workers, strict=True) if w.get("role") != "consumer"]
+    return max(producers, default=0.0) or max((r.elapsed_seconds for r in parsed), default=0.0)
+
+
 def combine_workers(unit: str, workers: Sequence[Mapping[str, Any]]) -> UnitResult:
     """One unit's result from its workers' result files (the engine's `<worker>.result.json`).
 
@@ -290,7 +296,7 @@ def combine_workers(unit: str, workers: Sequence[Mapping[str, Any]]) -> UnitResu
         failed=dict(failed),
         bytes_uncompressed=sum(r.bytes_uncompressed for r in parsed),
         bytes_compressed=sum(r.bytes_compressed for r in parsed),
-        elapsed_seconds=max((r.elapsed_seconds for r in parsed), default=0.0),
+        elapsed_seconds=_producers_elapsed(parsed, workers),
         backlog=sum(r.backlog for r in parsed),
         intervals=tuple(intervals),
         state=_worst_state(str(w.get("state") or "finished") for w in workers),
