@@ -2,7 +2,9 @@
 
 juju deploy pulsar-k8s; juju deploy bookie-k8s -n 3; juju integrate pulsar-k8s bookie-k8s,
 then a client application integrated over `pulsar` produces and consumes with its own
-token, and an unauthenticated producer is refused. Prints what it did and `juju status`.
+token, and an unauthenticated producer is refused; then `juju deploy loadgen-k8s -n 2;
+juju integrate loadgen-k8s pulsar-k8s` and a short load test, whose results table it prints.
+Prints what it did and `juju status`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CHARMS = ROOT / "charms"
 CLIENT = ROOT / "tests" / "sandbox" / "charms" / "pulsar-client-k8s"
 MESSAGES = 10_000
+LOAD_RATE = 5_000
+LOAD_TIMEOUT = 180
 
 
 def step(message: str) -> None:
@@ -52,8 +56,37 @@ def run_demo(model: Model, pulsar_units: int) -> None:
     refused = model.run("client/0", "produce", {"topic": "readings", "count": 1, "namespace": "public/default"})
     print(f"{refused.status}: {refused.message}")
 
+    run_load_test(model)
+
     step("juju status")
     print(model.status(), end="")
+
+
+def run_load_test(model: Model) -> None:
+    step("juju deploy loadgen-k8s -n 2; juju integrate loadgen-k8s pulsar-k8s")
+    model.deploy(CHARMS / "loadgen-k8s", num_units=2)
+    model.integrate("loadgen-k8s", "pulsar-k8s")
+    model.wait_for_idle(["loadgen-k8s"], timeout=300)
+    leader = model.leader("loadgen-k8s") or "loadgen-k8s/0"
+    params = {"rate": LOAD_RATE, "duration": "20s", "warm-up": "5s", "payload": "iot-avro"}
+    step(f"juju run {leader} start-load-test rate={LOAD_RATE} duration=20s warm-up=5s payload=iot-avro")
+    started = model.run(leader, "start-load-test", params)
+    if started.status != "completed":
+        raise SandboxError(f"start-load-test failed: {started.message}")
+    test_id = started.results["test-id"]
+    print(started.results["message"])
+    deadline = time.monotonic() + LOAD_TIMEOUT
+    while True:
+        model.settle()
+        results = model.run(leader, "load-test-results", {"test-id": test_id})
+        if results.status == "completed" and "table" in results.results:
+            break
+        if time.monotonic() > deadline:
+            raise SandboxError(f"load test {test_id} gave no results in {LOAD_TIMEOUT}s: {results.results}")
+        time.sleep(2)
+    step(f"juju run {leader} load-test-results test-id={test_id}")
+    print(results.results["table"])
+    print(f"files (juju scp {leader}:<path> .): {results.results['files']}")
 
 
 def main() -> int:

@@ -296,3 +296,32 @@ def test_omb_json_has_omb_field_names_and_units() -> None:
         assert quantiles["100.0"] == value
         assert all(float(key) <= 100.0 for key in quantiles)
     assert isinstance(document["aggregatedPublishDelayLatency99pct"], int)
+
+
+def test_a_units_workers_combine_into_one_result_over_the_producers_time() -> None:
+    from loadgen_k8s.managers.results import combine_workers, new_histogram
+
+    def histogram(value: int, count: int, family: str) -> str:
+        recorded = new_histogram(family)
+        recorded.record_value(value, count)
+        return recorded.encode().decode()
+
+    producers = [
+        {"role": "producer", "state": "finished", "target_rate": 500.0, "sent": n, "acknowledged": n,
+         "elapsed_seconds": 20.0, "bytes_uncompressed": 80 * n, "errors": {"TimeoutException": 0},
+         "publish_latency": histogram(1000 * (i + 1), n, "publish_latency")}
+        for i, n in enumerate((10_000, 9_000))
+    ]  # fmt: skip
+    consumer = {"role": "consumer", "state": "stopped", "received": 19_000, "elapsed_seconds": 31.0,
+                "end_to_end": histogram(12, 19_000, "end_to_end")}  # fmt: skip
+
+    result = combine_workers("lg/0", [*producers, consumer])
+
+    assert (result.sent, result.acknowledged, result.received) == (19_000, 19_000, 19_000)
+    assert result.elapsed_seconds == 20.0  # the consumer drains longer; the rate is the producers'
+    assert result.achieved_rate == 950.0
+    assert result.percentiles("publish_latency").count == 19_000
+    assert result.percentiles("publish_latency").max == 2000
+    assert result.publish_delay == ""  # not recorded: absent, not zero
+    assert result.state == "stopped"
+    assert result.errors == ()

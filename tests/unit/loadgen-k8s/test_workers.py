@@ -63,3 +63,27 @@ def test_the_token_and_topic_reach_the_worker_by_file_and_name() -> None:
     assert values["auth_token_file"] == "/token"
     assert values["topic"] == "persistent://lg/default/s"
     assert values["subscription"] == "loadgen-t1"
+
+
+def test_pulsar_perf_runs_as_the_reference_with_its_token_by_file() -> None:
+    # Given a test with the reference engine
+    workers = _workers("lg/0", engine="pulsar-perf", payload="bytes", size=1024)
+
+    # Then one pulsar-perf process runs, its stdout kept for the summary, its token read from a file
+    (worker,) = workers
+    assert worker.command[:2] == ["/bin/sh", "-c"]
+    script = worker.command[2]
+    assert script.startswith("exec /pulsar/bin/pulsar-perf produce ")
+    assert "--auth-params file:///token" in script
+    assert "--histogram-file /out/producer-0.hlog" in script
+    assert script.endswith("> /out/producer-0.out 2>&1")
+    assert worker.environment["PULSAR_MEM"].startswith("-Xms256m -Xmx256m")
+
+
+def test_our_engine_is_the_jdk_running_one_source_file_with_a_bounded_heap() -> None:
+    producer, consumer = _workers("lg/0")
+    assert producer.command == [
+        "java", "-Xms256m", "-Xmx256m", "-XX:MaxDirectMemorySize=256m", "-XX:+UseParallelGC",
+        "-cp", "/pulsar/lib/*", "/pulsar/loadgen/LoadWorker.java", "/out/producer-0.properties",
+    ]  # fmt: skip
+    assert consumer.command[-1] == "/out/consumer-0.properties"
