@@ -79,6 +79,8 @@ class LoadgenCharm(ops.CharmBase):
             elif name == "stop":
                 results = tests.stop()
             else:
+                if event.params.get("follow"):
+                    tests.follow(event.log)
                 tests.reconcile(self.pulsar.connection())
                 results = tests.results(str(event.params.get("test-id") or ""))
         except ActionError as error:

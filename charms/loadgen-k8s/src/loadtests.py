@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import ops
@@ -27,6 +28,9 @@ from state import LoadgenState
 from workload import LoadgenWorkload, test_dir
 
 logger = logging.getLogger(__name__)
+
+FOLLOW_PERIOD_S = 5  # load-test-results follow=true: a progress line this often
+FOLLOW_GRACE_S = 60  # ... and never longer than the test's budget and this
 
 
 class ActionError(Exception):
@@ -361,6 +365,32 @@ class LoadTests:
             f"marked stopped: see load-test-results test-id={plan.id}",
         }
 
+    @staticmethod
+    def _search_results(document: dict[str, Any], units: list[UnitResult]) -> dict[str, str]:
+        """For rate=max: the rate found and how steadily it was held."""
+        if document.get("meta", {}).get("target rate (msg/s)") != "max":
+            return {}
+        return {
+            "rate-found": f"{sum(u.found_rate for u in units):.1f}",
+            "stability-cv": f"{max((u.stability_cv for u in units), default=0.0):.3f}",
+        }
+
+    def follow(self, log: Callable[[str], None]) -> None:
+        """While this unit's workers run the current test, log their progress every few seconds.
+
+        The action holds this unit's hooks meanwhile (Juju runs one at a time per unit); the
+        workers do not need them, and the results are collected as soon as it returns.
+        """
+        plan = self.state.plan
+        if plan is None or not plan.active or not (started := self.workload.started(plan.id)):
+            return
+        deadline = plan.started_ms / 1000 + plan.budget_s + FOLLOW_GRACE_S
+        while True:
+            log(f"load test {plan.id}: {self._progress_line(plan)}")
+            if not self.workload.running_workers(started) or time.time() > deadline:
+                return
+            time.sleep(FOLLOW_PERIOD_S)
+
     def results(self, test_id: str) -> dict[str, Any]:
         plan = self.state.plan
         wanted = test_id or (plan.id if plan else "")
@@ -380,6 +410,7 @@ class LoadTests:
                 "acknowledged": str(app.acknowledged),
                 "failed": str(app.failed_total),
                 "table": table,
+                **self._search_results(document, units),
                 "files": f"{test_dir(wanted)}/{{results.txt,report.html,omb-result.json,application.json}} "
                 "and each unit's <worker>.hlog",
             }

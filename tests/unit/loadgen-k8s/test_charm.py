@@ -336,3 +336,27 @@ def test_results_of_an_unknown_test_fail(ctx: testing.Context, unit: Unit) -> No
     with pytest.raises(testing.ActionFailed) as failed:
         ctx.run(ctx.on.action("load-test-results"), unit.state())
     assert failed.value.message == "no load test has run yet"
+
+
+def test_follow_logs_the_progress_of_this_units_workers(ctx: testing.Context, unit: Unit) -> None:
+    # Given this unit's producer runs test t1 and reports its progress
+    directory = unit.storage / "tests" / "t1"
+    directory.mkdir(parents=True)
+    (directory / "workers.json").write_text('{"producer-0": "java"}')
+    progress = {"worker": "producer-0", "state": "running", "elapsed_seconds": 12.0, "current_rate": 499.5, "failed": 0}
+    (directory / "producer-0.progress.json").write_text(json.dumps(progress))
+    layers = {"loadgen": ops.pebble.Layer({"services": {PRODUCER: {"override": "replace", "command": "java x"}}})}
+    state = unit.state(
+        leader=False,
+        peer_app={"test": _running_plan()},
+        local_peer={"report": {"test_id": "t1", "state": "running"}},
+        layers=layers,
+        service_statuses={PRODUCER: ops.pebble.ServiceStatus.ACTIVE},
+    )
+
+    # When the user follows the test (its budget is long past here, so one line is logged)
+    ctx.run(ctx.on.action("load-test-results", params={"follow": True}), state)
+
+    # Then the action logs the progress and says the results are not in yet
+    assert ctx.action_logs == ["load test t1: running, 12s measured, 500 msg/s, 0 failed"]
+    assert (ctx.action_results or {})["message"] == "no results yet: 0/2 units reported"
