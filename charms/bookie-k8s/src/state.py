@@ -9,6 +9,7 @@ documented in the bookkeeper library.
 from __future__ import annotations
 
 import logging
+from typing import Final
 
 import ops
 
@@ -16,9 +17,9 @@ from charms.pulsar_k8s.v0.bookkeeper import BookKeeperRequirer, MetadataStore
 from charms.pulsar_k8s.v0.pulsar_workload import (
     InvalidConfigError,
     InvalidDatabagError,
+    PeerData,
     cluster_domain,
     pod_fqdn,
-    read_databag,
 )
 from charms.pulsar_k8s.v0.rolling_restart import LockAppData, LockUnitData, RollingRestart
 from literals import BOOKIE_PORT, PEER
@@ -56,15 +57,12 @@ class BookieState:
 
         self.peers = charm.model.get_relation(PEER)
         self.peer_units: list[ops.Unit] = sorted(self.peers.units, key=lambda u: u.name) if self.peers else []
-        self.unit_data, self.app_data = LockUnitData(), LockAppData()
-        self.peer_data_error: str | None = None
-        if self.peers is not None:
-            try:
-                self.unit_data = read_databag(self.peers, LockUnitData, charm.unit) or LockUnitData()
-                self.app_data = read_databag(self.peers, LockAppData, charm.app) or LockAppData()
-            except InvalidDatabagError as error:
-                logger.error("peer data does not decode: %s", error)
-                self.peer_data_error = str(error)
+        # Only read here: the restart lock writes the databags itself.
+        self.peer_data = PeerData(self.peers, LockAppData, LockUnitData, charm.app, charm.unit)
+        # The objects `peer_data` writes back: changed in place, never replaced.
+        self.app_data: Final = self.peer_data.app_data
+        self.unit_data: Final = self.peer_data.unit_data
+        self.peer_data_error: Final = self.peer_data.error
 
     @property
     def leads(self) -> bool:

@@ -11,13 +11,13 @@ Peer relation `workers`:
 
 from __future__ import annotations
 
-import copy
 import logging
 from dataclasses import dataclass, field
+from typing import Final
 
 import ops
 
-from charms.pulsar_k8s.v0.pulsar_workload import InvalidDatabagError, read_databag, write_databag
+from charms.pulsar_k8s.v0.pulsar_workload import PeerData
 from literals import PEER
 from managers.coordinator import LoadTestPlan, StartRequest, UnitReport
 from managers.devices import ordered_units
@@ -50,22 +50,14 @@ class LoadgenState:
         self.app = charm.app
         self.leader = charm.unit.is_leader()
         self.peers = charm.model.get_relation(PEER)
-        self.app_data, self.unit_data = PeerAppData(), PeerUnitData()
-        self.others: dict[str, PeerUnitData] = {}
-        self.error: str | None = None
-        if self.peers is not None:
-            try:
-                self.app_data = read_databag(self.peers, PeerAppData, charm.app) or PeerAppData()
-                self.unit_data = read_databag(self.peers, PeerUnitData, charm.unit) or PeerUnitData()
-            except InvalidDatabagError as error:
-                logger.error("peer data does not decode: %s", error)
-                self.error = str(error)
-            for unit in self.peers.units:
-                try:
-                    self.others[unit.name] = read_databag(self.peers, PeerUnitData, unit) or PeerUnitData()
-                except InvalidDatabagError as error:  # one bad unit does not stop the others
-                    logger.warning("ignoring %s's peer data: %s", unit.name, error)
-        self._saved_app, self._saved_unit = copy.deepcopy(self.app_data), copy.deepcopy(self.unit_data)
+        self.peer_data = PeerData(self.peers, PeerAppData, PeerUnitData, charm.app, charm.unit)
+        # The objects `peer_data` writes back: changed in place, never replaced.
+        self.app_data: Final = self.peer_data.app_data
+        self.unit_data: Final = self.peer_data.unit_data
+        self.error: Final = self.peer_data.error
+        # Every other unit's databag, read now (a bad one reads as the defaults).
+        units = self.peers.units if self.peers is not None else set()
+        self.others: dict[str, PeerUnitData] = {unit.name: self.peer_data.unit_data_of(unit) for unit in units}
 
     @property
     def units(self) -> list[str]:
@@ -88,11 +80,4 @@ class LoadgenState:
 
     def save(self) -> None:
         """Write back what changed (the application databag only as the leader)."""
-        if self.peers is None or self.error is not None:
-            return
-        if self.unit_data != self._saved_unit:
-            write_databag(self.peers, self.unit_data, self.unit)
-            self._saved_unit = copy.deepcopy(self.unit_data)
-        if self.leader and self.app_data != self._saved_app:
-            write_databag(self.peers, self.app_data, self.app)
-            self._saved_app = copy.deepcopy(self.app_data)
+        self.peer_data.save(leads=self.leader)

@@ -6,22 +6,19 @@ application-wide work, `unit.py` for this unit's own) reads it, and writes back 
 
 from __future__ import annotations
 
-import copy
 import functools
 import logging
 from dataclasses import dataclass, field
+from typing import Final
 
 import ops
 
 from charms.pulsar_k8s.v0.bookkeeper import Bookie, BookKeeperProvider
 from charms.pulsar_k8s.v0.pulsar_workload import (
     InvalidConfigError,
-    InvalidDatabagError,
+    PeerData,
     cluster_domain,
     pod_fqdn,
-    read_databag,
-    unknown_keys,
-    write_databag,
 )
 from charms.pulsar_k8s.v0.rolling_restart import LockAppData, LockUnitData, RollingRestart
 from literals import BOOKKEEPER_RELATION, PEER, SECRET_KEY_LABEL
@@ -84,19 +81,13 @@ class ClusterState:
 
         self.peers = charm.model.get_relation(PEER)
         self.peer_units: list[ops.Unit] = sorted(self.peers.units, key=lambda u: u.name) if self.peers else []
-        self.app_data, self.unit_data = PeerAppData(), PeerUnitData()
-        self.peer_data_error: str | None = None
-        self._leftover_app_keys: list[str] = []
-        if self.peers is not None:
-            try:
-                self.app_data = read_databag(self.peers, PeerAppData, charm.app) or PeerAppData()
-                self.unit_data = read_databag(self.peers, PeerUnitData, charm.unit) or PeerUnitData()
-            except InvalidDatabagError as error:
-                logger.error("peer data does not decode: %s", error)
-                self.peer_data_error = str(error)
-            # Keys an earlier revision wrote (e.g. client grant records): the leader erases them.
-            self._leftover_app_keys = unknown_keys(self.peers, PeerAppData, charm.app)
-        self._saved_app, self._saved_unit = copy.deepcopy(self.app_data), copy.deepcopy(self.unit_data)
+        # Keys an earlier revision wrote in the app databag (e.g. client grant records): the
+        # leader's save erases them.
+        self.peer_data = PeerData(self.peers, PeerAppData, PeerUnitData, charm.app, charm.unit)
+        # The objects `peer_data` writes back: changed in place, never replaced.
+        self.app_data: Final = self.peer_data.app_data
+        self.unit_data: Final = self.peer_data.unit_data
+        self.peer_data_error: Final = self.peer_data.error
 
         self.bookkeeper_related = bool(charm.model.relations[BOOKKEEPER_RELATION])
         self.bookies: list[Bookie] = bookkeeper.bookies()
@@ -177,11 +168,4 @@ class ClusterState:
 
     def save(self) -> None:
         """Write back what changed in the peer databags (the application's only when leading)."""
-        if self.peers is None or self.peer_data_error is not None:
-            return
-        if self.unit_data != self._saved_unit:
-            write_databag(self.peers, self.unit_data, self.unit)
-            self._saved_unit = copy.deepcopy(self.unit_data)
-        if self.leads and (self.app_data != self._saved_app or self._leftover_app_keys):
-            write_databag(self.peers, self.app_data, self.app, erase=self._leftover_app_keys)
-            self._saved_app, self._leftover_app_keys = copy.deepcopy(self.app_data), []
+        self.peer_data.save(leads=self.leads)

@@ -15,13 +15,16 @@ library gives them, written once:
 - the Jinja environment config files are rendered with (`template_environment`);
 - typed databags: `read_databag` / `write_databag`, ops' `Relation.load` / `Relation.save`
   with ops' default codec (each value JSON-encoded), plus validation of what is read against
-  the dataclass's annotations, and erasure of empty values (Juju removes a key set to "").
+  the dataclass's annotations, and erasure of empty values (Juju removes a key set to "");
+- a peer relation's application and unit databags, typed, read once per event and written
+  back only when they changed (`PeerData`).
 
 Owned by pulsar-k8s; the other charms carry identical copies.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -33,14 +36,14 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from enum import Enum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import jinja2
 import ops
 
 LIBID = "7ef0956eb6164d3595ea14a6cdf1e1a8"
 LIBAPI = 0
-LIBPATCH = 7
+LIBPATCH = 8
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +55,8 @@ _VERSION_JAR = re.compile(r"org\.apache\.pulsar-pulsar-broker-common-(?P<version
 _SIZE = re.compile(r"^[1-9][0-9]*[mg]$")
 
 T = TypeVar("T")
+AppT = TypeVar("AppT")
+UnitT = TypeVar("UnitT")
 
 
 # ---------------------------------------------------------------- events and statuses
@@ -442,6 +447,86 @@ def unknown_keys(relation: ops.Relation, cls: type, entity: ops.Unit | ops.Appli
     """Keys of the databag that the dataclass `cls` does not describe."""
     known = {f.metadata.get("alias", f.name) for f in dataclasses.fields(cls)}
     return sorted(key for key in relation.data[entity] if key not in known)
+
+
+class PeerData(Generic[AppT, UnitT]):
+    """A peer relation's application and unit databags, typed, for one event.
+
+    What a charm's state object builds once per event: `app_data` (the application databag)
+    and `unit_data` (this unit's), instances of the two dataclasses, which the reconcile
+    reads and changes in place; `save` then writes back only the databags that changed.
+
+    Values are encoded as `read_databag` / `write_databag` do: each field under its `alias`
+    (or its name), JSON-encoded; an empty value (None, "", [], {}) erases its key, and a
+    missing key reads back as the field's default. Both dataclasses need a default for
+    every field: before the relation exists, or while a databag is empty, the data is the
+    defaults.
+
+    A databag that does not decode sets `error` (the first one, logged once); the data is
+    then left at what decoded so far, and `save` writes nothing, so that a bad databag is
+    never overwritten with defaults. Another unit's databag (`unit_data_of`) is only read:
+    a bad one is logged and reads as the defaults, so one unit cannot stop the others.
+    `leftover_app_keys` are keys of the application databag the dataclass does not
+    describe (what an earlier revision wrote); the leader's `save` erases them.
+    """
+
+    def __init__(
+        self,
+        relation: ops.Relation | None,
+        app_cls: type[AppT],
+        unit_cls: type[UnitT],
+        app: ops.Application,
+        unit: ops.Unit,
+    ) -> None:
+        self.relation = relation
+        self._app, self._unit = app, unit
+        self._unit_cls = unit_cls
+        self._others: dict[str, UnitT] = {}
+        app_data, unit_data, error = app_cls(), unit_cls(), None
+        self.leftover_app_keys: list[str] = []
+        if relation is not None:
+            try:
+                app_data = read_databag(relation, app_cls, app) or app_data
+                unit_data = read_databag(relation, unit_cls, unit) or unit_data
+            except InvalidDatabagError as invalid:
+                logger.error("peer data does not decode: %s", invalid)
+                error = str(invalid)
+            self.leftover_app_keys = unknown_keys(relation, app_cls, app)
+        # Never replaced, only changed in place: callers may keep references to them.
+        self.app_data: Final[AppT] = app_data
+        self.unit_data: Final[UnitT] = unit_data
+        self.error: Final[str | None] = error
+        # What the databags hold now: `save` compares against these, not the live bags.
+        self._saved_app, self._saved_unit = copy.deepcopy(self.app_data), copy.deepcopy(self.unit_data)
+
+    def unit_data_of(self, unit: ops.Unit) -> UnitT:
+        """Any unit's data: this unit's `unit_data`, or another's databag, read once and cached."""
+        if unit.name == self._unit.name:
+            return self.unit_data
+        if unit.name not in self._others:
+            data = self._unit_cls()
+            if self.relation is not None:
+                try:
+                    data = read_databag(self.relation, self._unit_cls, unit) or data
+                except InvalidDatabagError as error:  # one bad unit does not stop the others
+                    logger.warning("ignoring %s's peer data: %s", unit.name, error)
+            self._others[unit.name] = data
+        return self._others[unit.name]
+
+    def save(self, leads: bool) -> None:
+        """Write back what changed: this unit's databag, and the application's when `leads`.
+
+        Nothing is written without the relation or after a decoding error. The leader's
+        write of the application databag also erases `leftover_app_keys`.
+        """
+        if self.relation is None or self.error is not None:
+            return
+        if self.unit_data != self._saved_unit:
+            write_databag(self.relation, self.unit_data, self._unit)
+            self._saved_unit = copy.deepcopy(self.unit_data)
+        if leads and (self.app_data != self._saved_app or self.leftover_app_keys):
+            write_databag(self.relation, self.app_data, self._app, erase=self.leftover_app_keys)
+            self._saved_app, self.leftover_app_keys = copy.deepcopy(self.app_data), []
 
 
 def _encode(value: Any) -> str:
