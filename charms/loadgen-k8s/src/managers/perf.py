@@ -124,8 +124,8 @@ def perf_command(
     else:
         argv.append("--disable-batching")
     if max_pending is not None:
-        # Per partition and across partitions, as one bound on the producer's queue.
-        argv += ["--max-outstanding", str(max_pending), "--max-outstanding-across-partitions", str(max_pending)]
+        # Per partition producer, as our engine's maxPendingMessages: the same bound for both engines.
+        argv += ["--max-outstanding", str(max_pending)]
     if keys:
         argv += ["--message-key-generation-mode", "random"]
     if token_file:
