@@ -15,7 +15,7 @@ import ops
 
 from charms.pulsar_k8s.v0.bookkeeper import BookKeeperProvider, MetadataStore
 from charms.pulsar_k8s.v0.pulsar import PulsarProvider
-from charms.pulsar_k8s.v0.pulsar_workload import WorkloadCommandError
+from charms.pulsar_k8s.v0.pulsar_workload import InvalidConfigError, WorkloadCommandError
 from literals import BROKER_WEB_PORT, SUPERUSER_ROLE, Status
 from managers import auth
 from managers.admin import PulsarAdmin
@@ -23,6 +23,7 @@ from managers.clients import ClientAccess
 from managers.config import (
     bookkeeper_metadata_service_uri,
     broker_service_url,
+    ledger_quorum,
     web_service_url,
     zookeeper_connect,
 )
@@ -113,11 +114,42 @@ class LeaderWork:
 
     def _serve_clients(self) -> ops.StatusBase | None:
         state, key = self.state, self.state.signing_key
-        if key is None or state.initialized is None or not state.members or not state.ready_brokers:
+        if key is None or state.initialized is None or not state.members:
             return None
         access = ClientAccess(self.clients, self._admin(key), key)
-        error = access.serve(state.initialized, broker_service_url(state.members), web_service_url(state.members))
+        facts = self._cluster_facts()
+        # First, without the broker: the grants follow a broker or bookie that went away even
+        # when no broker is left to take admin calls.
+        access.publish_cluster(facts)
+        if not state.ready_brokers:
+            return None
+        error = access.serve(
+            state.initialized, broker_service_url(state.members), web_service_url(state.members), facts
+        )
         return Status.CLIENT_FAILED(error=error) if error else None
+
+    def _cluster_facts(self) -> dict[str, int | str]:
+        """The library's `cluster` keys, as this snapshot knows them; those it cannot read are left out.
+
+        Brokers and bookies are those serving now (the same counts as the application status);
+        the quorum is the one the brokers are configured with (see `UnitWork._broker_conf`).
+        """
+        state = self.state
+        facts: dict[str, int | str] = {}
+        version = self.workload.pulsar_version() if self.workload.can_connect() else None
+        if version:
+            facts["pulsar-version"] = version
+        facts["brokers"] = len([m for m in state.ready_brokers if m in state.members])
+        facts["bookies"] = len(state.ready_bookies)
+        try:
+            quorum = ledger_quorum(state.config, len(state.bookies)) if state.config else None
+        except InvalidConfigError:  # the brokers keep running with the quorum they have
+            quorum = None
+        if quorum is not None:
+            facts["ensemble-size"] = quorum.ensemble_size
+            facts["write-quorum"] = quorum.write_quorum
+            facts["ack-quorum"] = quorum.ack_quorum
+        return facts
 
     def _revoke(self, relation: ops.Relation) -> None:
         key = self.state.signing_key

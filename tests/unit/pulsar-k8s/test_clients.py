@@ -8,6 +8,7 @@ relation data are the real ones; the pulsar-k8s charm itself is not involved.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -21,7 +22,9 @@ import ops
 import pytest
 from ops import testing
 
+from pulsar_k8s.charms.pulsar_k8s.v0 import pulsar as pulsar_library
 from pulsar_k8s.charms.pulsar_k8s.v0.pulsar import (
+    ClientGrantData,
     ClientRequestData,
     InvalidRequestError,
     PulsarProvider,
@@ -230,6 +233,7 @@ class ProviderCharm(ops.CharmBase):
     """The provider side as pulsar-k8s wires it: the leader serves, relation-broken revokes."""
 
     broker_url: ClassVar[str] = UNREACHABLE
+    cluster: ClassVar[dict[str, int | str]] = {}  # the facts pulsar-k8s's leader would know
 
     def __init__(self, framework: ops.Framework) -> None:
         super().__init__(framework)
@@ -245,7 +249,9 @@ class ProviderCharm(ops.CharmBase):
         self.unit.status = ops.WaitingStatus(error) if error else ops.ActiveStatus()
 
     def _on_serve(self, _: ops.EventBase) -> None:
-        self._show(self._access().serve("pulsar", SERVICE_URL, WEB_SERVICE_URL))
+        access = self._access()
+        access.publish_cluster(self.cluster)
+        self._show(access.serve("pulsar", SERVICE_URL, WEB_SERVICE_URL, self.cluster))
 
     def _on_broken(self, event: ops.RelationBrokenEvent) -> None:
         self._show(self._access().revoke(event.relation))
@@ -987,3 +993,190 @@ def test_a_partitioned_topic_asked_by_the_requirer_is_created_and_seen_ready(
         requirer, testing.State(leader=False, relations={grant}), lambda p: (p.partitioned_topics(), p.topic_errors())
     )
     assert (ready, errors) == ({"sensor-readings": 16}, {})
+
+
+# ---------------------------------------------------------------- the cluster a grant is made on
+
+CLUSTER = {
+    "pulsar-version": "4.0.8",
+    "brokers": 3,
+    "bookies": 3,
+    "ensemble-size": 3,
+    "write-quorum": 2,
+    "ack-quorum": 2,
+}
+# One of the three bookies is gone: two serve, and the automatic ensemble shrinks to two.
+ONE_BOOKIE_LESS = {**CLUSTER, "bookies": 2, "ensemble-size": 2}
+
+
+@pytest.fixture
+def facts(monkeypatch: pytest.MonkeyPatch) -> dict[str, int | str]:
+    """The facts the provider knows now; a test changes them in place."""
+    known: dict[str, int | str] = dict(CLUSTER)
+    monkeypatch.setattr(ProviderCharm, "cluster", known)
+    return known
+
+
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Every save of a databag by the library, as the fields it saved."""
+    saved: list[dict[str, Any]] = []
+    erase_unset = pulsar_library._erase_unset
+
+    def recording(relation: ops.Relation, app: ops.Application, data: Any) -> None:
+        saved.append(vars(data).copy())
+        erase_unset(relation, app, data)
+
+    monkeypatch.setattr(pulsar_library, "_erase_unset", recording)
+    return saved
+
+
+class TestClusterGrant:
+    def test_a_grant_says_which_cluster_it_was_made_on(
+        self, provider: testing.Context, broker: BrokerState, facts: dict[str, int | str]
+    ) -> None:
+        # Given a client asking for its namespace, on a cluster of 3 brokers and 3 bookies
+        relation = client("client", 7)
+        # When the leader serves it
+        out = provider.run(provider.on.relation_changed(relation), testing.State(leader=True, relations={relation}))
+        # Then the grant carries the cluster as a JSON object, beside the connection
+        assert out.unit_status == testing.ActiveStatus()
+        databag = out.get_relation(7).local_app_data
+        assert json.loads(databag["cluster"]) == CLUSTER
+        assert {"service-url", "namespace", "role", "secret-credentials"} <= set(databag)
+
+    def test_the_cluster_follows_a_bookie_that_went_away_and_is_not_rewritten_unchanged(
+        self,
+        provider: testing.Context,
+        broker: BrokerState,
+        facts: dict[str, int | str],
+        writes: list[dict[str, Any]],
+    ) -> None:
+        # Given a client granted on three bookies
+        relation = client("client", 7)
+        out = provider.run(provider.on.relation_changed(relation), testing.State(leader=True, relations={relation}))
+        before = published(out, 7)
+        # When a bookie goes away and the leader serves again
+        facts.update(ONE_BOOKIE_LESS)
+        writes.clear()
+        out = provider.run(provider.on.update_status(), out)
+        # Then the grant says two bookies and the smaller ensemble, the rest of it unchanged
+        after = published(out, 7)
+        assert after["cluster"] == ONE_BOOKIE_LESS
+        assert {k: v for k, v in after.items() if k != "cluster"} == {k: v for k, v in before.items() if k != "cluster"}
+        assert len(writes) == 1
+        # When the leader serves again with nothing changed
+        writes.clear()
+        out = provider.run(provider.on.update_status(), out)
+        # Then nothing is written
+        assert writes == []
+        assert published(out, 7)["cluster"] == ONE_BOOKIE_LESS
+
+    def test_the_cluster_is_kept_current_while_no_broker_can_be_reached(
+        self, provider: testing.Context, facts: dict[str, int | str]
+    ) -> None:
+        # Given a client granted earlier on three brokers, and no broker answering now
+        relation = client("client", 7)
+        state = granted_state(relation, "pulsar-k8s-client-7")
+        granted = state.get_relation(7)
+        databag = {**granted.local_app_data, "cluster": json.dumps(CLUSTER)}
+        state = dataclasses.replace(state, relations={dataclasses.replace(granted, local_app_data=databag)})
+        # When the leader finds no broker serving
+        facts.update(brokers=0)
+        out = provider.run(provider.on.update_status(), state)
+        # Then serving failed, but the grant says no broker serves, and the rest of it stands
+        assert out.unit_status.name == "waiting"
+        data = published(out, 7)
+        assert data["cluster"] == {**CLUSTER, "brokers": 0}
+        assert data["role"] == "pulsar-k8s-client-7"
+
+    def test_a_fact_not_known_now_keeps_its_published_value(
+        self, provider: testing.Context, broker: BrokerState, facts: dict[str, int | str]
+    ) -> None:
+        # Given a client granted on a cluster whose version was read
+        relation = client("client", 7)
+        out = provider.run(provider.on.relation_changed(relation), testing.State(leader=True, relations={relation}))
+        # When the leader cannot read the version or the quorum (its image, an invalid config)
+        # while a bookie went away
+        for key in ("pulsar-version", "ensemble-size", "write-quorum", "ack-quorum"):
+            del facts[key]
+        facts["bookies"] = 2
+        out = provider.run(provider.on.update_status(), out)
+        # Then the grant keeps the version and the quorum it said, with the bookies counted now
+        assert published(out, 7)["cluster"] == {**CLUSTER, "bookies": 2}
+
+    def test_a_refusal_says_nothing_of_the_cluster(
+        self, provider: testing.Context, broker: BrokerState, facts: dict[str, int | str]
+    ) -> None:
+        relation = client("public")
+        out = provider.run(provider.on.relation_changed(relation), testing.State(leader=True, relations={relation}))
+        assert set(published(out, 7)) == {"error"}
+
+    @pytest.mark.parametrize(
+        "cluster",
+        [
+            ["brokers", 3],
+            {"pulsar-version": 4},
+            {"brokers": "3"},
+            {"bookies": True},
+            {"ack-quorum": -1},
+            {"later-key": [1]},
+        ],
+        ids=["not-an-object", "version-not-a-string", "count-a-string", "count-a-bool", "count-negative", "nested"],
+    )
+    def test_a_cluster_of_the_wrong_types_does_not_decode(self, cluster: Any) -> None:
+        with pytest.raises(ValueError, match=r"^cluster: "):
+            ClientGrantData(cluster=cluster)
+
+    def test_a_key_of_a_later_patch_is_read_on(self) -> None:
+        data = ClientGrantData(cluster={**CLUSTER, "later-key": "x"})
+        assert data.cluster == {**CLUSTER, "later-key": "x"}
+
+
+class TestRequirerClusterInfo:
+    def test_any_unit_reads_the_cluster_it_talks_to(self, requirer: testing.Context) -> None:
+        # Given a grant carrying the cluster
+        grant = {"namespace": '"client/default"', "cluster": json.dumps(CLUSTER)}
+        relation = testing.Relation("pulsar", remote_app_name="pulsar-k8s", remote_app_data=grant)
+        # When a unit that is not the leader reads it
+        info, _ = _asking(requirer, testing.State(leader=False, relations={relation}), lambda p: p.cluster_info())
+        # Then it gets every fact, typed
+        assert info == CLUSTER
+
+    @pytest.mark.parametrize(
+        "grant",
+        [
+            {},
+            {"namespace": '"client/default"'},
+            {"error": '"refused"', "cluster": json.dumps(CLUSTER)},
+            {"cluster": '{"brokers": "3"}'},
+        ],
+        ids=["not-granted", "granted-by-an-older-provider", "refused", "does-not-decode"],
+    )
+    def test_nothing_is_known_without_a_readable_grant(self, requirer: testing.Context, grant: dict[str, str]) -> None:
+        relation = testing.Relation("pulsar", remote_app_name="pulsar-k8s", remote_app_data=grant)
+        info, _ = _asking(requirer, testing.State(leader=True, relations={relation}), lambda p: p.cluster_info())
+        assert info == {}
+
+    def test_nothing_is_known_without_the_relation(self, requirer: testing.Context) -> None:
+        info, _ = _asking(requirer, testing.State(leader=True), lambda p: p.cluster_info())
+        assert info == {}
+
+
+def test_the_cluster_granted_by_the_provider_is_read_by_the_requirer(
+    requirer: testing.Context, provider: testing.Context, broker: BrokerState, facts: dict[str, int | str]
+) -> None:
+    # Given pulsar-k8s's leader serving a client's request
+    relation = testing.Relation("pulsar", id=7, remote_app_name="pulsar-k8s")
+    _, asked = _asking(requirer, testing.State(leader=True, relations={relation}), lambda p: p.publish_request())
+    served = testing.Relation(
+        "pulsar", id=7, remote_app_name="client", remote_app_data=asked.get_relation(7).local_app_data
+    )
+    out = provider.run(provider.on.relation_changed(served), testing.State(leader=True, relations={served}))
+    # When the client reads the grant
+    grant = testing.Relation(
+        "pulsar", id=7, remote_app_name="pulsar-k8s", remote_app_data=dict(out.get_relation(7).local_app_data)
+    )
+    info, _ = _asking(requirer, testing.State(leader=False, relations={grant}), lambda p: p.cluster_info())
+    # Then it knows the cluster it talks to
+    assert info == CLUSTER

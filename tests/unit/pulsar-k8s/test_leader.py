@@ -305,3 +305,74 @@ def test_peer_data_that_does_not_decode_is_left_alone_and_said(
     assert out.unit_status == Status.INVALID_PEER_DATA(
         error="pulsar-k8s: key 'signing-key-secret' is not JSON: 'secret:not-json'"
     )
+
+
+# ---------------------------------------------------------------- the cluster a client talks to
+
+
+def _serving_cluster(probes: Probes) -> None:
+    """Every unit's ZooKeeper and broker serve."""
+    probes.zookeeper_mode, probes.broker_ready = "leader", True
+    probes.zookeeper_modes = {FQDN1: "follower", FQDN2: "follower"}
+    probes.brokers_ready = {FQDN1: True, FQDN2: True}
+
+
+def _client() -> testing.Relation:
+    return testing.Relation(
+        "pulsar", remote_app_name="client", remote_app_data=encoded({"namespace": "client/default"})
+    )
+
+
+def test_a_clients_grant_says_which_cluster_it_talks_to_and_follows_a_bookie_that_goes_away(
+    ctx: testing.Context, unit: Unit, probes: Probes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given three units whose brokers serve, three ready bookies, and a client asking for its namespace
+    record_admin_calls(monkeypatch)
+    _serving_cluster(probes)
+    client, bookies = _client(), ready_bookies(3, 3)
+    state = _three_units(unit, relations=(client, bookies))
+
+    # When the leader serves the client
+    out = ctx.run(ctx.on.relation_changed(client), state)
+
+    # Then the grant names the image's Pulsar version, the brokers and bookies serving, and the
+    # ledger quorum the brokers run with (the defaults for three bookies)
+    granted = decoded(out.get_relation(client.id).local_app_data)
+    assert granted["cluster"] == {
+        "pulsar-version": "4.0.8",
+        "brokers": 3,
+        "bookies": 3,
+        "ensemble-size": 3,
+        "write-quorum": 2,
+        "ack-quorum": 2,
+    }
+
+    # When bookie 2 is removed
+    remaining = dataclasses.replace(
+        out.get_relation(bookies.id), remote_units_data=ready_bookies(2, 2).remote_units_data
+    )
+    relations = {r for r in out.relations if r.id != bookies.id} | {remaining}
+    out = ctx.run(ctx.on.relation_departed(remaining, remote_unit=2), dataclasses.replace(out, relations=relations))
+
+    # Then the grant says two bookies and the ensemble of two, the rest of it unchanged
+    updated = decoded(out.get_relation(client.id).local_app_data)
+    assert updated == {**granted, "cluster": {**granted["cluster"], "bookies": 2, "ensemble-size": 2}}
+
+
+def test_the_grant_says_when_no_broker_serves(
+    ctx: testing.Context, unit: Unit, probes: Probes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a client granted while three brokers served
+    record_admin_calls(monkeypatch)
+    _serving_cluster(probes)
+    client = _client()
+    out = ctx.run(ctx.on.relation_changed(client), _three_units(unit, relations=(client, ready_bookies(3, 3))))
+    granted = decoded(out.get_relation(client.id).local_app_data)
+
+    # When every broker is down (no admin call can be made)
+    probes.broker_ready, probes.brokers_ready = False, {}
+    out = ctx.run(ctx.on.update_status(), out)
+
+    # Then the grant says no broker serves, the rest of it as it was
+    updated = decoded(out.get_relation(client.id).local_app_data)
+    assert updated == {**granted, "cluster": {**granted["cluster"], "brokers": 0}}

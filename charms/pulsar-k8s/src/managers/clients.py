@@ -14,6 +14,11 @@ Partitioned topics are created for the client (its role may only produce and con
 leader reads what the namespace holds, decides in `partitioned_topic_changes` what to create or
 grow (never shrink), and calls the broker only for those. The grant says which topics exist with
 which counts, and why any is not as asked; a refusal of one topic leaves the rest of the grant.
+
+Every grant also says what the client talks to (the library's `cluster` object): the Pulsar
+version, the brokers and bookies serving and the ledger quorum, as the leader's snapshot knows
+them. `publish_cluster` keeps it current on every grant without any broker call, so it follows a
+bookie or a broker that went away even while no admin call can be made.
 """
 
 from __future__ import annotations
@@ -128,6 +133,15 @@ def partitioned_topic_changes(
     return changes
 
 
+def cluster_object(published: Mapping[str, int | str] | None, facts: Mapping[str, int | str]) -> dict[str, int | str]:
+    """The `cluster` object to publish: the facts known now over the ones published before.
+
+    A fact the leader cannot read now (its image, the quorum under an invalid config) keeps its
+    last published value rather than vanish from the client's view.
+    """
+    return {**(published or {}), **facts}
+
+
 def short_names(namespace: str, topics: Iterable[str]) -> set[str]:
     """The names in `namespace` of persistent topics listed by their full names."""
     prefix = f"persistent://{namespace}/"
@@ -160,11 +174,18 @@ class ClientAccess:
         self.admin = admin
         self.signing_key = signing_key
 
-    def serve(self, cluster_name: str, service_url: str, web_service_url: str) -> str | None:
+    def serve(
+        self,
+        cluster_name: str,
+        service_url: str,
+        web_service_url: str,
+        cluster: Mapping[str, int | str] | None = None,
+    ) -> str | None:
         """Grant every valid request, refuse invalid ones, sweep permissions of departed clients.
 
-        Returns an error message if the broker could not be reached or refused a call (the charm
-        shows it in a status and retries), else None.
+        `cluster` holds the facts about the cluster known now (the library's `cluster` keys);
+        each grant carries them. Returns an error message if the broker could not be reached or
+        refused a call (the charm shows it in a status and retries), else None.
         """
         try:
             view = self._read_access()
@@ -175,7 +196,7 @@ class ClientAccess:
         relations = self.provider.relations
         for relation in relations:
             try:
-                self._serve(relation, view, cluster_name, service_url, web_service_url)
+                self._serve(relation, view, cluster_name, service_url, web_service_url, cluster or {})
             except AdminError as error:
                 app = relation.app.name if relation.app else f"relation {relation.id}"
                 logger.error("serving client %s failed: %s", app, error)
@@ -186,6 +207,17 @@ class ClientAccess:
             logger.error("sweeping departed clients' permissions failed: %s", error)
             errors.append(f"sweeping departed clients' permissions failed: {error}")
         return "; ".join(errors) or None
+
+    def publish_cluster(self, facts: Mapping[str, int | str]) -> None:
+        """Bring the `cluster` object of every published grant up to `facts`; no broker call.
+
+        Grants whose object is already current are not written; relations without a grant are
+        left to `serve`.
+        """
+        for relation in self.provider.relations:
+            cluster = cluster_object(self.provider.granted(relation).cluster, facts)
+            if self.provider.update_cluster(relation, cluster):
+                logger.info("the cluster facts granted on relation %s are now %s", relation.id, cluster)
 
     def revoke(self, relation: ops.Relation) -> str | None:
         """The relation is broken (and this unit is not dying): remove its permissions and secret.
@@ -205,10 +237,17 @@ class ClientAccess:
         return None
 
     def _serve(
-        self, relation: ops.Relation, view: AccessView, cluster_name: str, service_url: str, web_service_url: str
+        self,
+        relation: ops.Relation,
+        view: AccessView,
+        cluster_name: str,
+        service_url: str,
+        web_service_url: str,
+        facts: Mapping[str, int | str],
     ) -> None:
         role = client_role(relation.id)
-        previous = self.provider.granted(relation).namespace
+        published = self.provider.granted(relation)
+        previous = published.namespace
         try:
             request = self.provider.request(relation)
         except InvalidRequestError as error:
@@ -223,7 +262,8 @@ class ClientAccess:
         if previous and previous != request.namespace:
             self._revoke_namespace(view, previous, role)
         token = auth.token_for(role, self.signing_key)
-        grant = Grant(service_url, web_service_url, request.namespace, role, token, ready, topic_errors)
+        cluster = cluster_object(published.cluster, facts)
+        grant = Grant(service_url, web_service_url, request.namespace, role, token, ready, topic_errors, cluster)
         self.provider.grant(relation, grant)
 
     def _grant(self, view: AccessView, request: ClientRequest, role: str, cluster_name: str) -> None:

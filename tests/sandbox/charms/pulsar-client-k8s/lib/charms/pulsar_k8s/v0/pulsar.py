@@ -39,6 +39,15 @@ Provider (pulsar-k8s) application data (`ClientGrantData`), written by the provi
   (a non-partitioned topic of that name exists; a smaller count than it has was asked, so it
   keeps its count; the broker refused the change). Absent when there is none. The rest of the
   grant stands: one topic's problem does not withhold the namespace.
+- `cluster`: object, what the client is talking to, e.g. `{"pulsar-version": "4.0.8",
+  "brokers": 3, "bookies": 3, "ensemble-size": 3, "write-quorum": 2, "ack-quorum": 2}`:
+  `pulsar-version` (string) is the version of the provider leader's Pulsar image; `brokers` and
+  `bookies` count those that serve now; `ensemble-size`, `write-quorum` and `ack-quorum` are the
+  ledger quorum the brokers are configured with (every count an integer >= 0). Written with
+  every grant and rewritten when one of these facts changes, so a load test can record the
+  cluster it ran against. A fact the provider cannot read at the moment (its image, an invalid
+  config) keeps its last published value, or is absent if it never had one; a reader ignores
+  keys it does not know. `PulsarRequirer.cluster_info` reads it.
 - `error`: set instead of the keys above when the request cannot be granted, and says why
   (the request is invalid, reserved, or does not decode)
 
@@ -61,7 +70,7 @@ import ops
 
 LIBID = "24e9bbc0699e4782a67a2453be440f52"
 LIBAPI = 0
-LIBPATCH = 3
+LIBPATCH = 4
 
 DEFAULT_RELATION = "pulsar"
 ALL_PERMISSIONS = ("consume", "produce")
@@ -71,6 +80,9 @@ MAX_PARTITIONS = 1024
 # Pulsar names a partition `<topic>-partition-<n>`: a partitioned topic's name may not contain it.
 PARTITION_INFIX = "-partition-"
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
+# The `cluster` object of a grant: its string key and its counts (see the module docstring).
+CLUSTER_VERSION = "pulsar-version"
+CLUSTER_COUNTS = ("brokers", "bookies", "ensemble-size", "write-quorum", "ack-quorum")
 
 
 class InvalidRequestError(ValueError):
@@ -107,6 +119,27 @@ def _check_map(name: str, value: object, kind: type, optional: bool = True) -> N
         raise ValueError(f"{name}: expected an object of {kind.__name__} values, got {json.dumps(value)}")
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_cluster(value: object) -> None:
+    """`value` is absent or a grant's `cluster`: the known keys of their types, others a string or int."""
+    if value is None:
+        return
+    if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
+        raise ValueError(f"cluster: expected an object, got {json.dumps(value)}")
+    for key, item in value.items():
+        if key == CLUSTER_VERSION:
+            valid, expected = isinstance(item, str), "a string"
+        elif key in CLUSTER_COUNTS:
+            valid, expected = isinstance(item, int) and not isinstance(item, bool) and item >= 0, "an integer >= 0"
+        else:  # a key of a later LIBPATCH: read on, whatever it means
+            valid, expected = isinstance(item, str) or _is_int(item), "a string or an integer"
+        if not valid:
+            raise ValueError(f"cluster: {key}: expected {expected}, got {json.dumps(item)}")
+
+
 @dataclass
 class ClientRequestData:
     """The requirer's application databag (see the module docstring)."""
@@ -135,12 +168,14 @@ class ClientGrantData:
     error: str | None = None
     partitioned_topics: dict[str, int] | None = field(default=None, metadata={"alias": "partitioned-topics"})
     topic_errors: dict[str, str] | None = field(default=None, metadata={"alias": "topic-errors"})
+    cluster: dict[str, int | str] | None = None
 
     def __post_init__(self) -> None:
         for key in ("service_url", "web_service_url", "namespace", "role", "secret_credentials", "error"):
             _check_str(key.replace("_", "-"), getattr(self, key), optional=True)
         _check_map("partitioned-topics", self.partitioned_topics, int)
         _check_map("topic-errors", self.topic_errors, str)
+        _check_cluster(self.cluster)
 
 
 @dataclass(frozen=True)
@@ -170,6 +205,7 @@ class Grant:
     token: str
     partitioned_topics: dict[str, int] = field(default_factory=dict)  # as they exist now
     topic_errors: dict[str, str] = field(default_factory=dict)
+    cluster: dict[str, int | str] = field(default_factory=dict)  # the `cluster` object; {}: absent
 
 
 @dataclass(frozen=True)
@@ -297,9 +333,25 @@ class PulsarProvider(ops.Object):
             secret_id,
             partitioned_topics=dict(grant.partitioned_topics) or None,
             topic_errors=dict(grant.topic_errors) or None,
+            cluster=dict(grant.cluster) or None,
         )
         if self.granted(relation) != data:
             _erase_unset(relation, self.charm.app, data)
+
+    def update_cluster(self, relation: ops.Relation, cluster: dict[str, int | str]) -> bool:
+        """Rewrite the `cluster` object of a published grant (leader only) if it changed.
+
+        A relation without a grant (not served yet, refused, or not decoding) is left alone.
+        Returns whether it wrote.
+        """
+        current = self.granted(relation)
+        if current.error or not current.secret_credentials:
+            return False
+        data = replace(current, cluster=dict(cluster) or None)
+        if data == current:
+            return False
+        _erase_unset(relation, self.charm.app, data)
+        return True
 
     def refuse(self, relation: ops.Relation, reason: str) -> None:
         """Publish why the request is refused (leader only), withdrawing any earlier grant."""
@@ -454,6 +506,17 @@ class PulsarRequirer(ops.Object):
         """Why requested partitioned topics are not as asked: {name: reason}; {} if none."""
         data = self._granted()
         return dict(data.topic_errors or {}) if data else {}
+
+    def cluster_info(self) -> dict[str, int | str]:
+        """What the client is talking to, from the grant's `cluster` object (see the module docstring).
+
+        E.g. `{"pulsar-version": "4.0.8", "brokers": 3, "bookies": 3, "ensemble-size": 3,
+        "write-quorum": 2, "ack-quorum": 2}`; a key the provider could never read is absent.
+        {} until the provider granted the request, if its answer does not decode, or if the
+        provider's library is older than LIBPATCH 4. Any unit may read this.
+        """
+        data = self._granted()
+        return dict(data.cluster or {}) if data else {}
 
     def _granted(self) -> ClientGrantData | None:
         try:
