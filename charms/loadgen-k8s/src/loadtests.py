@@ -259,9 +259,20 @@ class LoadTests:
             "consumers": spec.consumers,
             "warm-up (s)": spec.warm_up_s,
             "duration (s)": spec.duration_s,
-            "pulsar version": self.workload.pulsar_version() or "unknown",
-            "brokers": len(connection.service_url.split(",")) if connection else "unknown",
+            **self._cluster_meta(connection),
             "end-to-end latency": report.CLOCK_NOTE,
+        }
+
+    def _cluster_meta(self, connection: Connection | None) -> dict[str, Any]:
+        """What pulsar-k8s says of its cluster (at the end of the test), and the client's own version."""
+        cluster = self.pulsar.cluster_info()
+        quorum = [cluster.get(k, "?") for k in ("ensemble-size", "write-quorum", "ack-quorum")]
+        return {
+            "pulsar version (cluster)": cluster.get("pulsar-version", "unknown"),
+            "pulsar version (client image)": self.workload.pulsar_version() or "unknown",
+            "brokers": cluster.get("brokers", len(connection.service_url.split(",")) if connection else "unknown"),
+            "bookies": cluster.get("bookies", "unknown"),
+            "ledger quorum (ensemble/write/ack)": "/".join(str(q) for q in quorum) if cluster else "unknown",
         }
 
     def _status(self, connection: Connection | None) -> ops.StatusBase:

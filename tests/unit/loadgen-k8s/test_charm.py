@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -360,3 +361,42 @@ def test_follow_logs_the_progress_of_this_units_workers(ctx: testing.Context, un
     # Then the action logs the progress and says the results are not in yet
     assert ctx.action_logs == ["load test t1: running, 12s measured, 500 msg/s, 0 failed"]
     assert (ctx.action_results or {})["message"] == "no results yet: 0/2 units reported"
+
+
+def test_the_results_record_the_cluster_that_produced_them(ctx: testing.Context, unit: Unit) -> None:
+    # Given a finished test and pulsar-k8s's facts about its cluster in the grant
+    directory = unit.storage / "tests" / "t1"
+    directory.mkdir(parents=True)
+    (directory / "workers.json").write_text('{"producer-0": "java"}')
+    (directory / "producer-0.result.json").write_text(json.dumps(_worker_result("producer-0", 100)))
+    other = _worker_result("producer-0", 100) | {"unit": f"{APP}/1"}
+    state = unit.state(
+        peer_app={"test": _running_plan()},
+        local_peer={"report": {"test_id": "t1", "state": "running"}},
+        peer_units={1: {"report": {"test_id": "t1", "state": "finished", "result": json.dumps(other)}}},
+    )
+    cluster = {
+        "pulsar-version": "4.0.8",
+        "brokers": 3,
+        "bookies": 4,
+        "ensemble-size": 3,
+        "write-quorum": 2,
+        "ack-quorum": 2,
+    }
+    relation = next(r for r in state.relations if r.endpoint == "pulsar")
+    assert isinstance(relation, testing.Relation)
+    granted = testing.Relation(
+        "pulsar", remote_app_name="pulsar-k8s", id=3,
+        remote_app_data={**relation.remote_app_data, "cluster": json.dumps(cluster)},
+    )  # fmt: skip
+    state = dataclasses.replace(state, relations={r for r in state.relations if r.endpoint != "pulsar"} | {granted})
+
+    # When the unit writes the application's results
+    ctx.run(ctx.on.update_status(), state)
+
+    # Then they say which cluster produced them
+    meta = json.loads((directory / "application.json").read_text())["meta"]
+    assert meta["pulsar version (cluster)"] == "4.0.8"
+    assert (meta["brokers"], meta["bookies"]) == (3, 4)
+    assert meta["ledger quorum (ensemble/write/ack)"] == "3/2/2"
+    assert meta["payload encoded bytes"] == 60.0
