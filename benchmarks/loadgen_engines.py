@@ -120,6 +120,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="loadgen-k8s engine against pulsar-perf")
     parser.add_argument("--duration", default="30s", help="measured time of each run")
     parser.add_argument("--warm-up", default="10s")
+    parser.add_argument(
+        "--cases", default="100b,1kib,avro", help="payload cases of part 1, comma-separated: 100b, 1kib, avro"
+    )
+    parser.add_argument("--parts", default="1,2,3", help="parts to run, comma-separated (2 needs the 100b case)")
     args = parser.parse_args()
     timing = {"duration": args.duration, "warm-up": args.warm_up}
 
@@ -132,6 +136,7 @@ def main() -> None:
         model.integrate(LOADGEN, "pulsar-k8s")
         model.wait_for_idle(timeout=900)
 
+        parts = args.parts.split(",")
         print("1. maximum rates (msg/s), one producer process, same cluster, topic and batching")
         print("   unthrottled: what each engine sends with a target far above the cluster (pulsar-perf's usual way);")
         print("   sustained: the highest target each meets within 3 %, found the same way for both (probes of")
@@ -149,7 +154,10 @@ def main() -> None:
             # pulsar-perf's nearest to our keyed AVRO readings: bytes of the same size, random keys.
             (f"iot-avro {size} B", {"payload": "iot-avro", "keys": True}, {"payload": "bytes", "size": size}),
         ]
-        for label, payload, perf_payload in cases:
+        wanted = dict(zip(["100b", "1kib", "avro"], cases, strict=True))
+        for key, (label, payload, perf_payload) in wanted.items():
+            if key not in args.cases.split(",") or "1" not in parts:
+                continue
             ours_params = {**COMMON, **payload}
             perf_params = {**COMMON, **payload, **perf_payload, "engine": "pulsar-perf"}
             ours_free = _achieved(_run_test(model, {**ours_params, **timing, "rate": UNLIMITED}))
@@ -162,17 +170,23 @@ def main() -> None:
                 f" ratio {ours_free / perf_free:4.2f}"
                 f" | sustained ours {ours:9.0f} pulsar-perf {perf:9.0f} ratio {ours / perf if perf else 0:4.2f}"
             )
-        search = _run_test(model, {**COMMON, **timing, "payload": "bytes", "size": 100, "rate": "max", "keys": False})
-        found = sum(u.get("found_rate", 0.0) for u in search["units"])
-        cv = max(u.get("stability_cv", 0.0) for u in search["units"])
-        print(
-            f"   our rate=max search at 100 B: settled on {found:.0f} msg/s, held with CV {cv:.3f},"
-            f" achieved {_achieved(search):.0f}"
-        )
+        if "1" in parts:
+            search = _run_test(
+                model, {**COMMON, **timing, "payload": "bytes", "size": 100, "rate": "max", "keys": False}
+            )
+            found = sum(u.get("found_rate", 0.0) for u in search["units"])
+            cv = max(u.get("stability_cv", 0.0) for u in search["units"])
+            print(
+                f"   our rate=max search at 100 B: settled on {found:.0f} msg/s, held with CV {cv:.3f},"
+                f" achieved {_achieved(search):.0f}"
+            )
 
         print("2. at half of each engine's sustained maximum, 100 B: achieved rate's error, publish-delay p99 (ms)")
-        ours_max, perf_max = maxima["100 B"]
+        ours_max, perf_max = maxima.get("100 B", (0.0, 0.0))
         for engine, maximum in (("java", ours_max), ("pulsar-perf", perf_max)):
+            if "2" not in parts or not maximum:
+                print("   (skipped: needs part 1's 100b case)")
+                break
             target = int(maximum / 2)
             document = _run_test(
                 model,
@@ -184,6 +198,8 @@ def main() -> None:
                 f"  publish-delay p99 {_delay_p99_ms(document)}"
             )
 
+        if "3" not in parts:
+            return
         print("3. the seed's configuration: 3 units x 250k msg/s = 750k msg/s, AVRO IoT, 100,000 devices")
         model.add_unit(LOADGEN, 2)
         model.wait_for_idle([LOADGEN], timeout=600)
