@@ -16,7 +16,7 @@ payloads as pulsar-perf sends none by default, one producer process).
 3. The seed's configuration: 3 units at 250k msg/s each (750k total). Prints what it
    achieved and how publish delay grew, and the largest resident memory of a producer JVM.
 
-Prints figures only; nothing here asserts a rate. Takes about 35 minutes on 2 cores.
+Prints figures only; nothing here asserts a rate. Takes about an hour on 2 cores (--cases and --parts run a piece).
 """
 
 from __future__ import annotations
