@@ -332,10 +332,17 @@ class Model:
 
         On Juju this happens when the leader's lease lapses and Juju picks another unit. The
         old leader is simply no longer leader in its next hook; the new one gets leader-elected.
+        A hook the old leader is running ends first: is-leader's answer holds for 30 s.
         """
         unit = self._unit(unit_name)
         if unit.dying:
             raise SandboxError(f'unit "{unit_name}" is being removed: Juju elects no dying unit')
+        old = self.apps[unit.app].leader
+        # A unit that saw is-leader true keeps leadership for 30 s (Juju's lease): the lease
+        # lapses between the old leader's hooks, never in the middle of one.
+        hook_ended = lambda: old not in self._scheduler.running  # noqa: E731
+        if old not in (None, unit.name) and not self._scheduler.drive_until(hook_ended, time.monotonic() + 300):
+            raise WaitTimeoutError(f"{old}'s hook did not end in 300s: leadership cannot move")
         with self._lock:
             if self.apps[unit.app].leader != unit.name:
                 sequences.leader_elected(self.state, unit)
