@@ -327,12 +327,14 @@ class Model:
         if settle:
             self.settle()
 
-    def elect_leader(self, unit_name: str, settle: bool = True) -> None:
+    def elect_leader(self, unit_name: str, settle: bool = True, mid_hook: bool = False) -> None:
         """Hand the application's leadership to `unit_name`.
 
         On Juju this happens when the leader's lease lapses and Juju picks another unit. The
         old leader is simply no longer leader in its next hook; the new one gets leader-elected.
-        A hook the old leader is running ends first: is-leader's answer holds for 30 s.
+        A hook the old leader is running ends first: is-leader's answer holds for 30 s. With
+        `mid_hook=True` the lease lapses at once, as when the old leader's agent lost the
+        controller mid-hook: that hook's application-data writes are refused at commit.
         """
         unit = self._unit(unit_name)
         if unit.dying:
@@ -341,7 +343,8 @@ class Model:
         # A unit that saw is-leader true keeps leadership for 30 s (Juju's lease): the lease
         # lapses between the old leader's hooks, never in the middle of one.
         hook_ended = lambda: old not in self._scheduler.running  # noqa: E731
-        if old not in (None, unit.name) and not self._scheduler.drive_until(hook_ended, time.monotonic() + 300):
+        waits = not mid_hook and old not in (None, unit.name)
+        if waits and not self._scheduler.drive_until(hook_ended, time.monotonic() + 300):
             raise WaitTimeoutError(f"{old}'s hook did not end in 300s: leadership cannot move")
         with self._lock:
             if self.apps[unit.app].leader != unit.name:

@@ -109,9 +109,9 @@ def test_a_leader_that_loses_leadership_during_a_hook_cannot_commit_application_
     model.wait_for_idle(["lead", "fan"], timeout=120)
     leader = model.leader("lead")
     other = next(u for u in ("lead/0", "lead/1", "lead/2") if u != leader)
-    mover = threading.Timer(1.0, model.elect_leader, args=(other,), kwargs={"settle": False})
+    mover = threading.Timer(1.0, model.elect_leader, args=(other,), kwargs={"settle": False, "mid_hook": True})
 
-    # When leadership moves while the action runs
+    # When leadership moves while the action runs (the old leader's agent lost the controller)
     mover.start()
     result = model.run(leader or "", "write-app-data", {"value": "too late", "delay": 3})
     mover.join()
