@@ -25,6 +25,9 @@ TEST_TIMEOUT = 240
 
 @pytest.fixture(scope="module")
 def cluster(model: Model) -> Model:
+    # update-status every 10 s, as a user running load tests might set it: every unit then also
+    # reconciles on its own (a relation-changed once went missing here, see the sandbox doubts).
+    model.update_status_interval = 10
     deploy_pulsar_cluster(model, 1)
     model.deploy(CHARMS / LOADGEN, num_units=2)
     model.integrate(LOADGEN, "pulsar-k8s")
