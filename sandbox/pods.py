@@ -33,6 +33,7 @@ NETNS_DIR = Path("/etc/netns")
 SOCKETS_ROOT = Path("/run/pulsar-sandbox")
 TERMINATION_GRACE = 30.0
 HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+CONTAINER_PEBBLE = "/charm/bin/pebble"  # where Juju mounts its Pebble binary in a workload container
 
 
 def cluster_ns(model: str) -> str:
@@ -217,6 +218,9 @@ class Pod:
             source.mkdir(parents=True, exist_ok=True)
             self._mountpoint(location)
             script.append(f"mount --bind {shlex.quote(str(source))} {shlex.quote(location)}")
+        # Juju mounts its Pebble binary into every workload container, for `pebble notify` and the like.
+        self._mountpoint(CONTAINER_PEBBLE, file=True)
+        script.append(f"mount --bind {shlex.quote(str(pebble))} {CONTAINER_PEBBLE}")
         script.append(f"exec {shlex.quote(str(pebble))} run --create-dirs --hold")
         argv = [
             "ip", "netns", "exec", self.netns,
@@ -239,11 +243,18 @@ class Pod:
         self.containers[name] = container
         return container
 
-    def _mountpoint(self, path: str) -> None:
-        """Mount targets must exist on the shared root file system; remember the ones we made."""
+    def _mountpoint(self, path: str, file: bool = False) -> None:
+        """Mount targets must exist on the shared root file system; remember the ones we made.
+
+        A file is bound over an empty file, a directory over a directory.
+        """
         target = Path(path)
         missing = [p for p in [target, *target.parents] if not p.exists()]
-        target.mkdir(parents=True, exist_ok=True)
+        if file:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.touch(exist_ok=True)
+        else:
+            target.mkdir(parents=True, exist_ok=True)
         self.created_mountpoints += [str(p) for p in missing if str(p) not in self.created_mountpoints]
 
     def wait_pebble(self, container: ContainerProcess, timeout: float = 30.0) -> None:
@@ -338,4 +349,7 @@ def remove_mountpoints(paths: list[str]) -> None:
     """
     for path in sorted(set(paths), key=len, reverse=True):
         with contextlib.suppress(OSError):  # not empty, or already gone
-            os.rmdir(path)
+            if os.path.isfile(path) and os.path.getsize(path) == 0:
+                os.unlink(path)
+            else:
+                os.rmdir(path)

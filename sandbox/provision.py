@@ -28,8 +28,15 @@ PULSAR_SHA512 = (
     "e35352171befe7b0011176330aab29bd0a6c8a0f2f0646641af46d2e33cbd6"
 )
 PEBBLE_VERSION = "v1.26.0"  # must match sandbox/pebble/go.mod
-# What the apachepulsar image's python carries for Python workloads (pulsar-client, avro).
-WORKLOAD_PYTHON_PACKAGES = ["pulsar-client[avro]==3.13.0"]
+# What the apachepulsar image's python carries (docker/pulsar/Dockerfile: pip installs these, and
+# Alpine's py3-yaml), no more: a workload that needs anything else would fail on the real image.
+WORKLOAD_PYTHON_PACKAGES = [
+    "pulsar-client[all]==3.13.0",
+    "grpcio==1.78.0",
+    "protobuf==6.33.6",
+    "kazoo==2.11.0",
+    "PyYAML==6.0.4",
+]
 # Debian package -> a file (glob) that shows it is installed.
 DEBIAN_PACKAGES = {
     "postgresql": "/usr/lib/postgresql/*/bin/postgres",

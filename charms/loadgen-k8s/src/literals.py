@@ -15,6 +15,11 @@ RESULTS_DIR = "/var/lib/loadgen"  # the `results` storage: survives pod restarts
 TOKEN_FILE = f"{RESULTS_DIR}/pulsar-token"  # 0600, read by the workers, never on a command line
 LAYER = "loadgen"
 SERVICE_PREFIX = "loadgen-"  # one Pebble service per worker: loadgen-producer-0, loadgen-consumer-0
+# A worker that ends raises this Pebble custom notice (Juju: pebble-custom-notice), so the unit
+# collects its result at once. Our engine posts it itself; pulsar-perf's shell runs Pebble's CLI,
+# which Juju mounts into every workload container.
+WORKER_DONE_NOTICE = "pulsar.apache.org/loadgen-worker-done"
+PEBBLE_CLI = "/charm/bin/pebble"
 
 
 class Status(StatusCatalog):

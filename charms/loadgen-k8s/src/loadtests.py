@@ -23,7 +23,7 @@ from managers.coordinator import LoadTestPlan, Phase, StartRequest, UnitReport
 from managers.perf import PERF_NOTES, perf_result, read_perf_summary
 from managers.results import OmbMeta, UnitResult, combine_workers, merge, omb_json
 from managers.spec import Engine, InvalidParamsError, LoadTestSpec
-from managers.workers import budget_s, plan_workers
+from managers.workers import PERF_EXIT_KIND, budget_s, plan_workers
 from state import LoadgenState
 from workload import LoadgenWorkload, test_dir
 
@@ -39,6 +39,11 @@ class ActionError(Exception):
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _last_file(engine: str | None) -> str:
+    """The file a worker of this engine writes last, once it has ended."""
+    return PERF_EXIT_KIND if engine == Engine.PULSAR_PERF else "result"
 
 
 class LoadTests:
@@ -67,6 +72,10 @@ class LoadTests:
         if self.state.leader:
             self._lead()
         self._own_part(connection)
+        if self.state.leader:
+            # The leader's own report, collected just now, may be the last one the test waited
+            # for: no other event would tell the leader (a unit hears nothing of its own writes).
+            self._lead()
         self.state.save()
         self._write_application_results(connection)
         self.statuses = [self._status(connection)]
@@ -119,13 +128,13 @@ class LoadTests:
             return
         if not started:
             return
-        # A worker that wrote its result is done, though its JVM may take a moment to exit (the
-        # engine's Pebble notice comes right after the result, before the process ends).
+        # A worker that left its last file is done, though its process may take a moment to exit
+        # (the done notice comes right after that file): our engine's result, pulsar-perf's exit status.
         engines = self.workload.engines(plan.id)
         running = {
             w
             for w in self.workload.running_workers(started)
-            if engines.get(w) == Engine.PULSAR_PERF or self.workload.worker_file(plan.id, w, "result") is None
+            if self.workload.worker_file(plan.id, w, _last_file(engines.get(w))) is None
         }
         if running and plan.phase in (Phase.STOPPING, Phase.STOPPED, Phase.FAILED):
             logger.info("stopping the workers of load test %s", plan.id)
@@ -184,6 +193,9 @@ class LoadTests:
         target = next((float(w.values["rate"]) for w in workers if w.name == worker), 0.0)
         result = perf_result(self.unit.name, target, log, summary, spec.warm_up_s, message_size=spec.size or 0)
         error = read_perf_summary(summary).error if summary else "pulsar-perf left no output"
+        ended = self.workload.worker_file(plan.id, worker, PERF_EXIT_KIND) or {}
+        if not error and ended.get("exit_status", 0) != 0 and plan.phase not in (Phase.STOPPING, Phase.STOPPED):
+            error = f"pulsar-perf exited with status {ended['exit_status']}"
         stopped = plan.phase in (Phase.STOPPING, Phase.STOPPED)
         state = "failed" if error else "stopped" if stopped else "finished"
         document = json.loads(result.to_json())

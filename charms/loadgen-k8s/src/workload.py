@@ -21,7 +21,6 @@ CHARM_DIR = Path(__file__).parent.parent
 ENGINE_FILE = CHARM_DIR / "src" / "engine" / "LoadWorker.java"
 TEMPLATES = CHARM_DIR / "templates"
 # The engine tells Pebble when a worker is done, so the charm collects its result at once.
-WORKER_DONE_NOTICE = "pulsar.apache.org/loadgen-worker-done"
 
 
 def test_dir(test_id: str) -> str:

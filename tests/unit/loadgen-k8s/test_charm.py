@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -114,14 +115,14 @@ def _plan(out: testing.State) -> dict[str, Any]:
     return json.loads(_peer(out).local_app_data["test"])
 
 
-def _running_plan(test_id: str = "t1", phase: str = "running", **params: Any) -> dict[str, Any]:
+def _running_plan(test_id: str = "t1", phase: str = "running", started_ms: int = 2, **params: Any) -> dict[str, Any]:
     return {
         "id": test_id,
         "params": {"rate": "1000", "duration": "20s", "warm-up": "5s", "partitions": 4, **params},
         "units": [f"{APP}/0", f"{APP}/1"],
         "phase": phase,
         "accepted_ms": 1,
-        "started_ms": 2,
+        "started_ms": started_ms,
         "budget_s": 30,
     }
 
@@ -300,7 +301,8 @@ def test_finished_workers_are_collected_and_the_application_results_written(ctx:
     (directory / "consumer-0.result.json").write_text(json.dumps(_worker_result("consumer-0", 19000)))
     other = _worker_result("producer-0", 9000) | {"unit": f"{APP}/1"}
     state = unit.state(
-        peer_app={"test": _running_plan(phase="running")},
+        # started just now: the test ends because every unit reported, not because time ran out
+        peer_app={"test": _running_plan(phase="running", started_ms=int(time.time() * 1000))},
         local_peer={"report": {"test_id": "t1", "state": "running"}},
         peer_units={1: {"report": {"test_id": "t1", "state": "finished", "result": json.dumps(other)}}},
         topics={"sensor-readings": 4},
@@ -328,6 +330,58 @@ def test_finished_workers_are_collected_and_the_application_results_written(ctx:
     assert results["state"] == "finished"
     assert results["acknowledged"] == "19000"
     assert f"{APP}/1" in results["table"]
+
+
+def _perf_log(acknowledged_per_interval: int) -> str:
+    """pulsar-perf's --histogram-file: two 10 s intervals of latencies in us (the first is warm-up)."""
+    lines = [
+        "#[Histogram log format version 1.3]",
+        '"StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram"',
+    ]
+    for start in (1764471600, 1764471610):
+        histogram = new_histogram("publish_latency")
+        histogram.record_value(1000, acknowledged_per_interval)
+        lines.append(f"{start}.000,10.000,1.000,{histogram.encode().decode()}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("ended", [False, True])
+def test_a_pulsar_perf_worker_is_collected_once_its_shell_recorded_its_exit(
+    ctx: testing.Context, unit: Unit, ended: bool
+) -> None:
+    # Given a pulsar-perf worker whose histogram log and summary are written, its service still
+    # active (its shell is raising the done notice), with or without its exit status recorded
+    directory = unit.storage / "tests" / "t1"
+    directory.mkdir(parents=True)
+    (directory / "workers.json").write_text('{"producer-0": "pulsar-perf"}')
+    (directory / "producer-0.hlog").write_text(_perf_log(4000))
+    summary = "INFO  PerformanceProducer - Aggregated throughput stats --- 8000 records sent --- 400.000 msg/s"
+    (directory / "producer-0.out").write_text(summary + "\n")
+    if ended:
+        (directory / "producer-0.exit.json").write_text('{"exit_status": 0}\n')
+    layers = {"loadgen": ops.pebble.Layer({"services": {PRODUCER: {"override": "replace", "command": "sh"}}})}
+    state = unit.state(
+        leader=False,
+        peer_app={"test": _running_plan(engine="pulsar-perf", payload="bytes", size=100)},
+        local_peer={"report": {"test_id": "t1", "state": "running"}},
+        layers=layers,
+        service_statuses={PRODUCER: ops.pebble.ServiceStatus.ACTIVE},
+    )
+
+    notice = testing.Notice("pulsar.apache.org/loadgen-worker-done")
+    container = dataclasses.replace(state.get_container("loadgen"), notices=[notice])
+    state = dataclasses.replace(state, containers={container})
+
+    # When the done notice comes
+    out = ctx.run(ctx.on.pebble_custom_notice(container, notice), state)
+
+    # Then the unit reports the measured interval only once the exit status is there
+    report = json.loads(_peer(out).local_unit_data["report"])
+    if not ended:
+        assert report["state"] == "running"
+        return
+    assert report["state"] == "finished"
+    assert json.loads(report["result"])["acknowledged"] == 4000
 
 
 def test_results_of_an_unknown_test_fail(ctx: testing.Context, unit: Unit) -> None:

@@ -69,14 +69,19 @@ def test_pulsar_perf_runs_as_the_reference_with_its_token_by_file() -> None:
     # Given a test with the reference engine
     workers = _workers("lg/0", engine="pulsar-perf", payload="bytes", size=1024)
 
-    # Then one pulsar-perf process runs, its stdout kept for the summary, its token read from a file
+    # Then one pulsar-perf process runs, its stdout kept for the summary, its token read from a
+    # file; when it ends, the done notice is raised and its exit status kept
     (worker,) = workers
     assert worker.command[:2] == ["/bin/sh", "-c"]
-    script = worker.command[2]
-    assert script.startswith("exec /pulsar/bin/pulsar-perf produce ")
-    assert "--auth-params file:///token" in script
-    assert "--histogram-file /out/producer-0.hlog" in script
-    assert script.endswith("> /out/producer-0.out 2>&1")
+    perf, status, record, notify, exit_line = worker.command[2].split("\n")
+    assert perf.startswith("/pulsar/bin/pulsar-perf produce ")
+    assert "--auth-params file:///token" in perf
+    assert "--histogram-file /out/producer-0.hlog" in perf
+    assert perf.endswith("> /out/producer-0.out 2>&1")
+    assert status == "status=$?"
+    assert record == """printf '{"exit_status": %d}\\n' "$status" > /out/producer-0.exit.json"""
+    assert notify == "/charm/bin/pebble notify pulsar.apache.org/loadgen-worker-done"
+    assert exit_line == 'exit "$status"'
     assert worker.environment["PULSAR_MEM"].startswith("-Xms256m -Xmx256m")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 
+from literals import PEBBLE_CLI, WORKER_DONE_NOTICE
 from managers.devices import device_slice
 from managers.perf import perf_command
 from managers.spec import Engine, LoadTestSpec, per_unit_rate
@@ -69,6 +70,9 @@ def _java_command(heap: str, properties: str) -> list[str]:
     ]
 
 
+PERF_EXIT_KIND = "exit"  # a pulsar-perf worker's `<name>.exit.json`: its exit status, once it ended
+
+
 def _perf_worker(spec: LoadTestSpec, name: str, values: dict[str, str | int | float | bool]) -> Worker:
     output = str(values["output_dir"])
     argv = perf_command(
@@ -88,8 +92,18 @@ def _perf_worker(spec: LoadTestSpec, name: str, values: dict[str, str | int | fl
         keys=spec.keys,
         token_file=str(values["auth_token_file"]),
     )
-    # pulsar-perf prints its summary and failures on stdout: kept in a file for the result.
-    command = ["/bin/sh", "-c", f"exec {shlex.join(argv)} > {shlex.quote(f'{output}/{name}.out')} 2>&1"]
+    # pulsar-perf prints its summary and failures on stdout: kept in a file for the result. It
+    # cannot say it is done, so its shell records its exit status (the charm's sign that the
+    # files are complete) and raises the done notice. Pebble signals the service's whole process
+    # group, so a stop still reaches pulsar-perf.
+    script = [
+        f"{shlex.join(argv)} > {shlex.quote(f'{output}/{name}.out')} 2>&1",
+        "status=$?",
+        f"""printf '{{"exit_status": %d}}\\n' "$status" > {shlex.quote(f"{output}/{name}.{PERF_EXIT_KIND}.json")}""",
+        shlex.join([PEBBLE_CLI, "notify", WORKER_DONE_NOTICE]),
+        'exit "$status"',
+    ]
+    command = ["/bin/sh", "-c", "\n".join(script)]
     memory = f"-Xms{PRODUCER_HEAP} -Xmx{PRODUCER_HEAP} -XX:MaxDirectMemorySize={DIRECT_MEMORY}"
     return Worker(name, "producer", Engine.PULSAR_PERF, command, values, {"PULSAR_MEM": memory})
 
