@@ -1,47 +1,146 @@
 #!/usr/bin/env python3
-"""cdc-k8s: change data capture from PostgreSQL into Pulsar."""
+"""cdc-k8s: change data capture from PostgreSQL into Pulsar, enriched by a Python function.
+
+Every event runs one reconcile (`capture.py`) over the config, the database source
+(`database.py`) and the Pulsar grant; removing the database relation or the application tears
+the replication slot down. Statuses come from collect-status.
+"""
 
 from __future__ import annotations
 
+import enum
 import logging
 
 import ops
+from capture import Capture, Inputs, no_source_status
+from database import DatabaseSource
 
-from charms.pulsar_k8s.v0.pulsar_workload import ImageProblem, observe_lifecycle, report_status
-from literals import CONTAINER, DATABASE_RELATION, PULSAR_RELATION, Status
+from charms.pulsar_k8s.v0.pulsar import PulsarRequirer
+from charms.pulsar_k8s.v0.pulsar_workload import ImageProblem, InvalidConfigError, observe_lifecycle, report_status
+from literals import CONTAINER, DATABASE_RELATION, ENRICHMENT_RESOURCE, PULSAR_RELATION, Status
+from managers.pipeline import Names
+from managers.postgres import NoSource, PostgresConnection, SourceProblem
+from managers.settings import CdcSettings
 from workload import CdcWorkload
 
 logger = logging.getLogger(__name__)
 
 
+class Refused(enum.Enum):
+    """The user's enrichment resource was refused (see `_enrichment`)."""
+
+    REFUSED = "refused"
+
+
+REFUSED = Refused.REFUSED
+
+
 class CdcCharm(ops.CharmBase):
-    """Wires Juju events to the workload and reports status."""
+    """Wires Juju events to the reconcile, the teardown and the actions; reports statuses."""
 
     def __init__(self, framework: ops.Framework) -> None:
         super().__init__(framework)
         self.workload = CdcWorkload(self.unit.get_container(CONTAINER))
-        self._status: ops.StatusBase | None = None
+        self.pulsar = PulsarRequirer(self, PULSAR_RELATION)
+        self._statuses: list[ops.StatusBase] = []
         observe_lifecycle(self, self._reconcile, [CONTAINER], [PULSAR_RELATION, DATABASE_RELATION])
+        framework.observe(self.on.remove, self._on_remove)
+        framework.observe(self.on.cdc_status_action, self._on_cdc_status)
         framework.observe(self.on.collect_unit_status, self._on_collect_unit_status)
-        framework.observe(self.on.get_lag_action, self._on_get_lag)
+
+    def _capture(self) -> Capture | None:
+        """The pipeline over this event's view; None (and a status) while the container is not usable."""
+        if problem := self.workload.check_image(self.unit):
+            self._statuses = [Status.NO_PEBBLE() if problem is ImageProblem.NO_PEBBLE else Status.NO_PULSAR_IMAGE()]
+            return None
+        return Capture(self.app.name, self.unit.is_leader(), self.workload)
 
     def _reconcile(self, _: ops.EventBase) -> None:
-        self._status = self._bring_up()
+        self._statuses = []
+        self.pulsar.publish_request()
+        try:
+            settings = CdcSettings.parse(self.config)
+        except InvalidConfigError as error:
+            # The pipeline keeps running as it was: nothing below runs on a config we cannot read.
+            self._statuses = [Status.INVALID_CONFIG(message=str(error))]
+            return
+        database = DatabaseSource(self, DATABASE_RELATION, settings.database, settings.credentials_secret)
+        database.publish_request()
+        if (capture := self._capture()) is None:
+            return
+        source = database.connection()
+        inputs = self._inputs(settings, source)
+        if isinstance(inputs, Refused):
+            return  # a refused enrichment module: the pipeline keeps running as it was
+        gone = isinstance(source, NoSource) and source.problem is SourceProblem.NO_SOURCE
+        capture.reconcile(inputs, database_gone=gone)
+        # What the pipeline found first: a slot left behind matters more than a missing relation.
+        self._statuses = capture.statuses + self._statuses
 
-    def _bring_up(self) -> ops.StatusBase:
-        if problem := self.workload.check_image(self.unit):
-            return Status.NO_PEBBLE() if problem is ImageProblem.NO_PEBBLE else Status.NO_PULSAR_IMAGE()
-        # A relation being broken is already left out of the model's relations.
-        if any(self.model.get_relation(name) is None for name in (PULSAR_RELATION, DATABASE_RELATION)):
-            return Status.MISSING_RELATIONS()
-        return Status.NOT_MANAGED_YET()
+    def _inputs(self, settings: CdcSettings, source: PostgresConnection | NoSource) -> Inputs | Refused | None:
+        """What the pipeline is made of, or None with the statuses saying what is missing.
+
+        REFUSED when the user's enrichment module cannot serve: nothing may change then.
+        """
+        pulsar = self.pulsar.connection()
+        if self.pulsar.relation is None:
+            self._statuses.append(Status.NO_PULSAR_RELATION())
+        elif error := self.pulsar.error():
+            self._statuses.append(Status.PULSAR_REFUSED(reason=error))
+        elif pulsar is None:
+            self._statuses.append(Status.NO_GRANT())
+        if isinstance(source, NoSource):
+            self._statuses.append(no_source_status(source))
+        if pulsar is None or isinstance(source, NoSource):
+            return None
+        if (enrichment := self._enrichment()) is None:
+            return REFUSED
+        return Inputs(settings, pulsar, source, enrichment)
+
+    def _enrichment(self) -> str | None:
+        """The function module: the user's `enrichment` resource if attached and sound, else the built-in."""
+        try:
+            path = self.model.resources.fetch(ENRICHMENT_RESOURCE)
+        except (ops.ModelError, NameError):
+            return self.workload.builtin_enrichment()
+        try:
+            module = path.read_text()
+        except (OSError, UnicodeDecodeError) as error:
+            self._statuses.append(Status.BAD_ENRICHMENT(reason=f"cannot read it: {error}"))
+            return None
+        if not module.strip():  # an empty upload is how `juju attach-resource` takes a resource back
+            return self.workload.builtin_enrichment()
+        if problem := self.workload.check_enrichment(module):
+            self._statuses.append(Status.BAD_ENRICHMENT(reason=problem))
+            return None
+        return module
+
+    def _on_remove(self, _: ops.RemoveEvent) -> None:
+        # Only when the application goes: a unit going in a scale-down leaves the slot to the next leader.
+        if self.app.planned_units() > 0 or not self.unit.is_leader():
+            return
+        if (capture := self._capture()) is not None:
+            capture.teardown()
+
+    def _on_cdc_status(self, event: ops.ActionEvent) -> None:
+        if not self.unit.is_leader():
+            event.fail(f"the leader runs the pipeline: run cdc-status on {self.app.name}/leader")
+            return
+        try:
+            settings = CdcSettings.parse(self.config)
+        except InvalidConfigError as error:
+            event.fail(str(error))
+            return
+        if (capture := self._capture()) is None:
+            event.fail("the cdc container is not reachable yet: try again shortly")
+            return
+        database = DatabaseSource(self, DATABASE_RELATION, settings.database, settings.credentials_secret)
+        pulsar = self.pulsar.connection()
+        names = Names(self.app.name, pulsar.namespace, settings.topic_prefix) if pulsar else None
+        event.set_results(capture.report(database.connection(), names))
 
     def _on_collect_unit_status(self, event: ops.CollectStatusEvent) -> None:
-        if self._status is not None:
-            report_status(event, [self._status], self.unit)
-
-    def _on_get_lag(self, event: ops.ActionEvent) -> None:
-        event.fail("get-lag is not available in this revision")
+        report_status(event, self._statuses, self.unit)
 
 
 if __name__ == "__main__":  # pragma: nocover

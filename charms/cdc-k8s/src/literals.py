@@ -1,4 +1,4 @@
-"""Constants of the cdc-k8s charm: names, paths, and every status it can show."""
+"""Constants of the cdc-k8s charm: names, paths, ports, and every status it can show."""
 
 from __future__ import annotations
 
@@ -9,6 +9,27 @@ from charms.pulsar_k8s.v0.pulsar_workload import StatusCatalog
 CONTAINER = "cdc"
 PULSAR_RELATION = "pulsar"
 DATABASE_RELATION = "database"
+CREDENTIALS_OPTION = "postgresql-credentials"
+ENRICHMENT_RESOURCE = "enrichment"
+LAYER = "cdc"
+SOURCE_SERVICE = "debezium-source"
+FUNCTION_SERVICE = "enrichment-function"
+
+# The apachepulsar images' non-root user (uid 10000, in the root group, as their Dockerfile makes it).
+# Services name the group, not gid 0: ops leaves a zero `group-id` out of the layer.
+WORKLOAD_UID = 10000
+WORKLOAD_GID = 0
+WORKLOAD_GROUP = "root"
+
+CONNECTORS_DIR = "/pulsar/connectors"
+CDC_DIR = "/var/lib/cdc"  # rendered each event: nothing here has to outlive the pod
+SOURCE_CONFIG = f"{CDC_DIR}/source.json"
+FUNCTION_CONFIG = f"{CDC_DIR}/function.json"
+FUNCTION_MODULE = f"{CDC_DIR}/function/enrichment.py"
+TOKEN_FILE = f"{CDC_DIR}/pulsar-token"  # 0600, read by both services, never on a command line
+CA_FILE = f"{CDC_DIR}/postgresql-ca.pem"  # 0600, when the database asks for TLS
+SOURCE_METRICS_PORT = 9094
+FUNCTION_METRICS_PORT = 9095
 
 
 class Status(StatusCatalog):
@@ -16,5 +37,27 @@ class Status(StatusCatalog):
 
     NO_PEBBLE = (ops.WaitingStatus, "waiting for Pebble in the cdc container")
     NO_PULSAR_IMAGE = (ops.BlockedStatus, "the cdc container has no Pulsar distribution at /pulsar")
-    MISSING_RELATIONS = (ops.BlockedStatus, "integrate with pulsar-k8s and postgresql-k8s")
-    NOT_MANAGED_YET = (ops.WaitingStatus, "change data capture arrives in a later revision")
+    NO_CONNECTOR = (ops.BlockedStatus, "the image has no Debezium PostgreSQL connector: use apachepulsar/pulsar-all")
+    INVALID_CONFIG = (ops.BlockedStatus, "{message}")  # "invalid config <option>: <reason>"
+    NO_PULSAR_RELATION = (ops.BlockedStatus, "integrate with pulsar-k8s: juju integrate cdc-k8s pulsar-k8s")
+    PULSAR_REFUSED = (ops.BlockedStatus, "pulsar-k8s refused the request: {reason}")
+    NO_GRANT = (ops.WaitingStatus, "waiting for pulsar-k8s to grant a namespace")
+    NO_DATABASE = (
+        ops.BlockedStatus,
+        "integrate with postgresql-k8s, or set postgresql-credentials to a granted secret",
+    )
+    NO_DB_CREDENTIALS = (ops.WaitingStatus, "waiting for postgresql-k8s to share credentials")
+    SECRET_NOT_GRANTED = (
+        ops.BlockedStatus,
+        "postgresql-credentials: secret not found or not granted (juju grant-secret <secret> cdc-k8s)",
+    )
+    SECRET_INVALID = (ops.BlockedStatus, "postgresql-credentials: {reason}")
+    DATABASE_REFUSES = (ops.BlockedStatus, "the database cannot feed Debezium: {reason}")
+    TEARDOWN_FAILED = (
+        ops.BlockedStatus,
+        "replication slot {slot} may remain and pin WAL: {reason}; drop it with pg_drop_replication_slot",
+    )
+    BAD_ENRICHMENT = (ops.BlockedStatus, "enrichment resource refused, the running function is unchanged: {reason}")
+    STANDBY = (ops.ActiveStatus, "standby: the leader runs the pipeline")
+    STARTING = (ops.MaintenanceStatus, "starting {services} ({source} source)")
+    CAPTURING = (ops.ActiveStatus, "capturing {tables} from {database} ({source} source)")

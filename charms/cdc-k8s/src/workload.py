@@ -1,9 +1,227 @@
-"""The cdc container: paths, Pebble access and one-off commands."""
+"""The cdc container: its files, the Pebble layer of the source and the function, and health.
+
+Both run as `bin/function-localrunner` (one JVM each: `pulsar-admin ... localrun` would fork a
+second JVM that outlives a stop and keeps holding the replication slot), as the image's
+non-root user, with `--exitOnError` so a failed instance exits and Pebble restarts it.
+"""
 
 from __future__ import annotations
 
-from charms.pulsar_k8s.v0.pulsar_workload import PebbleWorkload
+import hashlib
+import json
+import logging
+import shlex
+from pathlib import Path
+
+import ops
+
+from charms.pulsar_k8s.v0.pulsar_workload import (
+    PULSAR_HOME,
+    PebbleWorkload,
+    WorkloadCommandError,
+    template_environment,
+)
+from literals import (
+    CA_FILE,
+    CDC_DIR,
+    CONNECTORS_DIR,
+    FUNCTION_CONFIG,
+    FUNCTION_METRICS_PORT,
+    FUNCTION_MODULE,
+    FUNCTION_SERVICE,
+    SOURCE_CONFIG,
+    SOURCE_METRICS_PORT,
+    SOURCE_SERVICE,
+    TOKEN_FILE,
+    WORKLOAD_GID,
+    WORKLOAD_GROUP,
+    WORKLOAD_UID,
+)
+from managers.postgres import PostgresConnection
+
+logger = logging.getLogger(__name__)
+
+CHARM_DIR = Path(__file__).parent.parent
+TEMPLATES = CHARM_DIR / "templates"
+BUILTIN_ENRICHMENT = CHARM_DIR / "src" / "enrichment" / "builtin.py"
+CONNECTOR_PATTERN = "pulsar-io-debezium-postgres-*.nar"
+TOKEN_AUTH = "org.apache.pulsar.client.impl.auth.AuthenticationToken"  # noqa: S105 - a class name
+ENV_SECRETS = "org.apache.pulsar.functions.secretsprovider.EnvironmentBasedSecretsProvider"
+JVM_MEMORY = "-Xms128m -Xmx256m -XX:MaxDirectMemorySize=128m"
+CANDIDATE_MODULE = f"{CDC_DIR}/function/candidate.py"
+# Loads a module file and checks it has `Enrichment.process`; its last stderr line says what is wrong.
+CHECK_MODULE = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("candidate", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+try:
+    spec.loader.exec_module(module)
+except BaseException as error:
+    sys.exit(f"it does not import: {type(error).__name__}: {error}")
+if not callable(getattr(getattr(module, "Enrichment", None), "process", None)):
+    sys.exit("it defines no class Enrichment with a process(self, input, context) method")
+"""
 
 
 class CdcWorkload(PebbleWorkload):
-    """The Debezium source and the enrichment function, run with pulsar-admin localrun."""
+    """The Debezium source and the enrichment function, each a function-localrunner service."""
+
+    def __init__(self, container: ops.Container) -> None:
+        super().__init__(container)
+        self._templates = template_environment(TEMPLATES)
+
+    def connector_archive(self) -> str | None:
+        """The image's Debezium PostgreSQL connector (a NAR), or None if the image has none."""
+        try:
+            found = self.container.list_files(CONNECTORS_DIR, pattern=CONNECTOR_PATTERN)
+        except ops.pebble.APIError:
+            return None
+        return sorted(info.path for info in found)[-1] if found else None
+
+    def write_private(self, path: str, content: str) -> bool:
+        """A file only the workload user reads (0600): the token, the CA."""
+        return self._push(path, content, 0o600)
+
+    def _push(self, path: str, content: str, permissions: int) -> bool:
+        try:
+            if self.container.pull(path).read() == content:
+                return False
+        except ops.pebble.PathError:
+            pass
+        self.container.make_dir(CDC_DIR, make_parents=True, user_id=WORKLOAD_UID, group_id=WORKLOAD_GID)
+        self.container.push(
+            path, content, permissions=permissions, make_dirs=True, user_id=WORKLOAD_UID, group_id=WORKLOAD_GID
+        )
+        return True
+
+    def remove(self, path: str) -> None:
+        if self.container.exists(path):
+            self.container.remove_path(path)
+
+    def render_configs(self, source: dict[str, object], function: dict[str, object], module: str) -> None:
+        self._push(SOURCE_CONFIG, self._templates.get_template("source.json.j2").render(**source), 0o644)
+        self._push(FUNCTION_CONFIG, self._templates.get_template("function.json.j2").render(**function), 0o644)
+        self._push(FUNCTION_MODULE, module, 0o644)
+
+    @staticmethod
+    def builtin_enrichment() -> str:
+        return BUILTIN_ENRICHMENT.read_text()
+
+    def check_enrichment(self, module: str) -> str | None:
+        """Import a candidate function module in the workload's Python, as the workload user.
+
+        Returns why it cannot serve (it does not import, or has no `Enrichment.process`), or None.
+        """
+        self._push(CANDIDATE_MODULE, module, 0o644)
+        try:
+            self.run(
+                ["python3", "-c", CHECK_MODULE, CANDIDATE_MODULE],
+                timeout=60,
+                user_id=WORKLOAD_UID,
+                group_id=WORKLOAD_GID,
+            )
+        except WorkloadCommandError as error:
+            return error.output.strip().splitlines()[-1] if error.output.strip() else str(error)
+        finally:
+            self.remove(CANDIDATE_MODULE)
+        return None
+
+    def layer(self, service_url: str, password: str) -> ops.pebble.LayerDict:
+        """Both services. Each carries a digest of its config files, so a change restarts it on replan."""
+        common = [
+            "--brokerServiceUrl",
+            service_url,
+            "--clientAuthPlugin",
+            TOKEN_AUTH,
+            "--clientAuthParams",
+            f"file://{TOKEN_FILE}",
+            "--exitOnError",
+        ]
+        source = self._service(
+            SOURCE_CONFIG,
+            "--sourceConfig",
+            [*common, "--secretsProviderClassName", ENV_SECRETS, "--metricsPortStart", str(SOURCE_METRICS_PORT)],
+            # Read by the environment-based secrets provider for `${PG_PASSWORD}` in the source config.
+            {"PG_PASSWORD": password, "CDC_CONFIG_DIGEST": self._digest(SOURCE_CONFIG, TOKEN_FILE, CA_FILE)},
+            "Debezium PostgreSQL source",
+        )
+        function = self._service(
+            FUNCTION_CONFIG,
+            "--functionConfig",
+            [*common, "--metricsPortStart", str(FUNCTION_METRICS_PORT)],
+            {"CDC_CONFIG_DIGEST": self._digest(FUNCTION_CONFIG, FUNCTION_MODULE, TOKEN_FILE)},
+            "enrichment function",
+        )
+        return {
+            "summary": "change data capture: Debezium source and enrichment function",
+            "services": {SOURCE_SERVICE: source, FUNCTION_SERVICE: function},
+        }
+
+    def _service(
+        self, config_file: str, flag: str, args: list[str], environment: dict[str, str], summary: str
+    ) -> ops.pebble.ServiceDict:
+        # The config is JSON on the command line (LocalRunner takes no config file); the shell reads it
+        # from the rendered file so the plan stays readable. It carries no secret.
+        runner = shlex.join([f"{PULSAR_HOME}/bin/function-localrunner", flag])
+        command = f'exec {runner} "$(cat {shlex.quote(config_file)})" {shlex.join(args)}'
+        return {
+            "override": "replace",
+            "summary": summary,
+            "command": shlex.join(["/bin/sh", "-c", command]),
+            "startup": "enabled",
+            "user-id": WORKLOAD_UID,
+            "group": WORKLOAD_GROUP,
+            "working-dir": CDC_DIR,
+            "environment": {"PULSAR_MEM": JVM_MEMORY, **environment},
+            "kill-delay": "20s",  # the source commits its offsets and releases the slot on SIGTERM
+        }
+
+    def _digest(self, *paths: str) -> str:
+        digest = hashlib.sha256()
+        for path in paths:
+            try:
+                digest.update(self.container.pull(path).read().encode())
+            except ops.pebble.PathError:
+                digest.update(b"-")
+        return digest.hexdigest()[:16]
+
+    def last_source(self) -> tuple[PostgresConnection, str, str] | None:
+        """The database the pipeline last ran against, its slot and publication (None if it never ran).
+
+        Read back from what the pipeline runs with: the rendered source config and the password
+        in its service's environment.
+        """
+        try:
+            config = json.loads(self.container.pull(SOURCE_CONFIG).read())["configs"]
+            service = self.planned_services().get(SOURCE_SERVICE, {})
+            password = service.get("environment", {})["PG_PASSWORD"]
+            database = PostgresConnection(
+                host=config["database.hostname"],
+                port=int(config["database.port"]),
+                database=config["database.dbname"],
+                user=config["database.user"],
+                password=password,
+                tls=config.get("database.sslmode", "disable") != "disable",
+                tls_ca=self._read(CA_FILE),
+            )
+            return database, config["slot.name"], config["publication.name"]
+        except (ops.pebble.PathError, KeyError, ValueError, TypeError):
+            return None
+
+    def forget_source(self) -> None:
+        """After a teardown: no pipeline to restart, no source to tear down again."""
+        self.remove(SOURCE_CONFIG)
+        self.remove(CA_FILE)
+
+    def _read(self, path: str) -> str | None:
+        try:
+            return self.container.pull(path).read()
+        except ops.pebble.PathError:
+            return None
+
+    def stop_pipeline(self) -> set[str]:
+        """Stop both services (if running); return the ones it stopped."""
+        running = self.running([SOURCE_SERVICE, FUNCTION_SERVICE])
+        if running:
+            self.container.stop(*running)
+        return running

@@ -43,7 +43,7 @@ import ops
 
 LIBID = "7ef0956eb6164d3595ea14a6cdf1e1a8"
 LIBAPI = 0
-LIBPATCH = 8
+LIBPATCH = 9
 
 logger = logging.getLogger(__name__)
 
@@ -317,10 +317,19 @@ class PebbleWorkload:
         timeout: float = 60.0,
         environment: dict[str, str] | None = None,
         working_dir: str | None = None,
+        user_id: int | None = None,
+        group_id: int | None = None,
     ) -> str:
         """Run a one-off command to completion; return stdout or raise WorkloadCommandError."""
         try:
-            process = self.container.exec(argv, timeout=timeout, environment=environment, working_dir=working_dir)
+            process = self.container.exec(
+                argv,
+                timeout=timeout,
+                environment=environment,
+                working_dir=working_dir,
+                user_id=user_id,
+                group_id=group_id,
+            )
             stdout, _ = process.wait_output()
         except ops.pebble.ExecError as error:
             output = error.stderr or error.stdout or ""
