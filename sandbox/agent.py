@@ -111,6 +111,9 @@ def handle_event(charm_type: type[ops.CharmBase], request: EventRequest) -> Even
     """Run one event in this (forked) process and describe what the charm did."""
     _use_real_pebble(request.pebble_sockets)
     _name_the_departing_unit(request.event.departing_unit)
+    scenario_compat.deny_hidden_secrets(request.hidden_secrets)
+    scenario_compat.serve_resources(request.resource_dir)
+    secrets_read = scenario_compat.record_secret_reads()
     ctx = testing.Context(
         charm_type,
         app_name=request.app,
@@ -130,6 +133,7 @@ def handle_event(charm_type: type[ops.CharmBase], request: EventRequest) -> Even
         reply.error = "".join(traceback.format_exception(cause)).strip()
         reply.error_line = f"{type(cause).__name__}: {cause}"
     reply.charm_seconds = time.perf_counter() - started
+    reply.secrets_read = tuple(dict.fromkeys(secrets_read))
     reply.action_results = dict(ctx.action_results or {})
     reply.action_logs = list(ctx.action_logs)
     reply.juju_log = [(line.level, line.message) for line in ctx.juju_log]
@@ -191,6 +195,7 @@ def main() -> None:
     parser.add_argument("--socket", required=True, type=Path)
     args = parser.parse_args()
     scenario_compat.check_union_param_types()
+    scenario_compat.accept_juju_secret_uris()
     print(f"agent for {args.unit} serving {args.charm_dir}", flush=True)
     serve(args.charm_dir, args.socket)
 

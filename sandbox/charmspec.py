@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,11 @@ _CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "boolean": (bool,),
     "secret": (str,),
 }
+
+# A secret URI as Juju parses one: `secret:<id>`, `secret://<model uuid>/<id>`, or the bare id.
+SECRET_URI = re.compile(
+    r"^(?:secret:(?://[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/)?)?[0-9a-z]{20}$"
+)
 
 # JSON-schema types of action parameters.
 _PARAM_TYPES: dict[str, tuple[type, ...]] = {
@@ -50,6 +56,14 @@ class ContainerSpec:
     resource: str | None
     upstream_source: str | None
     mounts: dict[str, str] = field(default_factory=dict)  # storage name -> location
+
+
+@dataclass(frozen=True)
+class FileResource:
+    """A `type: file` resource: what the charm gets from `resource-get` is named `filename`."""
+
+    name: str
+    filename: str
 
 
 @dataclass(frozen=True)
@@ -102,6 +116,15 @@ class CharmSpec:
         )
 
     @property
+    def file_resources(self) -> dict[str, FileResource]:
+        """The charm's `type: file` resources (its oci-image ones are its containers' images)."""
+        return {
+            name: FileResource(name, str(spec.get("filename") or name))
+            for name, spec in (self.raw.get("resources") or {}).items()
+            if (spec or {}).get("type") == "file"
+        }
+
+    @property
     def peers(self) -> list[Endpoint]:
         return [e for e in self.endpoints.values() if e.role == "peers"]
 
@@ -130,7 +153,11 @@ class CharmSpec:
         return typed
 
     def validate_config(self, values: dict[str, Any]) -> None:
-        """Refuse unknown options and values of the wrong type, as `juju config` does."""
+        """Refuse unknown options and values of the wrong type, as `juju config` does.
+
+        A `secret` option takes a secret URI (or "" for none); Juju only parses it, so a URI
+        of a secret that does not exist, or is not granted, is accepted.
+        """
         for key, value in values.items():
             kind = self._option(key).get("type", "string")
             allowed = _CONFIG_TYPES.get(kind, (str,))
@@ -138,6 +165,8 @@ class CharmSpec:
                 allowed = ()
             if not isinstance(value, allowed):
                 raise SandboxError(f'option "{key}" expected {kind}, got {json.dumps(value)}')
+            if kind == "secret" and value and not SECRET_URI.match(str(value)):
+                raise SandboxError(f'invalid secret URI for option "{key}": secret URI "{value}" not valid')
 
     def _option(self, key: str) -> dict[str, Any]:
         if key not in self.config_options:

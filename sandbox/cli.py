@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import sys
 import traceback
@@ -29,6 +30,29 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
     return pairs
 
 
+def _secret_values(items: list[str], yaml_file: Path | None) -> dict[str, str]:
+    """`key=value`, `key#base64=VALUE` and `key#file=PATH`, and a YAML file of keys, as `juju add-secret` takes them."""
+    content: dict[str, str] = {}
+    if yaml_file is not None:
+        loaded = yaml.safe_load(yaml_file.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise SandboxError(f"{yaml_file} must hold a mapping of keys to values")
+        content.update({str(k): str(v) for k, v in loaded.items()})
+    for key, value in _pairs(items, "secret value").items():
+        name, _, encoding = key.partition("#")
+        try:
+            if encoding == "base64":
+                value = base64.b64decode(value, validate=True).decode()
+            elif encoding == "file":
+                value = Path(value).read_text()
+            elif encoding:
+                raise SandboxError(f'unknown encoding "{encoding}" for key "{name}": use #base64 or #file')
+        except (ValueError, OSError) as error:
+            raise SandboxError(f'cannot read the value of "{name}": {error}') from None
+        content[name] = value
+    return content
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description="A local stand-in for a Juju model.")
     parser.add_argument("-m", "--model", default=DEFAULT_MODEL, help="model name (default: %(default)s)")
@@ -40,6 +64,32 @@ def _parser() -> argparse.ArgumentParser:
     deploy.add_argument("-n", "--num-units", type=int, default=1)
     deploy.add_argument("--config", action="append", default=[], metavar="KEY=VALUE")
     deploy.add_argument("--trust", action="store_true")
+    deploy.add_argument("--resource", action="append", default=[], metavar="NAME=PATH", help="a file resource")
+
+    attach = verbs.add_parser("attach-resource", help="upload a new revision of an application's file resource")
+    attach.add_argument("application")
+    attach.add_argument("resource", metavar="NAME=PATH")
+
+    add_secret = verbs.add_parser("add-secret", help="add a user secret; prints its URI")
+    add_secret.add_argument("name")
+    add_secret.add_argument("values", nargs="*", metavar="KEY=VALUE")
+    add_secret.add_argument("--info", help="the secret's description")
+    add_secret.add_argument("--file", type=Path, help="a YAML file of keys and values")
+
+    update_secret = verbs.add_parser("update-secret", help="update a user secret (new content is a new revision)")
+    update_secret.add_argument("secret", metavar="NAME|URI")
+    update_secret.add_argument("values", nargs="*", metavar="KEY=VALUE")
+    update_secret.add_argument("--info", help="the secret's description")
+    update_secret.add_argument("--name", help="the secret's new name")
+    update_secret.add_argument("--file", type=Path, help="a YAML file of keys and values")
+
+    for verb, what in (("grant-secret", "let applications read"), ("revoke-secret", "stop applications reading")):
+        sub = verbs.add_parser(verb, help=f"{what} a user secret")
+        sub.add_argument("secret", metavar="NAME|URI")
+        sub.add_argument("applications", metavar="APP[,APP...]")
+
+    remove_secret = verbs.add_parser("remove-secret", help="remove a user secret")
+    remove_secret.add_argument("secret", metavar="NAME|URI")
 
     add_unit = verbs.add_parser("add-unit", help="add units to an application")
     add_unit.add_argument("application")
@@ -153,8 +203,24 @@ def _verb(model: Model, args: argparse.Namespace) -> int:
 
         charm = CharmSpec.load(args.charm.resolve())
         config = charm.parse_config(_pairs(args.config, "--config"))
-        app = model.deploy(args.charm, args.application, args.num_units, config, args.trust)
+        resources: dict[str, Path | str] = dict(_pairs(args.resource, "--resource"))
+        app = model.deploy(args.charm, args.application, args.num_units, config, args.trust, resources=resources)
         print(f"deployed {app.name} ({len(app.units)} unit{'s' if len(app.units) != 1 else ''})")
+    elif verb == "attach-resource":
+        ((name, path),) = _pairs([args.resource], "resource").items()
+        revision = model.attach_resource(args.application, name, path)
+        print(f"attached {name} revision {revision} to {args.application}")
+    elif verb == "add-secret":
+        print(model.add_secret(args.name, _secret_values(args.values, args.file), info=args.info))
+    elif verb == "update-secret":
+        values = _secret_values(args.values, args.file) if args.values or args.file else None
+        model.update_secret(args.secret, values, info=args.info, name=args.name)
+    elif verb == "grant-secret":
+        model.grant_secret(args.secret, args.applications)
+    elif verb == "revoke-secret":
+        model.revoke_secret(args.secret, args.applications)
+    elif verb == "remove-secret":
+        model.remove_secret(args.secret)
     elif verb == "add-unit":
         print("added " + ", ".join(model.add_unit(args.application, args.num_units)))
     elif verb == "remove-unit":

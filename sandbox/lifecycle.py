@@ -9,22 +9,66 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 from sandbox import pods, sequences
+from sandbox.errors import SandboxError
 from sandbox.paths import REPO_ROOT, Artifacts
 from sandbox.state import AppState, ModelState, UnitState
 
-PEBBLE_IMAGES = ("apachepulsar/pulsar",)
+PULSAR_IMAGE = "apachepulsar/pulsar"
+PULSAR_ALL_IMAGE = "apachepulsar/pulsar-all"  # the pulsar image plus /pulsar/connectors/*.nar
+WORKLOAD_PYTHON_IN_IMAGE = "/opt/workload-python"  # the python3 (and packages) of the Pulsar images
+POSTGRES_IMAGE = "postgres"  # Docker's official image: Debian's PostgreSQL packages
+POSTGRES_ROOT = Path("/usr/lib/postgresql")  # Debian's layout, in the image as on this machine
+
+
+def image_reference(upstream_source: str) -> tuple[str, str]:
+    """Repository and tag of an image reference: `docker.io/library/postgres:15` is ("postgres", "15")."""
+    reference = upstream_source.split("@", 1)[0]
+    repository, tag = reference, "latest"
+    if ":" in reference.rsplit("/", 1)[-1]:
+        repository, tag = reference.rsplit(":", 1)
+    return repository.removeprefix("docker.io/").removeprefix("library/"), tag
 
 
 def image_tree(upstream_source: str | None, artifacts: Artifacts) -> pods.ImageTree:
-    """The local stand-in for a container image: the Pulsar tree at /pulsar for Pulsar images."""
+    """The local stand-in for a container image: its files and the environment it sets.
+
+    Pulsar images get the Pulsar tree at /pulsar (pulsar-all's has connectors/ too); the
+    postgres image gets the PATH and PGDATA it sets, for Debian's PostgreSQL of its major version.
+    """
     env = {
         "JAVA_HOME": str(artifacts.java_home),
         "PATH": f"{artifacts.workload_python.parent}:{artifacts.java_home}/bin:{pods.HOST_PATH}",
     }
-    if upstream_source and upstream_source.startswith(PEBBLE_IMAGES):
-        return pods.ImageTree(trees={"/pulsar": artifacts.pulsar_home}, env=env)
+    # The image's python3, mounted where any user of the container can run it.
+    python = {WORKLOAD_PYTHON_IN_IMAGE: artifacts.workload_python.parent.parent}
+    pulsar_env = {**env, "PATH": f"{WORKLOAD_PYTHON_IN_IMAGE}/bin:{artifacts.java_home}/bin:{pods.HOST_PATH}"}
+    repository, tag = image_reference(upstream_source) if upstream_source else ("", "")
+    if repository == PULSAR_ALL_IMAGE:
+        if artifacts.pulsar_all_home is None:
+            raise SandboxError(f"{upstream_source} needs the pulsar-all tree: run `tox -e provision`")
+        return pods.ImageTree(trees={"/pulsar": artifacts.pulsar_all_home, **python}, env=pulsar_env)
+    if repository == PULSAR_IMAGE:
+        return pods.ImageTree(trees={"/pulsar": artifacts.pulsar_home, **python}, env=pulsar_env)
+    if repository == POSTGRES_IMAGE:
+        return _postgres_image(tag)
+    return pods.ImageTree(env=env)
+
+
+def _postgres_image(tag: str) -> pods.ImageTree:
+    major = tag.split("-", 1)[0].split(".", 1)[0]
+    bin_dir = POSTGRES_ROOT / major / "bin"
+    if not (bin_dir / "postgres").is_file():
+        have = ", ".join(sorted(p.parent.parent.name for p in POSTGRES_ROOT.glob("*/bin/postgres"))) or "none"
+        raise SandboxError(f"image postgres:{tag} needs Debian's postgresql-{major} (installed: {have})")
+    env = {
+        "PATH": f"{pods.HOST_PATH}:{bin_dir}",  # the image's order: Debian's client wrappers come first
+        "PG_MAJOR": major,
+        "PGDATA": "/var/lib/postgresql/data",
+        "LANG": "C.UTF-8",  # the image generates en_US.UTF-8; this machine need not have it
+    }
     return pods.ImageTree(env=env)
 
 

@@ -9,6 +9,8 @@ StatefulSet's do (`lifecycle.py`).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import re
 import threading
@@ -27,8 +29,9 @@ from sandbox.errors import HookFailedError, SandboxError, WaitTimeoutError
 from sandbox.lifecycle import PodLifecycle
 from sandbox.paths import Artifacts, state_dir
 from sandbox.projection import juju_unit_defaults
+from sandbox.scenario_compat import secret_key
 from sandbox.scheduler import ActionResult, EventRecord, Scheduler
-from sandbox.state import AppState, ModelState, RelationState, SecretState, UnitState
+from sandbox.state import AppState, ModelState, RelationState, ResourceRevision, SecretState, UnitState
 from sandbox.status import render
 from sandbox.watcher import POLL_INTERVAL, Watcher
 from sandbox.wire import EventSpec
@@ -39,6 +42,9 @@ _NAME = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
 _APP_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z][a-z0-9]*)*$")
 _DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
 NAMED_UNIT_REMOVAL = "k8s models do not support removing named units.\nInstead specify an application with --num-units."
+# Juju's rules: a user secret's name, and the keys of any secret's content.
+_SECRET_NAME = re.compile(r"^[a-z](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?$")
+_SECRET_KEY = re.compile(r"^([a-z](?:-?[a-z0-9]){2,})$")
 
 
 class Model:
@@ -164,8 +170,12 @@ class Model:
         config: dict[str, Any] | None = None,
         trust: bool = False,
         settle: bool = True,
+        resources: dict[str, Path | str] | None = None,
     ) -> AppState:
         """Deploy a charm and run its units' hooks.
+
+        `resources` maps file resources to files to upload (`--resource NAME=PATH`); as for a
+        local charm on Juju, a file resource left out is simply not there (resource-get fails).
 
         With `settle=False`, return once the pods run, as `juju deploy` returns before any
         hook ran; the next verb or wait_for_idle runs them.
@@ -180,9 +190,12 @@ class Model:
             raise SandboxError("deploy needs at least one unit (-n 1)")
         config = dict(config or {})
         charm.validate_config(config)
+        uploads = {key: self._resource_source(charm, key, path) for key, path in (resources or {}).items()}
         with self._lock:
             state = AppState(name=name, charm=charm, config=config, trusted=trust)
             self.apps[name] = state
+            for key, source in uploads.items():
+                self._store_resource(state, key, source)
             for peer in charm.peers:
                 self._new_relation(peer.interface, [(name, peer.name)])
         self.add_unit(name, num_units, settle=settle)
@@ -370,16 +383,197 @@ class Model:
             state.config = {k: v for k, v in state.config.items() if k in charm.config_options}
             state.rollout = [u.name for u in sorted(self.state.alive_units(app), key=lambda u: -u.number)]
             state.replacing = None
-        if not settle:
-            return
+        if settle:
+            self._finish_rollout(state, timeout)
+
+    def _finish_rollout(self, state: AppState, timeout: float) -> None:
+        """Drive the StatefulSet's rolling update of the application's pods to its end, then settle."""
+        app = state.name
         deadline = time.monotonic() + timeout
         while state.rollout or state.replacing:
             if not self._scheduler.step():
                 time.sleep(POLL_INTERVAL)
             if time.monotonic() > deadline:
                 waiting = state.replacing or state.rollout[0]
-                raise WaitTimeoutError(f"refresh of {app} not done after {timeout:.0f}s: {waiting} is not ready")
+                raise WaitTimeoutError(f"rolling update of {app} not done after {timeout:.0f}s: {waiting} is not ready")
         self.settle()
+
+    # ------------------------------------------------------------------ user secrets
+
+    def add_secret(self, name: str, content: dict[str, str], info: str | None = None) -> str:
+        """`juju add-secret NAME key=value... [--info TEXT]`: a secret the model owns; returns its URI.
+
+        No application reads it until the user grants it (`grant_secret`); charms get its URI
+        through a `type: secret` config option.
+        """
+        if not _SECRET_NAME.match(name):
+            raise SandboxError(f'secret name "{name}" not valid')
+        checked = _secret_content(content)
+        with self._lock:
+            if any(s.name == name for s in self.secrets.values()):
+                raise SandboxError(f'secret with name "{name}" already exists')
+            uri = f"secret:{_new_secret_id()}"
+            self.secrets[uri] = SecretState(
+                id=uri, owner="", owner_is_unit=False, revisions={1: checked}, description=info, name=name
+            )
+        self.save()
+        return uri
+
+    def grant_secret(self, secret: str, apps: str | list[str]) -> None:
+        """`juju grant-secret NAME|URI APP[,APP...]`: every unit of each application may read it.
+
+        Juju sends no event for a grant: a charm that found the secret unreadable reads it
+        again when it next runs (config-changed, update-status, ...).
+        """
+        names = self._app_names(apps)
+        with self._lock:
+            found = self._user_secret(secret)
+            found.app_grants = found.app_grants | set(names)
+        self.save()
+
+    def revoke_secret(self, secret: str, apps: str | list[str]) -> None:
+        """`juju revoke-secret NAME|URI APP[,APP...]`: the applications' units can no longer read it."""
+        names = self._app_names(apps)
+        with self._lock:
+            found = self._user_secret(secret)
+            found.app_grants = found.app_grants - set(names)
+        self.save()
+
+    def update_secret(
+        self,
+        secret: str,
+        content: dict[str, str] | None = None,
+        info: str | None = None,
+        name: str | None = None,
+        settle: bool = True,
+    ) -> int:
+        """`juju update-secret NAME|URI key=value... [--info TEXT] [--name NEW]`; returns the latest revision.
+
+        New content is a new revision (the whole content: keys left out are gone); each unit
+        that tracks the secret, having read it, gets secret-changed and still sees its
+        revision until it refreshes. The same content again makes no revision.
+        """
+        checked = _secret_content(content) if content is not None else None
+        if name is not None and not _SECRET_NAME.match(name):
+            raise SandboxError(f'secret name "{name}" not valid')
+        with self._lock:
+            found = self._user_secret(secret)
+            if name is not None and any(s.name == name and s is not found for s in self.secrets.values()):
+                raise SandboxError(f'secret with name "{name}" already exists')
+            if info is not None:
+                found.description = info
+            if name is not None:
+                found.name = name
+            if checked is not None and checked != found.revisions[found.latest]:
+                found.latest += 1
+                found.revisions[found.latest] = checked
+                sequences.secret_changed(self.state, found)
+            latest = found.latest
+        if settle:
+            self.settle()
+        else:
+            self.save()
+        return latest
+
+    def remove_secret(self, secret: str) -> None:
+        """`juju remove-secret NAME|URI`: every revision goes; reading it is then "not found"."""
+        with self._lock:
+            found = self._user_secret(secret)
+            del self.secrets[found.id]
+            for unit in self.units.values():
+                unit.tracked_revisions.pop(found.id, None)
+                unit.secret_labels.pop(found.id, None)
+        self.save()
+
+    def secret_content(self, secret: str, revision: int | None = None) -> dict[str, str]:
+        """`juju show-secret NAME|URI --reveal [--revision N]`: a user secret's content."""
+        found = self._user_secret(secret)
+        wanted = found.latest if revision is None else revision
+        if wanted not in found.revisions:
+            raise SandboxError(f'secret "{secret}" has no revision {wanted}')
+        return dict(found.revisions[wanted])
+
+    def _user_secret(self, ref: str) -> SecretState:
+        for found in self.secrets.values():
+            if found.user_owned and (found.name == ref or secret_key(found.id) == secret_key(ref)):
+                return found
+        if any(secret_key(s.id) == secret_key(ref) for s in self.secrets.values()):
+            raise SandboxError(f'secret "{ref}" is owned by a charm: only user secrets are managed by the user')
+        raise SandboxError(f'secret "{ref}" not found')
+
+    def _app_names(self, apps: str | list[str]) -> list[str]:
+        names = [n for n in (apps.split(",") if isinstance(apps, str) else apps) if n]
+        if not names:
+            raise SandboxError("name at least one application")
+        for name in names:
+            self._app(name)
+        return names
+
+    # ------------------------------------------------------------------ file resources
+
+    def attach_resource(
+        self, app: str, resource: str, path: Path | str, settle: bool = True, timeout: float = 600.0
+    ) -> int:
+        """`juju attach-resource APP NAME=PATH`: upload a new revision of a file resource; returns it.
+
+        The model keeps its own copy (later edits of the file do not reach the charm). New
+        content bumps the application's charm-modified-version, which is in its pods'
+        template: the StatefulSet replaces the pods one at a time, highest ordinal first, and
+        each new pod runs upgrade-charm, config-changed, start, pebble-ready (as a refresh). The
+        same content again is a new revision and nothing more.
+        """
+        state = self._app(app)
+        source = self._resource_source(state.charm, resource, path)
+        with self._lock:
+            revision, changed = self._store_resource(state, resource, source)
+            if changed:
+                state.rollout = [u.name for u in sorted(self.state.alive_units(app), key=lambda u: -u.number)]
+        if settle and changed:
+            self._finish_rollout(state, timeout)
+        else:
+            self.save()
+        return revision.revision
+
+    def resource_revision(self, app: str, resource: str) -> ResourceRevision | None:
+        """The application's current revision of a file resource (`juju resources APP`), or None."""
+        return self._app(app).resources.get(resource)
+
+    def _resource_source(self, charm: CharmSpec, resource: str, path: Path | str) -> Path:
+        declared = (charm.raw.get("resources") or {}).get(resource)
+        if declared is None:
+            raise SandboxError(f'unrecognized resource "{resource}" for charm "{charm.name}"')
+        if resource not in charm.file_resources:
+            raise SandboxError(
+                f'resource "{resource}" is an {declared.get("type")} resource: the sandbox runs each '
+                "container from its image's upstream-source"
+            )
+        source = Path(path)
+        if not source.is_file():
+            raise SandboxError(f"open {source}: no such file")
+        return source
+
+    def _store_resource(self, state: AppState, resource: str, source: Path) -> tuple[ResourceRevision, bool]:
+        """Copy an upload into the model as the next revision; also say whether its bytes are new."""
+        previous = state.resources.get(resource)
+        number = previous.revision + 1 if previous else 1
+        target = (
+            self.root
+            / "resources"
+            / state.name
+            / resource
+            / str(number)
+            / state.charm.file_resources[resource].filename
+        )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha384()
+        with open(source, "rb") as upload, open(target, "wb") as stored:
+            while chunk := upload.read(1 << 20):
+                digest.update(chunk)
+                stored.write(chunk)
+        revision = ResourceRevision(resource, number, target, digest.hexdigest(), target.stat().st_size)
+        state.resources[resource] = revision
+        # Juju bumps the charm-modified-version only when the bytes change.
+        return revision, previous is None or previous.fingerprint != revision.fingerprint
 
     def status(self) -> str:
         ready = {name: self.pod_ready(name) for name in list(self.units)}
@@ -560,3 +754,20 @@ class Model:
         if name not in self.units:
             raise SandboxError(f'unit "{name}" not found')
         return self.units[name]
+
+
+def _new_secret_id() -> str:
+    """A secret id as Juju makes them: 20 characters of base32hex (an xid)."""
+    return base64.b32hexencode(os.urandom(12)).decode().lower().rstrip("=")
+
+
+def _secret_content(content: dict[str, str]) -> dict[str, str]:
+    """A secret's content, checked as Juju checks it."""
+    if not content:
+        raise SandboxError("secret content must not be empty")
+    for key, value in content.items():
+        if not _SECRET_KEY.match(key):
+            raise SandboxError(f'secret key "{key}" not valid')
+        if not isinstance(value, str):
+            raise SandboxError(f'secret value of "{key}" must be a string')
+    return dict(content)

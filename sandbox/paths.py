@@ -29,13 +29,19 @@ MANIFEST = "artifacts.json"
 
 @dataclass(frozen=True)
 class Artifacts:
-    """What provisioning produced: the paths the sandbox runs workloads from."""
+    """What provisioning produced: the paths the sandbox runs workloads from.
+
+    The pulsar-all tree came later: a manifest written before it still loads, without it, and
+    only a container of the pulsar-all image then asks for provisioning again.
+    """
 
     pebble: Path
     pulsar_home: Path
     pulsar_version: str
     workload_python: Path
     java_home: Path
+    pulsar_all_home: Path | None = None  # the Pulsar tree plus connectors/
+    debezium_postgres_nar: Path | None = None  # in pulsar_all_home/connectors/
 
     @classmethod
     def load(cls) -> Artifacts:
@@ -49,8 +55,12 @@ class Artifacts:
             pulsar_version=data["pulsar_version"],
             workload_python=Path(data["workload_python"]),
             java_home=Path(data["java_home"]),
+            pulsar_all_home=Path(data["pulsar_all_home"]) if "pulsar_all_home" in data else None,
+            debezium_postgres_nar=Path(data["debezium_postgres_nar"]) if "debezium_postgres_nar" in data else None,
         )
-        for path in (artifacts.pebble, artifacts.pulsar_home, artifacts.workload_python):
+        required = (artifacts.pebble, artifacts.pulsar_home, artifacts.workload_python)
+        optional = (artifacts.pulsar_all_home, artifacts.debezium_postgres_nar)
+        for path in (*required, *(p for p in optional if p is not None)):
             if not path.exists():
                 raise SandboxError(f"provisioned artifact {path} is missing: run `tox -e provision`")
         return artifacts
@@ -63,4 +73,7 @@ class Artifacts:
             "workload_python": str(self.workload_python),
             "java_home": str(self.java_home),
         }
+        if self.pulsar_all_home is not None and self.debezium_postgres_nar is not None:
+            data["pulsar_all_home"] = str(self.pulsar_all_home)
+            data["debezium_postgres_nar"] = str(self.debezium_postgres_nar)
         (cache_dir() / MANIFEST).write_text(json.dumps(data, indent=2) + "\n")

@@ -9,6 +9,7 @@ the model and returns the events Juju would deliver because of it.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -77,11 +78,16 @@ def _relation_view(model: ModelState, unit: UnitState, relation: RelationState) 
     )
 
 
+def _owns(unit: UnitState, secret: SecretState) -> bool:
+    if secret.user_owned:
+        return False  # the model owns a user secret: charms only read it
+    return secret.owner == (unit.name if secret.owner_is_unit else unit.app)
+
+
 def _secret_view(unit: UnitState, secret: SecretState) -> testing.Secret | None:
-    owned_by_app = not secret.owner_is_unit and secret.owner == unit.app
-    owned_by_unit = secret.owner_is_unit and secret.owner == unit.name
     latest = secret.revisions[secret.latest]
-    if owned_by_app or owned_by_unit:
+    if _owns(unit, secret):
+        owned_by_app = not secret.owner_is_unit
         return testing.Secret(
             latest,
             id=secret.id,
@@ -94,18 +100,35 @@ def _secret_view(unit: UnitState, secret: SecretState) -> testing.Secret | None:
         )
     if not secret.granted_to(unit.name, unit.app):
         return None  # Juju shows a unit no secret it was not granted
+    # A unit that never read the secret gets the latest revision at its first read, and tracks it.
     tracked = unit.tracked_revisions.get(secret.id, secret.latest)
-    return testing.Secret(
-        secret.revisions.get(tracked, latest),
+    if tracked not in secret.revisions:
+        tracked = secret.latest
+    view = testing.Secret(
+        secret.revisions[tracked],
         latest_content=latest,
         id=secret.id,
         label=unit.secret_labels.get(secret.id),
     )
+    # ops.testing numbers an observer's revisions itself, from 1; it has no public way to
+    # start elsewhere, and `absorb` reads which revision the charm tracks at the end.
+    object.__setattr__(view, "_tracked_revision", tracked)
+    object.__setattr__(view, "_latest_revision", secret.latest)
+    return view
+
+
+def _readable(unit: UnitState, secret: SecretState) -> bool:
+    return _owns(unit, secret) or secret.granted_to(unit.name, unit.app)
 
 
 def visible_secret(model: ModelState, unit: UnitState, secret_id: str) -> bool:
     secret = model.secrets.get(secret_id)
-    return secret is not None and _secret_view(unit, secret) is not None
+    return secret is not None and _readable(unit, secret)
+
+
+def hidden_secrets(model: ModelState, unit: UnitState) -> frozenset[str]:
+    """The model's secrets that this unit may not read (it gets "permission denied" for them)."""
+    return frozenset(s.id for s in model.secrets.values() if not _readable(unit, s))
 
 
 def _config(unit: UnitState, values: dict[str, Any]) -> dict[str, Any]:
@@ -158,6 +181,13 @@ def unit_view(model: ModelState, unit: UnitState, containers: dict[str, Containe
         networks=networks,
         containers={_container_view(name, containers.get(name)) for name in unit.charm.containers},
         storages={testing.Storage(name, index=0) for name in unit.charm.storage},
+        # The application's current revision of each file resource (the agent hands the
+        # unit its own copy); one never attached is absent, and resource-get fails.
+        resources={
+            testing.Resource(name=name, path=revision.path)
+            for name, revision in app.resources.items()
+            if name in unit.charm.file_resources
+        },
         opened_ports=unit.opened_ports,
         leader=app.leader == unit.name,
         model=testing.Model(model.name, uuid=model.uuid, type="kubernetes"),
@@ -179,9 +209,16 @@ def app_data_changed(before: testing.State, after: testing.State) -> bool:
 
 
 def absorb(
-    model: ModelState, unit: UnitState, before: testing.State, after: testing.State
+    model: ModelState,
+    unit: UnitState,
+    before: testing.State,
+    after: testing.State,
+    secrets_read: Collection[str] = (),
 ) -> list[tuple[str, EventSpec]]:
-    """Write what the charm changed back to the model; return (unit, event) pairs to deliver."""
+    """Write what the charm changed back to the model; return (unit, event) pairs to deliver.
+
+    `secrets_read`: the secrets the charm got content of during the hook.
+    """
     app = model.apps[unit.app]
     events: list[tuple[str, EventSpec]] = []
     # ops.testing statuses are ops statuses too; its State annotates them by its own base class.
@@ -213,7 +250,7 @@ def absorb(
             for other in _audience(model, unit, relation):
                 events.append((other, EventSpec("relation_changed", relation_id=relation.id)))
 
-    events += _absorb_secrets(model, unit, before, after)
+    events += _absorb_secrets(model, unit, before, after, secrets_read)
     return events
 
 
@@ -223,7 +260,7 @@ def _audience(model: ModelState, unit: UnitState, relation: RelationState) -> li
 
 
 def _absorb_secrets(
-    model: ModelState, unit: UnitState, before: testing.State, after: testing.State
+    model: ModelState, unit: UnitState, before: testing.State, after: testing.State, read: Collection[str]
 ) -> list[tuple[str, EventSpec]]:
     events: list[tuple[str, EventSpec]] = []
     seen_before = {s.id for s in before.secrets}
@@ -232,9 +269,9 @@ def _absorb_secrets(
         seen_after.add(secret.id)
         known = model.secrets.get(secret.id)
         if secret.owner is None:  # observed: remember which revision it tracks now, and its label
-            if known is not None and dict(secret.tracked_content) == known.revisions[known.latest]:
-                # get_content(refresh=True) moved it to the latest revision (or it was there).
-                unit.tracked_revisions[secret.id] = known.latest
+            # Juju starts tracking at the first read; get_content(refresh=True) moves it on.
+            if known is not None and (secret.id in read or secret.id in unit.tracked_revisions):
+                unit.tracked_revisions[secret.id] = secret._tracked_revision
             if secret.label:
                 unit.secret_labels[secret.id] = secret.label
             continue
@@ -258,9 +295,8 @@ def _absorb_secrets(
         if dict(secret.latest_content) != known.revisions[known.latest]:
             known.latest += 1
             known.revisions[known.latest] = dict(secret.latest_content)
-            for observer in model.units.values():
-                if observer.app != known.owner and known.granted_to(observer.name, observer.app):
-                    events.append((observer.name, EventSpec("secret_changed", secret_id=known.id)))
+            for observer in model.tracking(known):
+                events.append((observer.name, EventSpec("secret_changed", secret_id=known.id)))
     for removed in seen_before - seen_after:
         known = model.secrets.get(removed)
         if known is not None and known.owner in (unit.app, unit.name):

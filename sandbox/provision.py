@@ -27,6 +27,14 @@ PULSAR_SHA512 = (
     "65b769b10696cdfebf7fc5bcdc95dd663702e27051e616c1a13cb100e91279525b"
     "e35352171befe7b0011176330aab29bd0a6c8a0f2f0646641af46d2e33cbd6"
 )
+# The pulsar-all image is the pulsar image plus connectors in /pulsar/connectors, under the names
+# its Dockerfile gives them. Maven Central publishes this one only as a .jar, which is the NAR.
+DEBEZIUM_POSTGRES_ARTIFACT = f"org.apache.pulsar:pulsar-io-debezium-postgres:{PULSAR_VERSION}:jar"
+DEBEZIUM_POSTGRES_NAR = f"pulsar-io-debezium-postgres-{PULSAR_VERSION}.nar"
+DEBEZIUM_POSTGRES_SHA512 = (  # its sha1 is the one Central publishes, 9deb3bb9ac78ab1e4e891393a2759e168cad6eac
+    "c455a67b5c2fb2a11f38b8b8a3bcab7ce010728f5533e3da91954b348246f47de3"
+    "18eff26fa9aa6646885b4ed119a0ec4d575599f9644952e48636224d326851"
+)
 PEBBLE_VERSION = "v1.26.0"  # must match sandbox/pebble/go.mod
 # What the apachepulsar image's python carries (docker/pulsar/Dockerfile: pip installs these, and
 # Alpine's py3-yaml), no more: a workload that needs anything else would fail on the real image.
@@ -37,6 +45,9 @@ WORKLOAD_PYTHON_PACKAGES = [
     "kazoo==2.11.0",
     "PyYAML==6.0.4",
 ]
+# The apachepulsar images' user (uid 10000, group root) owns these directories of /pulsar.
+IMAGE_UID, IMAGE_GID = 10000, 0
+IMAGE_USER_DIRS = ("conf", "data", "download", "logs", "instances/deps", "packages-storage")
 # Debian package -> a file (glob) that shows it is installed.
 DEBIAN_PACKAGES = {
     "postgresql": "/usr/lib/postgresql/*/bin/postgres",
@@ -120,35 +131,50 @@ def provision_pebble(cache: Path) -> Path:
     return target
 
 
+def _fetch_from_maven(artifact: str, file_name: str, sha512: str, downloads: Path, what: str) -> Path:
+    """One artifact from Maven Central into `downloads`, kept only if its sha512 is the pinned one.
+
+    Maven checks the .sha1 that Central publishes (--strict-checksums); the sha512 pin is ours.
+    """
+    path = downloads / file_name
+    if path.is_file() and _sha512(path) == sha512:
+        return path
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise SandboxError(f"Maven is required to fetch {artifact}")
+    downloads.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    _run(
+        [
+            mvn,
+            "-B",
+            "--strict-checksums",
+            "dependency:copy",
+            f"-Dartifact={artifact}",
+            f"-DoutputDirectory={downloads}",
+        ],
+        f"downloading {artifact} ({what})",
+    )
+    actual = _sha512(path)
+    if actual != sha512:
+        path.unlink()
+        raise SandboxError(f"checksum mismatch for {file_name}: sha512 {actual}, pinned {sha512}")
+    step(f"sha512 verified for {file_name}")
+    return path
+
+
 def provision_pulsar(cache: Path) -> Path:
     home = cache / f"pulsar-{PULSAR_VERSION}" / f"apache-pulsar-{PULSAR_VERSION}"
     if (home / "bin" / "pulsar").is_file():
         step(f"Apache Pulsar {PULSAR_VERSION} cached")
         return home
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise SandboxError("Maven is required to fetch the Pulsar distribution")
-    downloads = cache / "downloads"
-    downloads.mkdir(parents=True, exist_ok=True)
-    tarball = downloads / f"pulsar-server-distribution-{PULSAR_VERSION}-bin.tar.gz"
-    if not tarball.is_file() or _sha512(tarball) != PULSAR_SHA512:
-        tarball.unlink(missing_ok=True)
-        _run(
-            [
-                mvn,
-                "-B",
-                "--strict-checksums",
-                "dependency:copy",
-                f"-Dartifact={PULSAR_ARTIFACT}",
-                f"-DoutputDirectory={downloads}",
-            ],
-            f"downloading {PULSAR_ARTIFACT} (about 245 MB)",
-        )
-    actual = _sha512(tarball)
-    if actual != PULSAR_SHA512:
-        tarball.unlink()
-        raise SandboxError(f"checksum mismatch for {tarball.name}: sha512 {actual}, pinned {PULSAR_SHA512}")
-    step(f"sha512 verified for {tarball.name}")
+    tarball = _fetch_from_maven(
+        PULSAR_ARTIFACT,
+        f"pulsar-server-distribution-{PULSAR_VERSION}-bin.tar.gz",
+        PULSAR_SHA512,
+        cache / "downloads",
+        "about 245 MB",
+    )
     unpack = cache / f"pulsar-{PULSAR_VERSION}.partial"
     shutil.rmtree(unpack, ignore_errors=True)
     unpack.mkdir(parents=True)
@@ -162,16 +188,70 @@ def provision_pulsar(cache: Path) -> Path:
     return home
 
 
+def provision_pulsar_all(cache: Path, pulsar_home: Path) -> tuple[Path, Path]:
+    """The pulsar-all image's /pulsar: the Pulsar tree plus connectors/<nar>. Returns (tree, nar).
+
+    A tree of its own, hard links into the Pulsar tree (no copy), so that a container gets it
+    as one read-only lower layer at /pulsar, as the image has it.
+    """
+    home = cache / f"pulsar-all-{PULSAR_VERSION}" / pulsar_home.name
+    nar = home / "connectors" / DEBEZIUM_POSTGRES_NAR
+    if nar.is_file() and (home / "bin" / "pulsar").is_file():
+        step(f"pulsar-all tree {PULSAR_VERSION} cached")
+        return home, nar
+    jar = _fetch_from_maven(
+        DEBEZIUM_POSTGRES_ARTIFACT,
+        f"pulsar-io-debezium-postgres-{PULSAR_VERSION}.jar",
+        DEBEZIUM_POSTGRES_SHA512,
+        cache / "downloads",
+        "the Debezium PostgreSQL source NAR",
+    )
+    build = cache / f"pulsar-all-{PULSAR_VERSION}.partial"
+    shutil.rmtree(build, ignore_errors=True)
+    shutil.copytree(pulsar_home, build / home.name, symlinks=True, copy_function=os.link)
+    connectors = build / home.name / "connectors"
+    connectors.mkdir(mode=0o755)
+    shutil.copyfile(jar, connectors / DEBEZIUM_POSTGRES_NAR)
+    (connectors / DEBEZIUM_POSTGRES_NAR).chmod(0o644)  # the image's files are world-readable
+    shutil.rmtree(home.parent, ignore_errors=True)
+    build.rename(home.parent)
+    step(f"pulsar-all tree assembled with {DEBEZIUM_POSTGRES_NAR}")
+    return home, nar
+
+
+def as_in_the_image(home: Path) -> None:
+    """Give the tree the image's ownership: these directories belong to its non-root user.
+
+    docker/pulsar/Dockerfile makes conf, data, download, logs, instances/deps and
+    packages-storage group-writable and owned by uid 10000 (group root), the user its
+    containers run as; a workload running as that user writes there (its logs, for one).
+    """
+    for name in IMAGE_USER_DIRS:
+        directory = home / name
+        directory.mkdir(parents=True, exist_ok=True)
+        for path in [directory, *directory.rglob("*")]:
+            os.chown(path, IMAGE_UID, IMAGE_GID, follow_symlinks=False)
+            if not path.is_symlink():
+                path.chmod(path.stat().st_mode | 0o770)
+
+
 def provision_workload_python(cache: Path) -> Path:
+    """The image's python3 and its packages, as a venv every user may run.
+
+    Built on the system's interpreter (world-readable), not on the one running this (it may
+    live in a home no other user can enter); containers get the venv mounted at
+    WORKLOAD_PYTHON_IN_IMAGE, so a workload running as the image's user runs it too.
+    """
     venv = cache / "workload-python"
     python = venv / "bin" / "python3"
     stamp = venv / "packages.txt"
-    wanted = "\n".join(WORKLOAD_PYTHON_PACKAGES)
+    base = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
+    wanted = "\n".join([f"# base: {base}", *WORKLOAD_PYTHON_PACKAGES])
     if python.is_file() and stamp.is_file() and stamp.read_text() == wanted:
         step("workload Python environment cached")
         return python
     shutil.rmtree(venv, ignore_errors=True)
-    _run([sys.executable, "-m", "venv", str(venv)], "creating the workload Python environment")
+    _run([base, "-m", "venv", str(venv)], "creating the workload Python environment")
     _run([str(python), "-m", "pip", "install", "-q", *WORKLOAD_PYTHON_PACKAGES], "installing workload packages")
     stamp.write_text(wanted)
     return python
@@ -183,12 +263,18 @@ def main() -> int:
     step(f"cache: {cache}")
     try:
         provision_debian_packages()
+        pulsar_home = provision_pulsar(cache)
+        pulsar_all_home, debezium_postgres_nar = provision_pulsar_all(cache, pulsar_home)
+        for home in (pulsar_home, pulsar_all_home):
+            as_in_the_image(home)
         artifacts = Artifacts(
             pebble=provision_pebble(cache),
-            pulsar_home=provision_pulsar(cache),
+            pulsar_home=pulsar_home,
             pulsar_version=PULSAR_VERSION,
             workload_python=provision_workload_python(cache),
             java_home=java_home(),
+            pulsar_all_home=pulsar_all_home,
+            debezium_postgres_nar=debezium_postgres_nar,
         )
     except SandboxError as error:
         print(f"[provision] ERROR {error}", file=sys.stderr)

@@ -20,7 +20,14 @@ from ops import testing
 
 from sandbox import sequences, wire
 from sandbox.lifecycle import PodLifecycle
-from sandbox.projection import ContainerSnapshot, absorb, app_data_changed, unit_view, visible_secret
+from sandbox.projection import (
+    ContainerSnapshot,
+    absorb,
+    app_data_changed,
+    hidden_secrets,
+    unit_view,
+    visible_secret,
+)
 from sandbox.state import HookError, ModelState, PodAction, UnitState
 from sandbox.watcher import POLL_INTERVAL, ContainerRestart, Watcher, snapshot
 from sandbox.wire import EventReply, EventRequest, EventSpec
@@ -255,6 +262,10 @@ class Scheduler:
                 app=unit.app,
                 unit_id=unit.number,
                 trusted=self.model.apps[unit.app].trusted,
+                hidden_secrets=hidden_secrets(self.model, unit),
+                # The charm container's files, lost with the pod, as the unit agent's are on
+                # Juju ("charm" is the container name Juju reserves, so no workload has it).
+                resource_dir=str(unit.pod.ephemeral_dir / "charm" / "resources"),
             )
         started = time.perf_counter()
         reply = self._call_agent(unit, request)
@@ -280,7 +291,7 @@ class Scheduler:
                     [str(line) for line in reply.action_logs],
                 )
             if reply.state is not None and reply.error is None:
-                for target, event in absorb(self.model, unit, before, reply.state):
+                for target, event in absorb(self.model, unit, before, reply.state, reply.secrets_read):
                     if target in self.model.units:
                         sequences.queue(self.model, self.model.units[target], event)
             unit.agent_status = "idle"

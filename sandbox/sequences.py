@@ -7,7 +7,7 @@ runs them. Sources for the orders: Juju's hook reference (a new unit, a unit rem
 
 from __future__ import annotations
 
-from sandbox.state import ModelState, PodAction, QueueItem, RelationState, UnitState
+from sandbox.state import ModelState, PodAction, QueueItem, RelationState, SecretState, UnitState
 from sandbox.wire import EventSpec
 
 # The events a dying unit still gets: its own teardown (anything else is dropped, as a
@@ -25,8 +25,9 @@ def queue(state: ModelState, unit: UnitState, event: QueueItem, *, front: bool =
         relation = state.relations.get(event.relation_id) if event.relation_id is not None else None
         if relation is not None and relation.removing and event.kind not in ("relation_departed", "relation_broken"):
             return
-        # Juju coalesces a relation-changed that is already pending for the same remote.
-        if event.kind == "relation_changed" and event in list(unit.queue)[1:]:
+        # Juju coalesces a relation-changed that is already pending for the same remote, and
+        # a secret-changed for the same secret (the unit then reads the latest revision).
+        if event.kind in ("relation_changed", "secret_changed") and event in list(unit.queue)[1:]:
             return
     if front:
         unit.queue.appendleft(event)
@@ -148,6 +149,12 @@ def after_new_pod(state: ModelState, unit: UnitState) -> None:
 def leader_elected(state: ModelState, unit: UnitState) -> None:
     state.apps[unit.app].leader = unit.name
     queue(state, unit, EventSpec("leader_elected"))
+
+
+def secret_changed(state: ModelState, secret: SecretState) -> None:
+    """A new revision: secret-changed on each unit that tracks the secret (it read it) and may still read it."""
+    for unit in state.tracking(secret):
+        queue(state, unit, EventSpec("secret_changed", secret_id=secret.id))
 
 
 def config_changed(state: ModelState, app: str) -> None:

@@ -83,6 +83,17 @@ class UnitState:
         return self.agent_status == "executing"
 
 
+@dataclass(frozen=True)
+class ResourceRevision:
+    """One uploaded revision of an application's file resource: the controller's own copy."""
+
+    name: str
+    revision: int
+    path: Path  # the stored copy, named as the charm declares the file
+    fingerprint: str  # sha384 of the content, as Juju fingerprints resources
+    size: int
+
+
 @dataclass
 class AppState:
     name: str
@@ -94,6 +105,11 @@ class AppState:
     status: ops.StatusBase = field(default_factory=lambda: testing.UnknownStatus())
     rollout: list[str] = field(default_factory=list)  # refresh: units still to replace, highest first
     replacing: str | None = None  # refresh: the unit whose pod was replaced last, until it is ready
+    resources: dict[str, ResourceRevision] = field(default_factory=dict)  # file resource -> current revision
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A model saved before file resources existed loads with none attached.
+        self.__dict__.update({"resources": {}, **state})
 
     @property
     def charm_dir(self) -> Path:
@@ -130,8 +146,14 @@ class RelationState:
 
 @dataclass
 class SecretState:
+    """A charm secret (owned by an application or a unit), or a user secret (owned by the model).
+
+    A charm secret is granted over relations; a user secret to applications by the user
+    (`grant-secret`), whatever their relations.
+    """
+
     id: str
-    owner: str  # an application name, or a unit name for a unit-owned secret
+    owner: str  # an application name, a unit name for a unit-owned secret, "" for a user secret
     owner_is_unit: bool
     revisions: dict[int, dict[str, str]]
     latest: int = 1
@@ -140,9 +162,15 @@ class SecretState:
     expire: Any = None
     rotate: Any = None
     grants: dict[int, frozenset[str]] = field(default_factory=dict)  # relation id -> apps/units
+    name: str | None = None  # a user secret's name (`juju add-secret NAME`)
+    app_grants: frozenset[str] = frozenset()  # a user secret: the applications granted access
+
+    @property
+    def user_owned(self) -> bool:
+        return self.name is not None
 
     def granted_to(self, unit: str, app: str) -> bool:
-        return any(unit in names or app in names for names in self.grants.values())
+        return app in self.app_grants or any(unit in names or app in names for names in self.grants.values())
 
 
 @dataclass
@@ -171,6 +199,19 @@ class ModelState:
     def relations_of(self, app: str, include_removing: bool = False) -> list[RelationState]:
         """The application's relations (with `include_removing`, also those being removed)."""
         return [r for r in self.relations.values() if r.involves(app) and (include_removing or not r.removing)]
+
+    def tracking(self, secret: SecretState) -> list[UnitState]:
+        """Units that track a revision of the secret (they read it) and may still read it.
+
+        Juju sends these, and only these, secret-changed when a new revision is published.
+        """
+        return [
+            unit
+            for unit in self.units.values()
+            if secret.id in unit.tracked_revisions
+            and secret.owner not in (unit.app, unit.name)
+            and secret.granted_to(unit.name, unit.app)
+        ]
 
     def in_scope(self, relation: RelationState, app: str) -> list[UnitState]:
         """Units of `app` that entered the relation's scope (and are not gone)."""

@@ -58,6 +58,10 @@ class EventRequest:
     app: str
     unit_id: int
     trusted: bool
+    # Secrets of the model this unit may not read: reading one is "permission denied", as on
+    # Juju, not "not found". (Plain defaults, so a request pickled without them still loads.)
+    hidden_secrets: frozenset[str] = frozenset()
+    resource_dir: str | None = None  # the unit's own copies of file resources (`resource-get`)
 
 
 @dataclass
@@ -72,6 +76,7 @@ class EventReply:
     action_logs: list[str] = field(default_factory=list)
     juju_log: list[tuple[str, str]] = field(default_factory=list)  # (level, message)
     charm_seconds: float = 0.0
+    secrets_read: tuple[str, ...] = ()  # ids of secrets the charm got content of (it now tracks them)
 
     @classmethod
     def failure(cls, error: str, line: str) -> EventReply:

@@ -56,6 +56,9 @@ class GreeterCharm(ops.CharmBase):
         framework.observe(self.on.read_secret_action, self._on_read_secret)
         framework.observe(self.on.write_app_data_action, self._on_write_app_data)
         framework.observe(self.on.read_local_action, self._on_read_local)
+        framework.observe(self.on.read_credentials_action, self._on_read_credentials)
+        framework.observe(self.on.read_resource_action, self._on_read_resource)
+        framework.observe(self.on.secret_changed, self._on_secret_changed)
 
     def _observe(self, event: ops.HookEvent) -> None:
         if isinstance(event, ops.RelationDepartedEvent) and event.departing_unit == self.unit:
@@ -196,6 +199,36 @@ class GreeterCharm(ops.CharmBase):
             event.set_results(self.model.get_secret(id=event.params["id"]).get_content())
         except (ops.SecretNotFoundError, ops.ModelError) as error:
             event.fail(f"cannot read secret: {error}")
+
+    def _on_read_credentials(self, event: ops.ActionEvent) -> None:
+        """Read the user secret of the `credentials` option: the revision this unit tracks, or the latest."""
+        uri = str(self.config.get("credentials") or "")
+        if not uri:
+            event.fail("credentials is not set")
+            return
+        try:
+            content = self.model.get_secret(id=uri).get_content(refresh=bool(event.params["refresh"]))
+        except ops.SecretNotFoundError:
+            event.fail(f"secret not found: {uri}")
+            return
+        except ops.ModelError as error:
+            event.fail(f"cannot read secret: {error}")
+            return
+        event.set_results(content)
+
+    def _on_secret_changed(self, event: ops.SecretChangedEvent) -> None:
+        uri = str(self.config.get("credentials") or "")
+        if uri and event.secret.id and event.secret.id.rsplit(":", 1)[-1] == uri.rsplit(":", 1)[-1]:
+            keys = sorted(event.secret.get_content(refresh=True))
+            logger.info("credentials moved to their latest revision (keys %s)", ",".join(keys))
+
+    def _on_read_resource(self, event: ops.ActionEvent) -> None:
+        try:
+            path = self.model.resources.fetch("greeting-file")
+        except ops.ModelError as error:
+            event.fail(f"cannot fetch resource: {error}")
+            return
+        event.set_results({"content": path.read_text(), "path": str(path)})
 
     def _on_read_local(self, event: ops.ActionEvent) -> None:
         """Read a file where the charm runs (the unit agent, in the pod's network namespace)."""
