@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import ops
-from replication import DatabaseError, drop_slot_and_publication, readiness, slot_lag_bytes
+from replication import DatabaseError, drop_slot_and_publication, prepare, slot_lag_bytes
 
 from charms.pulsar_k8s.v0.pulsar import Connection
 from literals import (
@@ -75,21 +75,25 @@ class Capture:
             if stopped := self.workload.stop_pipeline():
                 logger.info("stopped %s until the pipeline has all it needs", ", ".join(sorted(stopped)))
             return
+        names = Names(self.app, inputs.pulsar.namespace, inputs.settings.topic_prefix)
+        tables = [(t.schema, t.name) for t in inputs.settings.tables]
         try:
-            problem = readiness(inputs.database).problem
+            prepared = prepare(inputs.database, names.publication, tables)
+            problem = prepared.problem
+            if prepared.done:
+                logger.info("%s", prepared.done)
         except DatabaseError as error:
-            problem = f"cannot connect to {inputs.database.host}:{inputs.database.port}: {error}"
+            problem = f"{inputs.database.host}:{inputs.database.port}: {error}"
         if problem:
             self.statuses.append(Status.DATABASE_REFUSES(reason=problem))
             return
-        self._run(inputs)
+        self._run(inputs, names)
 
-    def _run(self, inputs: Inputs) -> None:
+    def _run(self, inputs: Inputs, names: Names) -> None:
         archive = self.workload.connector_archive()
         if archive is None:
             self.statuses.append(Status.NO_CONNECTOR())
             return
-        names = Names(self.app, inputs.pulsar.namespace, inputs.settings.topic_prefix)
         self.workload.write_private(TOKEN_FILE, inputs.pulsar.token + "\n")
         ca_file = None
         if inputs.database.tls and inputs.database.tls_ca:
@@ -107,6 +111,8 @@ class Capture:
             logger.info("pipeline (re)started from %s source %s", inputs.database.source, inputs.database)
         running = self.workload.running([SOURCE_SERVICE, FUNCTION_SERVICE])
         waiting = sorted({SOURCE_SERVICE, FUNCTION_SERVICE} - running)
+        if not waiting and not self.workload.serving():
+            waiting = [SOURCE_SERVICE, FUNCTION_SERVICE]  # running, not answering yet
         tables = ", ".join(str(t) for t in inputs.settings.tables)
         source = inputs.database.source
         if waiting:

@@ -27,13 +27,6 @@ class DatabaseError(Exception):
     """The database could not be reached or refused a statement; the message is one line."""
 
 
-@dataclass(frozen=True)
-class Readiness:
-    """Whether Debezium can stream from this server as this role; `problem` says why not."""
-
-    problem: str | None
-
-
 @contextlib.contextmanager
 def _connect(database: PostgresConnection) -> Iterator[psycopg.Connection]:
     with tempfile.NamedTemporaryFile("w", suffix=".pem") as ca:
@@ -65,19 +58,50 @@ def _one_line(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
-def readiness(database: PostgresConnection) -> Readiness:
-    """Debezium's walsender needs `wal_level=logical` and a superuser or replication role."""
+@dataclass(frozen=True)
+class Preparation:
+    """What `prepare` found: why Debezium cannot stream (`problem`), or what it changed (`done`)."""
+
+    problem: str | None = None
+    done: str | None = None
+
+
+def prepare(database: PostgresConnection, publication: str, tables: list[tuple[str, str]]) -> Preparation:
+    """Check the server can feed Debezium, then keep the publication to exactly `tables`.
+
+    Debezium's walsender needs `wal_level=logical` and a superuser or replication role. The
+    charm owns the publication: Debezium 1.9 creates a filtered one once but never changes its
+    tables, so a table added to the config would never be published. One connection for both.
+    """
     with _connect(database) as connection:
         wal_level = connection.execute("SHOW wal_level").fetchone()
         role = connection.execute(
             "SELECT rolsuper, rolreplication FROM pg_roles WHERE rolname = current_user"
         ).fetchone()
-    if wal_level is None or wal_level[0] != "logical":
-        level = wal_level[0] if wal_level else "unknown"
-        return Readiness(f"the server runs wal_level={level}: logical decoding needs wal_level=logical")
-    if role is None or not (role[0] or role[1]):
-        return Readiness(f"role {database.user} has neither SUPERUSER nor REPLICATION: it cannot start a walsender")
-    return Readiness(None)
+        if wal_level is None or wal_level[0] != "logical":
+            level = wal_level[0] if wal_level else "unknown"
+            return Preparation(f"the server runs wal_level={level}: logical decoding needs wal_level=logical")
+        if role is None or not (role[0] or role[1]):
+            return Preparation(
+                f"role {database.user} has neither SUPERUSER nor REPLICATION: it cannot start a walsender"
+            )
+        return Preparation(done=_keep_publication(connection, publication, tables))
+
+
+def _keep_publication(connection: psycopg.Connection, publication: str, tables: list[tuple[str, str]]) -> str | None:
+    wanted = sql.SQL(", ").join(sql.Identifier(schema, table) for schema, table in tables)
+    exists = connection.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,)).fetchone()
+    if exists is None:
+        create = sql.SQL("CREATE PUBLICATION {} FOR TABLE {}")
+        connection.execute(create.format(sql.Identifier(publication), wanted))
+        return f"created publication {publication}"
+    current = connection.execute(
+        "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s", (publication,)
+    ).fetchall()
+    if sorted(current) == sorted(tables):
+        return None
+    connection.execute(sql.SQL("ALTER PUBLICATION {} SET TABLE {}").format(sql.Identifier(publication), wanted))
+    return f"publication {publication} now publishes {', '.join(f'{s}.{t}' for s, t in tables)}"
 
 
 def slot_lag_bytes(database: PostgresConnection, slot: str) -> int | None:

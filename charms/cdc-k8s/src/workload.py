@@ -19,6 +19,7 @@ from charms.pulsar_k8s.v0.pulsar_workload import (
     PULSAR_HOME,
     PebbleWorkload,
     WorkloadCommandError,
+    readiness_check,
     template_environment,
 )
 from literals import (
@@ -47,6 +48,8 @@ BUILTIN_ENRICHMENT = CHARM_DIR / "src" / "enrichment" / "builtin.py"
 CONNECTOR_PATTERN = "pulsar-io-debezium-postgres-*.nar"
 TOKEN_AUTH = "org.apache.pulsar.client.impl.auth.AuthenticationToken"  # noqa: S105 - a class name
 ENV_SECRETS = "org.apache.pulsar.functions.secretsprovider.EnvironmentBasedSecretsProvider"
+SOURCE_CHECK = "source-ready"
+FUNCTION_CHECK = "function-ready"
 JVM_MEMORY = "-Xms128m -Xmx256m -XX:MaxDirectMemorySize=128m"
 CANDIDATE_MODULE = f"{CDC_DIR}/function/candidate.py"
 # Loads a module file and checks it has `Enrichment.process`; its last stderr line says what is wrong.
@@ -155,7 +158,17 @@ class CdcWorkload(PebbleWorkload):
         return {
             "summary": "change data capture: Debezium source and enrichment function",
             "services": {SOURCE_SERVICE: source, FUNCTION_SERVICE: function},
+            # Each runner serves its metrics once its instance runs: the charm hears it start.
+            "checks": {
+                SOURCE_CHECK: readiness_check({"tcp": {"port": SOURCE_METRICS_PORT}}),
+                FUNCTION_CHECK: readiness_check({"tcp": {"port": FUNCTION_METRICS_PORT}}),
+            },
         }
+
+    def serving(self) -> bool:
+        """Both runners answer (their ready checks are up)."""
+        checks = self.container.get_checks(SOURCE_CHECK, FUNCTION_CHECK)
+        return len(checks) == 2 and all(c.status == ops.pebble.CheckStatus.UP for c in checks.values())
 
     def _service(
         self, config_file: str, flag: str, args: list[str], environment: dict[str, str], summary: str

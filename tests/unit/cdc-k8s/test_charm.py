@@ -34,6 +34,7 @@ class Server:
         self.superuser = True
         self.slot_pid: int | None = 4242
         self.slot_lag = 2048
+        self.publication: list[tuple[str, ...]] | None = None  # the tables it publishes
         self.refuse: str | None = None
 
     def connect(self, **options: Any) -> Connection:
@@ -63,7 +64,15 @@ class Connection:
         if text.startswith("SELECT active_pid"):
             return Result([(self.server.slot_pid,)])
         if text.startswith("SELECT 1 FROM pg_publication"):
-            return Result([(1,)])
+            return Result([(1,)] if self.server.publication is not None else [])
+        if text.startswith("SELECT schemaname, tablename FROM pg_publication_tables"):
+            return Result(list(self.server.publication or []))
+        if text.startswith(("CREATE PUBLICATION", "ALTER PUBLICATION")):
+            self.server.publication = [
+                tuple(t.strip('"') for t in n.split(".")) for n in text.split(" TABLE ")[1].split(", ")
+            ]
+        if text.startswith("DROP PUBLICATION"):
+            self.server.publication = None
         if text.startswith("SELECT pg_wal_lsn_diff"):
             return Result([(self.server.slot_lag,)] if params == ("cdc_cdc_k8s",) else [])
         return Result([])
@@ -75,6 +84,9 @@ class Result:
 
     def fetchone(self) -> tuple[Any, ...] | None:
         return self.rows[0] if self.rows else None
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self.rows
 
 
 @pytest.fixture
@@ -403,3 +415,24 @@ def test_cdc_status_on_a_standby_unit_points_to_the_leader(world: World, server:
     with pytest.raises(testing.ActionFailed) as failed:
         ctx.run(ctx.on.action("cdc-status"), world.state(leader=False))
     assert failed.value.message == "the leader runs the pipeline: run cdc-status on cdc-k8s/leader"
+
+
+def test_the_charm_keeps_the_publication_to_exactly_the_configured_tables(world: World, server: Server) -> None:
+    # Given a pipeline capturing one table: the charm created the publication for it
+    ctx = testing.Context(CdcCharm)
+    running = ctx.run(ctx.on.config_changed(), world.state())
+    assert server.publication == [("public", "customers")]
+
+    # When the user adds a table
+    out = ctx.run(
+        ctx.on.config_changed(), dataclasses.replace(running, config={"tables": "public.customers,sales.orders"})
+    )
+
+    # Then the publication publishes both (Debezium would never change it), and the source restarts with both
+    assert server.publication == [("public", "customers"), ("sales", "orders")]
+    source = json.loads((_files(world) / "source.json").read_text())
+    assert source["configs"]["table.include.list"] == "public.customers,sales.orders"
+    assert source["configs"]["publication.autocreate.mode"] == "disabled"
+    assert out.unit_status == Status.CAPTURING(
+        tables="public.customers, sales.orders", database="cdc", source="relation"
+    )

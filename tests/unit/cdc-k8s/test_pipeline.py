@@ -117,10 +117,11 @@ def test_the_source_config_is_strings_only_and_holds_no_password() -> None:
     assert all(isinstance(v, str) for v in configs.values())
     assert configs["database.password"] == "${PG_PASSWORD}"
     assert "s3cret" not in json.dumps(rendered)
-    # and Debezium gets pgoutput, our slot and a filtered publication of exactly these tables
+    # and Debezium gets pgoutput, our slot, and our publication (the charm keeps its tables)
     assert configs["plugin.name"] == "pgoutput"
     assert configs["slot.name"] == "cdc_cdc_k8s"
-    assert configs["publication.autocreate.mode"] == "filtered"
+    assert configs["publication.name"] == "cdc_cdc_k8s_publication"
+    assert configs["publication.autocreate.mode"] == "disabled"
     assert configs["table.include.list"] == "public.customers,public.orders"
     assert configs["snapshot.mode"] == "never"
     assert configs["database.port"] == "5432"

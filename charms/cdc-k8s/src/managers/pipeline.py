@@ -74,7 +74,8 @@ def source_values(
         "plugin.name": "pgoutput",
         "slot.name": names.slot,
         "publication.name": names.publication,
-        "publication.autocreate.mode": "filtered",
+        # The charm keeps the publication to exactly the configured tables (replication.py).
+        "publication.autocreate.mode": "disabled",
         "table.include.list": ",".join(str(t) for t in settings.tables),
         "snapshot.mode": settings.snapshot_mode,
         "decimal.handling.mode": "string",
