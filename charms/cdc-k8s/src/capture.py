@@ -121,19 +121,24 @@ class Capture:
             self.statuses.append(Status.CAPTURING(tables=tables, database=inputs.database.database, source=source))
 
     def teardown(self) -> None:
-        """The database source is going away: stop, then free the slot and the publication it left.
+        """The database source is going away: free the slot and the publication, and stop.
 
         It connects as the pipeline last did (its rendered config and its service's environment):
-        the relation's credentials may already be gone.
+        the relation's credentials may soon be gone, since the provider drops its user when the
+        relation ends, so the SQL comes first. Terminating the walsender ends the source; once
+        the services are stopped, a second pass drops a slot a reconnecting source made again.
         """
-        self.workload.stop_pipeline()
         last = self.workload.last_source()
         if last is None:
+            self.workload.stop_pipeline()
             return
         database, slot, publication = last
         try:
             done = drop_slot_and_publication(database, slot, publication)
+            self.workload.stop_pipeline()
+            done += drop_slot_and_publication(database, slot, publication)
         except DatabaseError as error:
+            self.workload.stop_pipeline()
             logger.error("could not drop slot %s / publication %s: %s", slot, publication, error)
             self.statuses.append(Status.TEARDOWN_FAILED(slot=slot, reason=str(error)))
             return

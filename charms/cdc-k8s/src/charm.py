@@ -44,6 +44,7 @@ class CdcCharm(ops.CharmBase):
         self.pulsar = PulsarRequirer(self, PULSAR_RELATION)
         self._statuses: list[ops.StatusBase] = []
         observe_lifecycle(self, self._reconcile, [CONTAINER], [PULSAR_RELATION, DATABASE_RELATION])
+        framework.observe(self.on[DATABASE_RELATION].relation_departed, self._on_database_departed)
         framework.observe(self.on.remove, self._on_remove)
         framework.observe(self.on.cdc_status_action, self._on_cdc_status)
         framework.observe(self.on.collect_unit_status, self._on_collect_unit_status)
@@ -114,6 +115,15 @@ class CdcCharm(ops.CharmBase):
             self._statuses.append(Status.BAD_ENRICHMENT(reason=problem))
             return None
         return module
+
+    def _on_database_departed(self, event: ops.RelationDepartedEvent) -> None:
+        # The last database unit leaves: the relation is being removed (or the database goes).
+        # Tear down now, while its user still exists: the provider drops it when the relation ends.
+        if event.relation.units or self.config.get("postgresql-credentials") or not self.unit.is_leader():
+            return
+        if (capture := self._capture()) is not None:
+            capture.teardown()
+            self._statuses = [*capture.statuses, Status.NO_DATABASE()]
 
     def _on_remove(self, _: ops.RemoveEvent) -> None:
         # Only when the application goes: a unit going in a scale-down leaves the slot to the next leader.

@@ -436,3 +436,21 @@ def test_the_charm_keeps_the_publication_to_exactly_the_configured_tables(world:
     assert out.unit_status == Status.CAPTURING(
         tables="public.customers, sales.orders", database="cdc", source="relation"
     )
+
+
+def test_the_last_database_unit_departing_tears_down_before_the_relation_ends(world: World, server: Server) -> None:
+    # Given a running pipeline
+    ctx = testing.Context(CdcCharm)
+    running = ctx.run(ctx.on.config_changed(), world.state())
+    server.statements.clear()
+    # When the database's last unit departs (remove-relation: the provider drops our user when
+    # the relation ends, so this is the last moment our credentials work)
+    relation = dataclasses.replace(running.get_relation(7), remote_units_data={})
+    state = dataclasses.replace(running, relations={running.get_relation(4), relation})
+    out = ctx.run(ctx.on.relation_departed(relation, remote_unit=0, departing_unit="postgresql-k8s/0"), state)
+
+    # Then the slot and the publication are dropped then, and the pipeline stopped
+    assert ("SELECT pg_drop_replication_slot(%s)", ("cdc_cdc_k8s",)) in server.statements
+    assert 'DROP PUBLICATION IF EXISTS "cdc_cdc_k8s_publication"' in [text for text, _ in server.statements]
+    services = out.get_container("cdc").service_statuses
+    assert all(status != ops.pebble.ServiceStatus.ACTIVE for status in services.values())
