@@ -22,5 +22,5 @@ def test_loadgen_and_cdc_install_and_say_what_they_need(model: Model) -> None:
     messages = {u.app: u.workload_status.message for u in model.units.values()}
     assert messages == {
         "loadgen-k8s": "integrate with pulsar-k8s: juju integrate loadgen-k8s pulsar-k8s",
-        "cdc-k8s": "integrate with pulsar-k8s and postgresql-k8s",
+        "cdc-k8s": "integrate with pulsar-k8s: juju integrate cdc-k8s pulsar-k8s",
     }
