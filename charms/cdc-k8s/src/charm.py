@@ -17,7 +17,7 @@ from database import DatabaseSource
 
 from charms.pulsar_k8s.v0.pulsar import PulsarRequirer
 from charms.pulsar_k8s.v0.pulsar_workload import ImageProblem, InvalidConfigError, observe_lifecycle, report_status
-from literals import CONTAINER, DATABASE_RELATION, ENRICHMENT_RESOURCE, PULSAR_RELATION, Status
+from literals import CONTAINER, CREDENTIALS_OPTION, DATABASE_RELATION, ENRICHMENT_RESOURCE, PULSAR_RELATION, Status
 from managers.pipeline import Names
 from managers.postgres import NoSource, PostgresConnection, SourceProblem
 from managers.settings import CdcSettings
@@ -119,7 +119,7 @@ class CdcCharm(ops.CharmBase):
     def _on_database_departed(self, event: ops.RelationDepartedEvent) -> None:
         # The last database unit leaves: the relation is being removed (or the database goes).
         # Tear down now, while its user still exists: the provider drops it when the relation ends.
-        if event.relation.units or self.config.get("postgresql-credentials") or not self.unit.is_leader():
+        if event.relation.units or self.config.get(CREDENTIALS_OPTION) or not self.unit.is_leader():
             return
         if (capture := self._capture()) is not None:
             capture.teardown()

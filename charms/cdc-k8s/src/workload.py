@@ -86,20 +86,8 @@ class CdcWorkload(PebbleWorkload):
         return self._push(path, content, 0o600)
 
     def _push(self, path: str, content: str, permissions: int) -> bool:
-        try:
-            if self.container.pull(path).read() == content:
-                return False
-        except ops.pebble.PathError:
-            pass
-        self.container.make_dir(CDC_DIR, make_parents=True, user_id=WORKLOAD_UID, group_id=WORKLOAD_GID)
-        self.container.push(
-            path, content, permissions=permissions, make_dirs=True, user_id=WORKLOAD_UID, group_id=WORKLOAD_GID
-        )
-        return True
-
-    def remove(self, path: str) -> None:
-        if self.container.exists(path):
-            self.container.remove_path(path)
+        """A file the workload user owns, as do the directories made for it."""
+        return self.write(path, content, permissions, user_id=WORKLOAD_UID, group_id=WORKLOAD_GID)
 
     def render_configs(self, source: dict[str, object], function: dict[str, object], module: str) -> None:
         self._push(SOURCE_CONFIG, self._templates.get_template("source.json.j2").render(**source), 0o644)
@@ -192,10 +180,8 @@ class CdcWorkload(PebbleWorkload):
     def _digest(self, *paths: str) -> str:
         digest = hashlib.sha256()
         for path in paths:
-            try:
-                digest.update(self.container.pull(path).read().encode())
-            except ops.pebble.PathError:
-                digest.update(b"-")
+            content = self.read_text(path)
+            digest.update(content.encode() if content is not None else b"-")
         return digest.hexdigest()[:16]
 
     def last_source(self) -> tuple[PostgresConnection, str, str] | None:
@@ -215,7 +201,7 @@ class CdcWorkload(PebbleWorkload):
                 user=config["database.user"],
                 password=password,
                 tls=config.get("database.sslmode", "disable") != "disable",
-                tls_ca=self._read(CA_FILE),
+                tls_ca=self.read_text(CA_FILE),
             )
             return database, config["slot.name"], config["publication.name"]
         except (ops.pebble.PathError, KeyError, ValueError, TypeError):
@@ -225,12 +211,6 @@ class CdcWorkload(PebbleWorkload):
         """After a teardown: no pipeline to restart, no source to tear down again."""
         self.remove(SOURCE_CONFIG)
         self.remove(CA_FILE)
-
-    def _read(self, path: str) -> str | None:
-        try:
-            return self.container.pull(path).read()
-        except ops.pebble.PathError:
-            return None
 
     def stop_pipeline(self) -> set[str]:
         """Stop both services (if running); return the ones it stopped."""

@@ -20,7 +20,6 @@ logger = logging.getLogger(__name__)
 CHARM_DIR = Path(__file__).parent.parent
 ENGINE_FILE = CHARM_DIR / "src" / "engine" / "LoadWorker.java"
 TEMPLATES = CHARM_DIR / "templates"
-# The engine tells Pebble when a worker is done, so the charm collects its result at once.
 
 
 def test_dir(test_id: str) -> str:
@@ -45,8 +44,7 @@ class LoadgenWorkload(PebbleWorkload):
         self.write(TOKEN_FILE, token + "\n", permissions=0o600)
 
     def remove_token(self) -> None:
-        if self.container.exists(TOKEN_FILE):
-            self.container.remove_path(TOKEN_FILE)
+        self.remove(TOKEN_FILE)
 
     def started(self, test_id: str) -> list[str]:
         """The workers this unit started for a test (empty if it never did): its own record in storage."""
@@ -57,12 +55,6 @@ class LoadgenWorkload(PebbleWorkload):
         """Worker name -> the engine it ran (`java` or `pulsar-perf`)."""
         record = self.read_json(f"{test_dir(test_id)}/workers.json")
         return {str(k): str(v) for k, v in record.items()} if isinstance(record, dict) else {}
-
-    def read_text(self, path: str) -> str | None:
-        try:
-            return self.container.pull(path).read()
-        except ops.pebble.PathError:
-            return None
 
     def start_workers(self, test_id: str, workers: list[Worker]) -> None:
         """Render each worker's properties, put their services in the plan and start them, once."""

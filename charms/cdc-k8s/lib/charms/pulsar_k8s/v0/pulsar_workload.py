@@ -376,15 +376,34 @@ class PebbleWorkload:
             return set()
         return {name for name, info in self.container.get_services(*names).items() if info.is_running()}
 
-    def write(self, path: str, content: str, permissions: int = 0o644) -> bool:
-        """Push `content` to `path` if it differs from what is there; return whether it changed."""
-        try:
-            if self.container.pull(path).read() == content:
-                return False
-        except ops.pebble.PathError:
-            pass
-        self.container.push(path, content, permissions=permissions, make_dirs=True)
+    def write(
+        self,
+        path: str,
+        content: str,
+        permissions: int = 0o644,
+        user_id: int | None = None,
+        group_id: int | None = None,
+    ) -> bool:
+        """Push `content` to `path` if it differs from what is there; return whether it changed.
+
+        `user_id`/`group_id` own the file, and the directories the push makes for it.
+        """
+        if self.read_text(path) == content:
+            return False
+        self.container.push(path, content, permissions=permissions, make_dirs=True, user_id=user_id, group_id=group_id)
         return True
+
+    def read_text(self, path: str) -> str | None:
+        """A file of the container, or None when it is missing."""
+        try:
+            return self.container.pull(path).read()
+        except ops.pebble.PathError:
+            return None
+
+    def remove(self, path: str) -> None:
+        """Remove a file of the container if it is there."""
+        if self.container.exists(path):
+            self.container.remove_path(path)
 
     def pulsar_version(self) -> str | None:
         """The Pulsar version of the image, read from its library jars (no JVM started)."""
