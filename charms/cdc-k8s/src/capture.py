@@ -1,8 +1,14 @@
 """The change data capture pipeline: the reconcile every event runs, the teardown, and the actions.
 
 The leader runs the pipeline (one replication slot can feed one reader); other units stand by.
-What the pipeline runs with is always rendered whole from the config, the database source and
-the Pulsar grant; a change of any of them restarts the service it concerns on replan.
+What the pipeline runs with is always rendered whole from the config, the database source, the
+Pulsar grant and the peer state (the offsets generation); a change of any of them restarts the
+service it concerns on replan.
+
+The leader also watches the replication slot: once a capturing pipeline has seen it, a slot
+missing from the database, or a server on a new timeline (a promoted standby), means a failover
+lost it. Debezium then streams on from its stored offset through a new slot, so the changes in
+between are missing: the status says so until a resnapshot re-reads the tables.
 """
 
 from __future__ import annotations
@@ -14,7 +20,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import ops
-from replication import DatabaseError, drop_slot_and_publication, prepare, slot_lag_bytes
+from replication import (
+    DatabaseError,
+    Slot,
+    create_slot,
+    drop_slot,
+    drop_slot_and_publication,
+    find_slot,
+    prepare,
+    slot_lag_bytes,
+)
 
 from charms.pulsar_k8s.v0.pulsar import Connection
 from literals import (
@@ -32,9 +47,12 @@ from managers.metrics import pipeline_counts
 from managers.pipeline import Names, function_values, source_values
 from managers.postgres import NoSource, PostgresConnection, SourceProblem
 from managers.settings import CdcSettings
+from state import CdcState
 from workload import CdcWorkload
 
 logger = logging.getLogger(__name__)
+
+INACTIVE = ops.pebble.ServiceStatus.INACTIVE
 
 
 @dataclass(frozen=True)
@@ -47,14 +65,22 @@ class Inputs:
     enrichment: str  # the function module's source: the built-in or the user's resource
 
 
-class Capture:
-    """One event's work on the pipeline; `statuses` says what it found."""
+class ActionError(Exception):
+    """An action refuses or fails; the message says why, and what to do."""
 
-    def __init__(self, app: str, leader: bool, workload: CdcWorkload) -> None:
+
+class Capture:
+    """One event's work on the pipeline; `statuses` says what it found, `state` what it keeps."""
+
+    def __init__(self, app: str, leader: bool, workload: CdcWorkload, state: CdcState) -> None:
         self.app = app
         self.leader = leader
         self.workload = workload
+        self.state = state
         self.statuses: list[ops.StatusBase] = []
+
+    def names(self, inputs: Inputs) -> Names:
+        return Names(self.app, inputs.pulsar.namespace, inputs.settings.topic_prefix, self.state.generation)
 
     def reconcile(self, inputs: Inputs | None, database_gone: bool) -> None:
         """Run the pipeline `inputs` describe (leader), or none; `inputs` is None while one is missing.
@@ -75,7 +101,11 @@ class Capture:
             if stopped := self.workload.stop_pipeline():
                 logger.info("stopped %s until the pipeline has all it needs", ", ".join(sorted(stopped)))
             return
-        names = Names(self.app, inputs.pulsar.namespace, inputs.settings.topic_prefix)
+        if self.state.error is not None:
+            # The offsets generation is unknown: rendering now could move the source to other offsets.
+            self.statuses.append(Status.INVALID_PEER_DATA(error=self.state.error))
+            return
+        names = self.names(inputs)
         tables = [(t.schema, t.name) for t in inputs.settings.tables]
         try:
             prepared = prepare(inputs.database, names.publication, tables)
@@ -87,13 +117,77 @@ class Capture:
         if problem:
             self.statuses.append(Status.DATABASE_REFUSES(reason=problem))
             return
-        self._run(inputs, names)
+        slot, restart = self._watch_slot(inputs.database, names.slot)
+        names = self.names(inputs)  # in the generation `_watch_slot` left
+        if self._run(inputs, names, restart_source=restart) and slot is not None and slot.exists:
+            self.state.saw_slot(names.slot, slot.timeline)
 
-    def _run(self, inputs: Inputs, names: Names) -> None:
+    def _watch_slot(self, database: PostgresConnection, name: str) -> tuple[Slot | None, bool]:
+        """The slot as the database has it (None if it would not say), and whether to restart the source.
+
+        A slot the pipeline has seen that is gone was lost: it is made again, so that the source
+        streams on from its stored offset (no snapshot), and the source restarts if it runs (its
+        connection was to the lost one). A slot never seen is Debezium's to make.
+        """
+        try:
+            slot = find_slot(database, name)
+        except DatabaseError as error:
+            logger.warning("could not look for replication slot %s: %s", name, error)
+            return None, False
+        self._follow_database(slot.system, database.database)
+        if self.state.app_data.slot_seen != name:
+            return slot, False
+        if not slot.exists:
+            try:
+                create_slot(database, name)
+            except DatabaseError as error:
+                logger.error("could not make slot %s again (the source makes it as it starts): %s", name, error)
+            self._mark_lost(name, slot.timeline, "it is gone from the database; made it again")
+            return Slot(True, slot.timeline), self.workload.is_running(SOURCE_SERVICE)
+        seen_on = self.state.app_data.slot_timeline
+        if slot.timeline and seen_on and slot.timeline != seen_on:
+            # Still there, but the server was promoted since: a restarting source made it again.
+            self._mark_lost(name, slot.timeline, f"the server moved from timeline {seen_on} to {slot.timeline}")
+        return slot, False
+
+    def _follow_database(self, system: str | None, database: str) -> None:
+        """Start a new offsets generation when the source is another server's or database's.
+
+        The stored offsets are a position in the WAL of the server they were taken on (and its
+        standbys, which share its system identifier). Read against another server, Debezium
+        would skip its changes up to that position, and take its tables as read already.
+        """
+        if system is None:
+            return
+        identity = f"{system}/{database}"
+        known = self.state.app_data.source_database
+        if known and known != identity:
+            generation = self.state.next_generation()
+            logger.info(
+                "the source database is now %s (the offsets were about %s): offsets generation %d,"
+                " the tables are read first",
+                identity,
+                known,
+                generation,
+            )
+        self.state.app_data.source_database = identity
+
+    def _mark_lost(self, slot: str, timeline: int | None, how: str) -> None:
+        at = self.state.slot_lost(timeline)
+        logger.warning(
+            "replication slot %s was lost (a database failover?): %s; changes between the last one captured"
+            " and %s may be missing: the resnapshot action re-reads the tables",
+            slot,
+            how,
+            at,
+        )
+
+    def _run(self, inputs: Inputs, names: Names, restart_source: bool = False) -> bool:
+        """Render and run both services; return whether the pipeline captures (both serve)."""
         archive = self.workload.connector_archive()
         if archive is None:
             self.statuses.append(Status.NO_CONNECTOR())
-            return
+            return False
         self.workload.write_private(TOKEN_FILE, inputs.pulsar.token + "\n")
         ca_file = None
         if inputs.database.tls and inputs.database.tls_ca:
@@ -107,18 +201,39 @@ class Capture:
             inputs.enrichment,
         )
         layer = self.workload.layer(inputs.pulsar.service_url, inputs.database.password)
+        services = [SOURCE_SERVICE, FUNCTION_SERVICE]
+        changed = self.workload.changes(layer, SOURCE_SERVICE)
+        if changed or restart_source or SOURCE_SERVICE in self.workload.in_state(services, INACTIVE):
+            # The charm (re)starts the source: what earlier runs failed on is no longer news.
+            self.workload.forget_source_errors()
         if self.workload.apply_layer(LAYER, layer):
             logger.info("pipeline (re)started from %s source %s", inputs.database.source, inputs.database)
-        running = self.workload.running([SOURCE_SERVICE, FUNCTION_SERVICE])
-        waiting = sorted({SOURCE_SERVICE, FUNCTION_SERVICE} - running)
-        if not waiting and not self.workload.serving():
-            waiting = [SOURCE_SERVICE, FUNCTION_SERVICE]  # running, not answering yet
-        tables = ", ".join(str(t) for t in inputs.settings.tables)
+        # A replan starts what it changes: a service stopped with the same definition (or one
+        # Pebble gave up on, whose errors stay until it serves) starts here.
+        self.workload.start(self.workload.in_state(services, INACTIVE, ops.pebble.ServiceStatus.ERROR))
+        if restart_source and not changed:
+            self.workload.restart(SOURCE_SERVICE)
+        return self._status(inputs)
+
+    def _status(self, inputs: Inputs) -> bool:
+        """The pipeline's status; whether it captures."""
+        services = {SOURCE_SERVICE, FUNCTION_SERVICE}
+        up = self.workload.running(services) & self.workload.serving()
         source = inputs.database.source
-        if waiting:
+        # Not serving since its last start (stopped, restarting, or starting again): why, if it logged it.
+        if SOURCE_SERVICE not in up and (error := self.workload.source_error()):
+            self.statuses.append(Status.CONNECTOR_FAILS(error=error))
+            return False
+        if waiting := sorted(services - up):
             self.statuses.append(Status.STARTING(services=" and ".join(waiting), source=source))
+            return False
+        if lost := self.state.app_data.slot_lost:
+            names = self.names(inputs)
+            self.statuses.append(Status.SLOT_LOST(slot=names.slot, time=lost, app=self.app))
         else:
+            tables = ", ".join(str(t) for t in inputs.settings.tables)
             self.statuses.append(Status.CAPTURING(tables=tables, database=inputs.database.database, source=source))
+        return True
 
     def teardown(self) -> None:
         """The database source is going away: free the slot and the publication, and stop.
@@ -127,7 +242,11 @@ class Capture:
         the relation's credentials may soon be gone, since the provider drops its user when the
         relation ends, so the SQL comes first. Terminating the walsender ends the source; once
         the services are stopped, a second pass drops a slot a reconnecting source made again.
+        The state forgets the slot: one missing later was dropped, not lost. Once the slot is
+        gone, so are the changes its offsets point into: a new offsets generation makes a source
+        started later (a new relation, other credentials) snapshot the tables first.
         """
+        self.state.forget_slot()
         last = self.workload.last_source()
         if last is None:
             self.workload.stop_pipeline()
@@ -143,7 +262,54 @@ class Capture:
             self.statuses.append(Status.TEARDOWN_FAILED(slot=slot, reason=str(error)))
             return
         self.workload.forget_source()
-        logger.info("teardown: %s", "; ".join(done) or "nothing was left")
+        generation = self.state.next_generation()
+        logger.info(
+            "teardown: %s; a later source starts at offsets generation %d",
+            "; ".join(done) or "nothing was left",
+            generation,
+        )
+
+    def resnapshot(self, inputs: Inputs, confirm: bool) -> dict[str, str]:
+        """Make Debezium read the captured tables again; the action's results. Raises ActionError.
+
+        Debezium snapshots when it finds no stored offset. So: stop the source (the function
+        reads on), drop its slot (the publication stays), start a new offsets generation, and
+        reconcile: the source starts on an offset topic with nothing in it, snapshots, and
+        streams from a new slot. If the slot cannot be dropped, the source starts as it was.
+        """
+        if inputs.settings.snapshot_mode == "never":
+            raise ActionError(
+                "snapshot-mode is never: Debezium would read nothing again;"
+                f" set it first with: juju config {self.app} snapshot-mode=initial"
+            )
+        if not self.state.writable:
+            reason = f"its data does not decode: {self.state.error}" if self.state.error else "it is not there yet"
+            raise ActionError(f"the new offsets generation cannot be kept in the peer relation ({reason}): try again")
+        if not confirm:
+            raise ActionError(
+                "resnapshot publishes every row of every captured table again, as read events (op: r):"
+                " consumers see each row once more. To go ahead:"
+                f" juju run {self.app}/leader resnapshot confirm=true"
+            )
+        slot = self.names(inputs).slot
+        self.workload.stop([SOURCE_SERVICE])  # the function reads on: nothing is lost downstream
+        try:
+            done = drop_slot(inputs.database, slot)
+        except DatabaseError as error:
+            self.reconcile(inputs, database_gone=False)
+            raise ActionError(f"could not drop replication slot {slot}: {error}") from error
+        generation = self.state.next_generation()
+        names = self.names(inputs)
+        tables = ", ".join(str(t) for t in inputs.settings.tables)
+        logger.info(
+            "resnapshot: %s; offsets generation %d in %s: re-reading %s",
+            "; ".join(done) or f"no slot {slot} to drop",
+            generation,
+            names.offset_topic,
+            tables,
+        )
+        self.reconcile(inputs, database_gone=False)
+        return {"generation": str(generation), "offset-topic": names.offset_topic, "tables": tables}
 
     def report(self, database: PostgresConnection | NoSource, names: Names | None) -> dict[str, str]:
         """cdc-status: the database's view of the slot, the runners' counters, the services' states."""
@@ -152,6 +318,10 @@ class Capture:
             "connector": _state(services.get(SOURCE_SERVICE)),
             "function": _state(services.get(FUNCTION_SERVICE)),
         }
+        if error := self.workload.source_error():
+            results["connector-last-error"] = error
+        if lost := self.state.app_data.slot_lost:
+            results["slot-lost"] = lost
         if isinstance(database, NoSource):
             results["source"] = database.problem.value
         else:
@@ -160,6 +330,7 @@ class Capture:
             )
             if names is not None:
                 results["slot"] = names.slot
+                results["offset-topic"] = names.offset_topic
                 try:
                     lag = slot_lag_bytes(database, names.slot)
                     results["slot-lag-bytes"] = str(lag) if lag is not None else "no such slot"

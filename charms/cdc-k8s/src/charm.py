@@ -2,8 +2,9 @@
 """cdc-k8s: change data capture from PostgreSQL into Pulsar, enriched by a Python function.
 
 Every event runs one reconcile (`capture.py`) over the config, the database source
-(`database.py`) and the Pulsar grant; removing the database relation or the application tears
-the replication slot down. Statuses come from collect-status.
+(`database.py`), the Pulsar grant and the peer state (`state.py`); removing the database
+relation or the application tears the replication slot down. The `resnapshot` action re-reads
+the captured tables through the same reconcile. Statuses come from collect-status.
 """
 
 from __future__ import annotations
@@ -12,15 +13,24 @@ import enum
 import logging
 
 import ops
-from capture import Capture, Inputs, no_source_status
+from capture import ActionError, Capture, Inputs, no_source_status
 from database import DatabaseSource
 
 from charms.pulsar_k8s.v0.pulsar import PulsarRequirer
 from charms.pulsar_k8s.v0.pulsar_workload import ImageProblem, InvalidConfigError, observe_lifecycle, report_status
-from literals import CONTAINER, CREDENTIALS_OPTION, DATABASE_RELATION, ENRICHMENT_RESOURCE, PULSAR_RELATION, Status
+from literals import (
+    CONTAINER,
+    CREDENTIALS_OPTION,
+    DATABASE_RELATION,
+    ENRICHMENT_RESOURCE,
+    PEER,
+    PULSAR_RELATION,
+    Status,
+)
 from managers.pipeline import Names
 from managers.postgres import NoSource, PostgresConnection, SourceProblem
 from managers.settings import CdcSettings
+from state import CdcState
 from workload import CdcWorkload
 
 logger = logging.getLogger(__name__)
@@ -43,10 +53,11 @@ class CdcCharm(ops.CharmBase):
         self.workload = CdcWorkload(self.unit.get_container(CONTAINER))
         self.pulsar = PulsarRequirer(self, PULSAR_RELATION)
         self._statuses: list[ops.StatusBase] = []
-        observe_lifecycle(self, self._reconcile, [CONTAINER], [PULSAR_RELATION, DATABASE_RELATION])
+        observe_lifecycle(self, self._reconcile, [CONTAINER], [PULSAR_RELATION, DATABASE_RELATION, PEER])
         framework.observe(self.on[DATABASE_RELATION].relation_departed, self._on_database_departed)
         framework.observe(self.on.remove, self._on_remove)
         framework.observe(self.on.cdc_status_action, self._on_cdc_status)
+        framework.observe(self.on.resnapshot_action, self._on_resnapshot)
         framework.observe(self.on.collect_unit_status, self._on_collect_unit_status)
 
     def _capture(self) -> Capture | None:
@@ -54,29 +65,43 @@ class CdcCharm(ops.CharmBase):
         if problem := self.workload.check_image(self.unit):
             self._statuses = [Status.NO_PEBBLE() if problem is ImageProblem.NO_PEBBLE else Status.NO_PULSAR_IMAGE()]
             return None
-        return Capture(self.app.name, self.unit.is_leader(), self.workload)
+        return Capture(self.app.name, self.unit.is_leader(), self.workload, CdcState(self))
 
     def _reconcile(self, _: ops.EventBase) -> None:
-        self._statuses = []
         self.pulsar.publish_request()
+        if (pipeline := self._pipeline()) is None:
+            return
+        capture, inputs, gone = pipeline
+        capture.reconcile(inputs, database_gone=gone)
+        self._done(capture)
+
+    def _pipeline(self) -> tuple[Capture, Inputs | None, bool] | None:
+        """The pipeline, its inputs (None while one is missing), and whether the database is gone.
+
+        None (and the statuses say why) when nothing of the pipeline may change.
+        """
+        self._statuses = []
         try:
             settings = CdcSettings.parse(self.config)
         except InvalidConfigError as error:
             # The pipeline keeps running as it was: nothing below runs on a config we cannot read.
             self._statuses = [Status.INVALID_CONFIG(message=str(error))]
-            return
+            return None
         database = DatabaseSource(self, DATABASE_RELATION, settings.database, settings.credentials_secret)
         database.publish_request()
         if (capture := self._capture()) is None:
-            return
+            return None
         source = database.connection()
         inputs = self._inputs(settings, source)
         if isinstance(inputs, Refused):
-            return  # a refused enrichment module: the pipeline keeps running as it was
+            return None  # a refused enrichment module: the pipeline keeps running as it was
         gone = isinstance(source, NoSource) and source.problem is SourceProblem.NO_SOURCE
-        capture.reconcile(inputs, database_gone=gone)
+        return capture, inputs, gone
+
+    def _done(self, capture: Capture) -> None:
         # What the pipeline found first: a slot left behind matters more than a missing relation.
         self._statuses = capture.statuses + self._statuses
+        capture.state.save()
 
     def _inputs(self, settings: CdcSettings, source: PostgresConnection | NoSource) -> Inputs | Refused | None:
         """What the pipeline is made of, or None with the statuses saying what is missing.
@@ -123,6 +148,7 @@ class CdcCharm(ops.CharmBase):
             return
         if (capture := self._capture()) is not None:
             capture.teardown()
+            capture.state.save()
             self._statuses = [*capture.statuses, Status.NO_DATABASE()]
 
     def _on_remove(self, _: ops.RemoveEvent) -> None:
@@ -146,8 +172,26 @@ class CdcCharm(ops.CharmBase):
             return
         database = DatabaseSource(self, DATABASE_RELATION, settings.database, settings.credentials_secret)
         pulsar = self.pulsar.connection()
-        names = Names(self.app.name, pulsar.namespace, settings.topic_prefix) if pulsar else None
+        generation = capture.state.generation
+        names = Names(self.app.name, pulsar.namespace, settings.topic_prefix, generation) if pulsar else None
         event.set_results(capture.report(database.connection(), names))
+
+    def _on_resnapshot(self, event: ops.ActionEvent) -> None:
+        if not self.unit.is_leader():
+            event.fail(f"the leader runs the pipeline: run resnapshot on {self.app.name}/leader")
+            return
+        if (pipeline := self._pipeline()) is not None:
+            capture, inputs, gone = pipeline
+            if inputs is not None and not gone:
+                try:
+                    event.set_results(capture.resnapshot(inputs, confirm=bool(event.params.get("confirm"))))
+                except ActionError as error:
+                    event.fail(str(error))
+                finally:
+                    self._done(capture)
+                return
+        why = self._statuses[0].message if self._statuses else "the cdc container is not reachable yet"
+        event.fail(f"no pipeline runs as configured, nothing to re-read: {why}")
 
     def _on_collect_unit_status(self, event: ops.CollectStatusEvent) -> None:
         report_status(event, self._statuses, self.unit)

@@ -1,6 +1,7 @@
-"""What the charm asks of PostgreSQL itself: readiness, slot lag, and the teardown Debezium never does.
+"""What the charm asks of PostgreSQL itself: readiness, the slot, and the teardown Debezium never does.
 
-Debezium's slot and publication outlive it and would pin WAL forever.
+Debezium's slot and publication outlive it and would pin WAL forever. A logical slot does not
+survive a failover (before PostgreSQL 17): the charm looks for it, and makes it again.
 
 The charm connects from its own container with psycopg, as the same role as Debezium.
 """
@@ -115,27 +116,77 @@ def slot_lag_bytes(database: PostgresConnection, slot: str) -> int | None:
     return int(row[0]) if row is not None and row[0] is not None else None
 
 
+@dataclass(frozen=True)
+class Slot:
+    """What the server says of a replication slot now."""
+
+    exists: bool
+    # The server's WAL timeline (None if it would not say): promoting a standby starts a new one.
+    timeline: int | None = None
+    # The server's system identifier (None if it would not say): its standbys share it, another
+    # server's differs, and the source's offsets are positions in one system's WAL.
+    system: str | None = None
+
+
+def find_slot(database: PostgresConnection, slot: str) -> Slot:
+    """Whether the slot exists, the server's current timeline and its system. Raises DatabaseError."""
+    with _connect(database) as connection:
+        exists = connection.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone()
+        try:
+            # A WAL file's name starts with its timeline, in hex; any role may ask (on a primary).
+            wal_file = connection.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()
+        except psycopg.Error as error:
+            logger.debug("no timeline from the server: %s", _one_line(error))
+            wal_file = None
+        try:
+            system = connection.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()
+        except psycopg.Error as error:
+            logger.debug("no system identifier from the server: %s", _one_line(error))
+            system = None
+    timeline = int(wal_file[0][:8], 16) if wal_file and wal_file[0] else None
+    return Slot(exists=exists is not None, timeline=timeline, system=str(system[0]) if system and system[0] else None)
+
+
+def create_slot(database: PostgresConnection, slot: str) -> bool:
+    """Make the logical slot Debezium streams from (pgoutput); False if it exists already."""
+    with _connect(database) as connection:
+        try:
+            connection.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+        except psycopg.errors.DuplicateObject:
+            return False  # a restarting source made it first
+    return True
+
+
+def drop_slot(database: PostgresConnection, slot: str) -> list[str]:
+    """Stop the slot's walsender and drop the slot; the publication stays. Raises DatabaseError."""
+    with _connect(database) as connection:
+        return _drop_slot(connection, slot)
+
+
 def drop_slot_and_publication(database: PostgresConnection, slot: str, publication: str) -> list[str]:
     """Free what Debezium left: stop the slot's walsender, drop the slot, drop the publication.
 
     Returns what it did, for the log and the status. Raises DatabaseError if the server refuses.
     """
-    done: list[str] = []
     with _connect(database) as connection:
-        active = connection.execute(
-            "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,)
-        ).fetchone()
-        if active is not None:
-            if active[0] is not None:
-                connection.execute("SELECT pg_terminate_backend(%s)", (active[0],))
-                done.append(f"stopped the walsender of slot {slot}")
-            # A terminated walsender releases its slot a moment later.
-            _drop_slot_when_released(connection, slot)
-            done.append(f"dropped replication slot {slot}")
+        done = _drop_slot(connection, slot)
         exists = connection.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,)).fetchone()
         if exists is not None:
             connection.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(publication)))
             done.append(f"dropped publication {publication}")
+    return done
+
+
+def _drop_slot(connection: psycopg.Connection, slot: str) -> list[str]:
+    done: list[str] = []
+    active = connection.execute("SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone()
+    if active is not None:
+        if active[0] is not None:
+            connection.execute("SELECT pg_terminate_backend(%s)", (active[0],))
+            done.append(f"stopped the walsender of slot {slot}")
+        # A terminated walsender releases its slot a moment later.
+        _drop_slot_when_released(connection, slot)
+        done.append(f"dropped replication slot {slot}")
     return done
 
 

@@ -3,6 +3,10 @@
 Both run as `bin/function-localrunner` (one JVM each: `pulsar-admin ... localrun` would fork a
 second JVM that outlives a stop and keeps holding the replication slot), as the image's
 non-root user, with `--exitOnError` so a failed instance exits and Pebble restarts it.
+
+The source logs through its own log4j2 config (`PULSAR_LOG_CONF`: the Pulsar scripts put its
+directory on the classpath and name the file in `-Dlog4j.configurationFile`): to the console,
+and its ERROR lines to a small file, whose last line says why the connector fails.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ from literals import (
     FUNCTION_MODULE,
     FUNCTION_SERVICE,
     SOURCE_CONFIG,
+    SOURCE_ERRORS,
+    SOURCE_ERRORS_MAX,
+    SOURCE_LOG_CONFIG,
     SOURCE_METRICS_PORT,
     SOURCE_SERVICE,
     TOKEN_FILE,
@@ -38,6 +45,7 @@ from literals import (
     WORKLOAD_GROUP,
     WORKLOAD_UID,
 )
+from managers.connector import last_error
 from managers.postgres import PostgresConnection
 
 logger = logging.getLogger(__name__)
@@ -50,6 +58,7 @@ TOKEN_AUTH = "org.apache.pulsar.client.impl.auth.AuthenticationToken"  # noqa: S
 ENV_SECRETS = "org.apache.pulsar.functions.secretsprovider.EnvironmentBasedSecretsProvider"
 SOURCE_CHECK = "source-ready"
 FUNCTION_CHECK = "function-ready"
+READY_CHECKS = {SOURCE_SERVICE: SOURCE_CHECK, FUNCTION_SERVICE: FUNCTION_CHECK}
 JVM_MEMORY = "-Xms128m -Xmx256m -XX:MaxDirectMemorySize=128m"
 CANDIDATE_MODULE = f"{CDC_DIR}/function/candidate.py"
 # Loads a module file and checks it has `Enrichment.process`; its last stderr line says what is wrong.
@@ -91,6 +100,8 @@ class CdcWorkload(PebbleWorkload):
 
     def render_configs(self, source: dict[str, object], function: dict[str, object], module: str) -> None:
         self._push(SOURCE_CONFIG, self._templates.get_template("source.json.j2").render(**source), 0o644)
+        log_config = self._templates.get_template("source-log4j2.yaml.j2")
+        self._push(SOURCE_LOG_CONFIG, log_config.render(errors_file=SOURCE_ERRORS, max_size=SOURCE_ERRORS_MAX), 0o644)
         self._push(FUNCTION_CONFIG, self._templates.get_template("function.json.j2").render(**function), 0o644)
         self._push(FUNCTION_MODULE, module, 0o644)
 
@@ -132,8 +143,12 @@ class CdcWorkload(PebbleWorkload):
             SOURCE_CONFIG,
             "--sourceConfig",
             [*common, "--secretsProviderClassName", ENV_SECRETS, "--metricsPortStart", str(SOURCE_METRICS_PORT)],
-            # Read by the environment-based secrets provider for `${PG_PASSWORD}` in the source config.
-            {"PG_PASSWORD": password, "CDC_CONFIG_DIGEST": self._digest(SOURCE_CONFIG, TOKEN_FILE, CA_FILE)},
+            {
+                # Read by the environment-based secrets provider for `${PG_PASSWORD}` in the source config.
+                "PG_PASSWORD": password,
+                "PULSAR_LOG_CONF": SOURCE_LOG_CONFIG,
+                "CDC_CONFIG_DIGEST": self._digest(SOURCE_CONFIG, SOURCE_LOG_CONFIG, TOKEN_FILE, CA_FILE),
+            },
             "Debezium PostgreSQL source",
         )
         function = self._service(
@@ -153,10 +168,38 @@ class CdcWorkload(PebbleWorkload):
             },
         }
 
-    def serving(self) -> bool:
-        """Both runners answer (their ready checks are up)."""
+    def serving(self) -> set[str]:
+        """The services whose runner answers: their ready check is up (down once they stop or restart)."""
         checks = self.container.get_checks(SOURCE_CHECK, FUNCTION_CHECK)
-        return len(checks) == 2 and all(c.status == ops.pebble.CheckStatus.UP for c in checks.values())
+        up = {name for name, check in checks.items() if check.status == ops.pebble.CheckStatus.UP}
+        return {service for service, check in READY_CHECKS.items() if check in up}
+
+    def source_error(self) -> str | None:
+        """The source's last error line (time left out), or None if it logged none."""
+        log = self.read_text(SOURCE_ERRORS)
+        return last_error(log) if log is not None else None
+
+    def forget_source_errors(self) -> None:
+        """Remove the source's error log (and its rolled-over part)."""
+        self.remove(SOURCE_ERRORS)
+        self.remove(f"{SOURCE_ERRORS}.1")
+
+    def changes(self, layer: ops.pebble.LayerDict, service: str) -> bool:
+        """Whether applying `layer` changes the service's definition (Pebble then restarts it)."""
+        wanted = ops.pebble.Layer(layer).to_dict().get("services", {}).get(service)
+        return self.planned_services().get(service) != wanted
+
+    def in_state(self, services: list[str], *states: ops.pebble.ServiceStatus) -> set[str]:
+        """The named planned services Pebble has in one of `states`.
+
+        `inactive`: stopped (or never started); `error`: Pebble gave up on it. A service Pebble
+        is about to restart after a failure is in neither (`backoff`).
+        """
+        return {name for name, info in self.container.get_services(*services).items() if info.current in states}
+
+    def start(self, services: set[str]) -> None:
+        if services:
+            self.container.start(*sorted(services))
 
     def _service(
         self, config_file: str, flag: str, args: list[str], environment: dict[str, str], summary: str
@@ -214,7 +257,11 @@ class CdcWorkload(PebbleWorkload):
 
     def stop_pipeline(self) -> set[str]:
         """Stop both services (if running); return the ones it stopped."""
-        running = self.running([SOURCE_SERVICE, FUNCTION_SERVICE])
+        return self.stop([SOURCE_SERVICE, FUNCTION_SERVICE])
+
+    def stop(self, services: list[str]) -> set[str]:
+        """Stop the named services that run; return the ones it stopped."""
+        running = self.running(services)
         if running:
-            self.container.stop(*running)
+            self.container.stop(*sorted(running))
         return running

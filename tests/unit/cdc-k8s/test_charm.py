@@ -1,4 +1,5 @@
-"""cdc-k8s with ops.testing: both handshakes, the pipeline's layer and files, refusals, teardown.
+"""cdc-k8s with ops.testing: both handshakes, the pipeline's layer and files, refusals, teardown,
+the peer state, resnapshot, a lost slot and a failing connector.
 
 PostgreSQL itself is not here: `readiness` and the teardown's statements go to a recorder that
 answers like a server would (the sandbox tests run against a real one).
@@ -8,11 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import ops
 import pytest
+import yaml
 from ops import testing
 
 from cdc_k8s import replication
@@ -24,6 +28,9 @@ PASSWORD = "pg-pass-1"
 CONNECTOR = "pulsar-io-debezium-postgres-4.0.8.nar"
 
 
+SYSTEM = "7313570912838149437"
+
+
 class Server:
     """Stands in for PostgreSQL: answers the charm's queries, records every statement."""
 
@@ -32,10 +39,15 @@ class Server:
         self.connected_as: list[str] = []
         self.wal_level = "logical"
         self.superuser = True
+        self.slot = True  # whether cdc_cdc_k8s exists (Debezium makes it as it starts streaming)
         self.slot_pid: int | None = 4242
         self.slot_lag = 2048
+        self.timeline = 1  # of the WAL: a promoted standby starts a new one
+        self.system = SYSTEM  # its system identifier: its standbys share it, another server's differs
         self.publication: list[tuple[str, ...]] | None = None  # the tables it publishes
         self.refuse: str | None = None
+        self.refuse_drop: str | None = None
+        self.at_drop: Callable[[], None] | None = None  # called as the slot is dropped
 
     def connect(self, **options: Any) -> Connection:
         if self.refuse:
@@ -62,7 +74,21 @@ class Connection:
         if text.startswith("SELECT rolsuper"):
             return Result([(self.server.superuser, False)])
         if text.startswith("SELECT active_pid"):
-            return Result([(self.server.slot_pid,)])
+            return Result([(self.server.slot_pid,)] if self.server.slot else [])
+        if text.startswith("SELECT 1 FROM pg_replication_slots"):
+            return Result([(1,)] if self.server.slot else [])
+        if text.startswith("SELECT system_identifier"):
+            return Result([(self.server.system,)])
+        if text.startswith("SELECT pg_walfile_name"):
+            return Result([(f"{self.server.timeline:08X}0000000000000003",)])
+        if text.startswith("SELECT pg_create_logical_replication_slot"):
+            self.server.slot = True
+        if text.startswith("SELECT pg_drop_replication_slot"):
+            if self.server.at_drop:
+                self.server.at_drop()
+            if self.server.refuse_drop:
+                raise replication.psycopg.errors.InsufficientPrivilege(self.server.refuse_drop)
+            self.server.slot = False
         if text.startswith("SELECT 1 FROM pg_publication"):
             return Result([(1,)] if self.server.publication is not None else [])
         if text.startswith("SELECT schemaname, tablename FROM pg_publication_tables"):
@@ -137,6 +163,20 @@ def _database(user_secret: testing.Secret | None, **offer: str) -> testing.Relat
     return testing.Relation("database", remote_app_name="postgresql-k8s", remote_app_data={**data, **offer}, id=7)
 
 
+def _peers(app_data: dict[str, Any]) -> testing.PeerRelation:
+    return testing.PeerRelation("cdc-peers", local_app_data={k: json.dumps(v) for k, v in app_data.items()}, id=9)
+
+
+PEER_DEFAULTS = {"generation": 0, "slot-seen": "", "slot-timeline": 0, "slot-lost": "", "source-database": ""}
+SOURCE = f"{SYSTEM}/cdc"  # the database the offsets are about
+
+
+def _peer_app_data(out: testing.State) -> dict[str, Any]:
+    """The leader's peer application data, decoded; a key left out reads as its default."""
+    relation = next(r for r in out.relations if r.endpoint == "cdc-peers")
+    return {**PEER_DEFAULTS, **{key: json.loads(value) for key, value in relation.local_app_data.items()}}
+
+
 @dataclasses.dataclass
 class World:
     """A cdc unit with both relations granted; `state()` builds the ops.testing State."""
@@ -155,16 +195,27 @@ class World:
         path.write_text(module)
         return testing.Resource(name="enrichment", path=path)
 
-    def state(self, *, leader: bool = True, database: bool = True, enrichment: str = "") -> testing.State:
-        relations = [_pulsar(self.token)]
+    def state(
+        self,
+        *,
+        leader: bool = True,
+        database: bool = True,
+        enrichment: str = "",
+        peers: dict[str, Any] | None = None,
+        config: dict[str, str] | None = None,
+    ) -> testing.State:
+        """The unit; `peers` is the peer application data (None: no peer relation yet)."""
+        relations: list[testing.RelationBase] = [_pulsar(self.token)]
         if database:
             relations.append(_database(self.user))
+        if peers is not None:
+            relations.append(_peers(peers))
         return testing.State(
             leader=leader,
             relations=relations,
             secrets={self.token, self.user},
             containers={_container(self.image, self.tmp_path)},
-            config={"tables": "public.customers"},
+            config={"tables": "public.customers", **(config or {})},
             resources={self.enrichment(enrichment)},
         )
 
@@ -220,8 +271,8 @@ def test_the_leader_runs_source_and_function_as_the_image_user_with_no_secret_on
     assert source["configs"]["database.hostname"] == "10.1.2.3"
     assert source["configs"]["database.user"] == "relation_id_7"
     assert "class Enrichment" in (files / "function" / "enrichment.py").read_text()
-    # and the charm checked the server before starting: as the relation's user
-    assert server.connected_as == ["relation_id_7@10.1.2.3:5432/cdc"]
+    # and the charm checked the server (and looked for the slot) before starting: as the relation's user
+    assert set(server.connected_as) == {"relation_id_7@10.1.2.3:5432/cdc"}
     assert out.unit_status == Status.CAPTURING(tables="public.customers", database="cdc", source="relation")
 
 
@@ -408,6 +459,8 @@ def test_cdc_status_reports_the_slot_lag_from_the_database_and_the_services(worl
     assert results["slot-lag-bytes"] == "2048"
     assert results["source"] == "relation: relation_id_7@10.1.2.3:5432/cdc"
     assert (results["connector"], results["function"]) == ("active", "active")
+    # and where the source keeps its offsets (generation 0: the connector's default topic)
+    assert results["offset-topic"] == "persistent://cdc-k8s/default/cdc-k8s-source-debezium-offset-topic"
 
 
 def test_cdc_status_on_a_standby_unit_points_to_the_leader(world: World, server: Server) -> None:
@@ -454,3 +507,486 @@ def test_the_last_database_unit_departing_tears_down_before_the_relation_ends(wo
     assert 'DROP PUBLICATION IF EXISTS "cdc_cdc_k8s_publication"' in [text for text, _ in server.statements]
     services = out.get_container("cdc").service_statuses
     assert all(status != ops.pebble.ServiceStatus.ACTIVE for status in services.values())
+
+
+# ---------------------------------------------------------------- the peer state
+
+
+def test_a_capturing_pipeline_keeps_its_slot_in_the_peer_app_data(world: World, server: Server) -> None:
+    # Given a database on which Debezium's slot exists, on timeline 1
+    ctx = testing.Context(CdcCharm)
+
+    # When the leader runs the pipeline
+    out = ctx.run(ctx.on.config_changed(), world.state(peers={}))
+
+    # Then the peer app data names the slot the capturing pipeline saw, and nothing was lost
+    assert out.unit_status == Status.CAPTURING(tables="public.customers", database="cdc", source="relation")
+    assert _peer_app_data(out) == {
+        **PEER_DEFAULTS,
+        "slot-seen": "cdc_cdc_k8s",
+        "slot-timeline": 1,
+        "source-database": SOURCE,
+    }
+    # and generation 0 leaves the offset topic to the connector's default
+    source = json.loads((_files(world) / "source.json").read_text())
+    assert "offset.storage.topic" not in source["configs"]
+
+
+def test_without_the_peer_relation_yet_the_pipeline_runs_on_the_defaults(world: World, server: Server) -> None:
+    # Given a unit's first hooks: no peer relation yet
+    ctx = testing.Context(CdcCharm)
+
+    # When the leader runs the pipeline
+    out = ctx.run(ctx.on.config_changed(), world.state(peers=None))
+
+    # Then it runs as generation 0, and there is no peer data to write yet
+    assert out.unit_status == Status.CAPTURING(tables="public.customers", database="cdc", source="relation")
+    source = json.loads((_files(world) / "source.json").read_text())
+    assert "offset.storage.topic" not in source["configs"]
+    assert not [r for r in out.relations if r.endpoint == "cdc-peers"]
+
+
+def test_unreadable_peer_data_blocks_and_leaves_the_pipeline_alone(world: World, server: Server) -> None:
+    # Given a running pipeline
+    ctx = testing.Context(CdcCharm)
+    running = ctx.run(ctx.on.config_changed(), world.state(peers={}))
+    plan = running.get_container("cdc").plan.to_dict()
+    source = (_files(world) / "source.json").read_text()
+
+    # When its generation does not decode
+    peers = dataclasses.replace(_peers({}), local_app_data={"generation": '"two"'})
+    state = dataclasses.replace(running, relations={running.get_relation(4), running.get_relation(7), peers})
+    out = ctx.run(ctx.on.update_status(), state)
+
+    # Then the unit blocks saying so, and the source keeps its offsets and its config
+    assert isinstance(out.unit_status, ops.BlockedStatus)
+    assert out.unit_status.message.startswith("unreadable peer data, the pipeline is left as it is: ")
+    assert "'generation'" in out.unit_status.message
+    assert out.get_container("cdc").plan.to_dict() == plan
+    assert (_files(world) / "source.json").read_text() == source
+
+
+# ---------------------------------------------------------------- resnapshot
+
+
+def _resnapshot(ctx: testing.Context[CdcCharm], confirm: bool = True) -> Any:
+    return ctx.on.action("resnapshot", params={"confirm": confirm})
+
+
+def test_resnapshot_without_confirm_says_what_it_would_do_and_does_nothing(world: World, server: Server) -> None:
+    # Given a running pipeline
+    ctx = testing.Context(CdcCharm)
+    running = ctx.run(ctx.on.config_changed(), world.state(peers={}))
+    server.statements.clear()
+
+    # When the user runs resnapshot without confirm
+    with pytest.raises(testing.ActionFailed) as failed:
+        ctx.run(ctx.on.action("resnapshot"), running)
+
+    # Then it fails saying what it would do, and how to go ahead
+    assert "every row of every captured table again, as read events (op: r)" in failed.value.message
+    assert "consumers see each row once more" in failed.value.message
+    assert "juju run cdc-k8s/leader resnapshot confirm=true" in failed.value.message
+    # and nothing was dropped, stopped, or moved to another generation
+    assert not [text for text, _ in server.statements if "pg_drop_replication_slot" in text]
+    out = failed.value.state
+    assert isinstance(out, testing.State)
+    assert _peer_app_data(out)["generation"] == 0
+    assert set(out.get_container("cdc").service_statuses.values()) == {ops.pebble.ServiceStatus.ACTIVE}
+
+
+def test_resnapshot_on_a_standby_unit_points_to_the_leader(world: World, server: Server) -> None:
+    ctx = testing.Context(CdcCharm)
+    with pytest.raises(testing.ActionFailed) as failed:
+        ctx.run(_resnapshot(ctx), world.state(leader=False, peers={}))
+    assert failed.value.message == "the leader runs the pipeline: run resnapshot on cdc-k8s/leader"
+
+
+@pytest.mark.parametrize(
+    ("database", "config", "reason"),
+    [
+        (False, {}, "integrate with postgresql-k8s"),
+        (True, {"snapshot-mode": "sometimes"}, "invalid config snapshot-mode"),
+    ],
+)
+def test_resnapshot_without_a_pipeline_fails_saying_what_is_missing(
+    world: World, server: Server, database: bool, config: dict[str, str], reason: str
+) -> None:
+    # Given no database to capture from, or a config the charm cannot read
+    state = world.state(database=database, config=config, peers={})
+
+    # When the user runs resnapshot, Then it fails: nothing runs to re-read, and why
+    ctx = testing.Context(CdcCharm)
+    with pytest.raises(testing.ActionFailed) as failed:
+        ctx.run(_resnapshot(ctx), state)
+    assert failed.value.message.startswith("no pipeline runs as configured, nothing to re-read: ")
+    assert reason in failed.value.message
+    assert server.statements == []
+
+
+def test_resnapshot_without_credentials_yet_fails(world: World, server: Server) -> None:
+    # Given a database relation whose credentials are not shared yet
+    ctx = testing.Context(CdcCharm)
+    state = world.state(database=False, peers={})
+    state = dataclasses.replace(state, relations={*state.relations, _database(None)})
+
+    # When the user runs resnapshot, Then it fails saying what the pipeline waits for
+    with pytest.raises(testing.ActionFailed) as failed:
+        ctx.run(_resnapshot(ctx), state)
+    assert failed.value.message == (
+        "no pipeline runs as configured, nothing to re-read: waiting for postgresql-k8s to share credentials"
+    )
+
+
+def test_resnapshot_before_the_peer_relation_exists_fails_rather_than_lose_the_generation(
+    world: World, server: Server
+) -> None:
+    # Given a running pipeline whose unit has no peer relation yet
+    ctx = testing.Context(CdcCharm)
+    running = ctx.run(ctx.on.config_changed(), world.state(peers=None))
+
+    # When the user confirms a resnapshot
+    with pytest.raises(testing.ActionFailed) as failed:
+        ctx.run(_resnapshot(ctx), running)
+
+    # Then it fails (a generation it cannot keep would move the source back), and drops nothing
+    assert failed.value.message == (
+        "the new offsets generation cannot be kept in the peer relation (it is not there yet): try again"
+    )
+    assert not [text for text, _ in server.statements if "pg_drop_replication_slot" in text]
+
+
+def test_resnapshot_refuses_while_snapshot_mode_is_never(world: World, server: Server) -> None:
+    # Given a pipeline that never snapshots
+    ctx = testing.Context(CdcCharm)
+    running = ctx.run(ctx.on.config_changed(), world.state(peers={}, config={"snapshot-mode": "never"}))
+    server.statements.clear()
+
+    # When the user asks for a resnapshot
+    with pytest.raises(testing.ActionFailed) as failed:
+        ctx.run(_resnapshot(ctx), running)
+
+    # Then it fails naming the option to change first, and drops nothing
+    assert failed.value.message == (
+        "snapshot-mode is never: Debezium would read nothing again;"
+        " set it first with: juju config cdc-k8s snapshot-mode=initial"
+    )
+    assert not [text for text, _ in server.statements if "pg_drop_replication_slot" in text]
+
+
+def test_resnapshot_drops_the_slot_and_moves_the_source_to_a_new_offset_topic(world: World, server: Server) -> None:
+    # Given a running pipeline that saw its slot
+    ctx = testing.Context(CdcCharm)
+    running = ctx.run(ctx.on.config_changed(), world.state(peers={}))
+    assert _peer_app_data(running)["slot-seen"] == "cdc_cdc_k8s"
+    digest = running.get_container("cdc").plan.services["debezium-source"].environment["CDC_CONFIG_DIGEST"]
+    server.statements.clear()
+
+    # When the user confirms a resnapshot (and we look at the services as the slot is dropped)
+    at_drop: dict[str, ops.pebble.ServiceStatus] = {}
+    with ctx(_resnapshot(ctx, confirm=True), running) as manager:
+        container = manager.charm.unit.get_container("cdc")
+        server.at_drop = lambda: at_drop.update({n: s.current for n, s in container.get_services().items()})
+        out = manager.run()
+
+    # Then the source was stopped before its slot was dropped; the function read on
+    assert at_drop == {
+        "debezium-source": ops.pebble.ServiceStatus.INACTIVE,
+        "enrichment-function": ops.pebble.ServiceStatus.ACTIVE,
+    }
+    statements = [text for text, _ in server.statements]
+    assert "SELECT pg_terminate_backend(%s)" in statements
+    assert ("SELECT pg_drop_replication_slot(%s)", ("cdc_cdc_k8s",)) in server.statements
+    assert not [text for text in statements if "PUBLICATION" in text and not text.startswith("SELECT")]
+    # and the peer app data starts generation 1, with no slot seen yet
+    assert _peer_app_data(out) == {**PEER_DEFAULTS, "generation": 1, "source-database": SOURCE}
+    # and the source runs again on the new offset topic, where Debezium finds no offset and snapshots
+    topic = "persistent://cdc-k8s/default/cdc-k8s-source-debezium-offset-topic-1"
+    source = json.loads((_files(world) / "source.json").read_text())
+    assert source["configs"]["offset.storage.topic"] == topic
+    service = out.get_container("cdc").plan.services["debezium-source"]
+    assert service.environment["CDC_CONFIG_DIGEST"] != digest
+    assert out.get_container("cdc").service_statuses["debezium-source"] == ops.pebble.ServiceStatus.ACTIVE
+    # and the results say the generation, the topic and the tables being re-read
+    assert ctx.action_results == {"generation": "1", "offset-topic": topic, "tables": "public.customers"}
+
+
+def test_a_second_resnapshot_moves_on_to_the_next_generation(world: World, server: Server) -> None:
+    ctx = testing.Context(CdcCharm)
+    running = ctx.run(ctx.on.config_changed(), world.state(peers={"generation": 1}))
+    assert json.loads((_files(world) / "source.json").read_text())["configs"]["offset.storage.topic"].endswith("-1")
+
+    out = ctx.run(_resnapshot(ctx), running)
+
+    assert _peer_app_data(out)["generation"] == 2
+    source = json.loads((_files(world) / "source.json").read_text())
+    assert source["configs"]["offset.storage.topic"].endswith("-debezium-offset-topic-2")
+
+
+def test_a_slot_the_server_will_not_drop_fails_the_resnapshot_and_the_source_runs_as_it_was(
+    world: World, server: Server
+) -> None:
+    # Given a running pipeline, and a server that refuses to drop the slot
+    ctx = testing.Context(CdcCharm)
+    running = ctx.run(ctx.on.config_changed(), world.state(peers={}))
+    source = (_files(world) / "source.json").read_text()
+    server.refuse_drop = "must be superuser or replication role to use replication slots\nDETAIL: more"
+
+    # When the user confirms a resnapshot
+    with pytest.raises(testing.ActionFailed) as failed:
+        ctx.run(_resnapshot(ctx), running)
+
+    # Then the action fails with the one-line reason
+    assert failed.value.message == (
+        "could not drop replication slot cdc_cdc_k8s: must be superuser or replication role to use replication slots"
+    )
+    # and the generation is as it was, and the source runs again, on the same offsets
+    out = failed.value.state
+    assert isinstance(out, testing.State)
+    assert _peer_app_data(out)["generation"] == 0
+    assert (_files(world) / "source.json").read_text() == source
+    assert out.get_container("cdc").service_statuses["debezium-source"] == ops.pebble.ServiceStatus.ACTIVE
+
+
+def test_resnapshot_clears_the_lost_slot_mark(world: World, server: Server) -> None:
+    # Given a pipeline that found its slot lost
+    ctx = testing.Context(CdcCharm)
+    peers = {"slot-seen": "cdc_cdc_k8s", "slot-timeline": 1, "slot-lost": "2025-03-01T10:00:00+00:00"}
+    running = ctx.run(ctx.on.config_changed(), world.state(peers=peers))
+    assert running.unit_status.name == "active"
+    assert "was lost" in running.unit_status.message
+
+    # When the user re-reads the tables
+    out = ctx.run(_resnapshot(ctx), running)
+
+    # Then nothing is said lost any more: the pipeline captures from a snapshot
+    assert _peer_app_data(out) == {**PEER_DEFAULTS, "generation": 1, "source-database": SOURCE}
+    assert out.unit_status == Status.CAPTURING(tables="public.customers", database="cdc", source="relation")
+
+
+# ---------------------------------------------------------------- a lost slot
+
+
+def test_a_slot_lost_in_a_failover_is_made_again_and_said_in_the_status(world: World, server: Server) -> None:
+    # Given a capturing pipeline that saw its slot, and the errors its source logged so far
+    ctx = testing.Context(CdcCharm)
+    running = ctx.run(ctx.on.config_changed(), world.state(peers={}))
+    (_files(world) / "source-errors.log").write_text("2025-03-01T10:00:00,000+00:00 Connection refused\n")
+    server.statements.clear()
+
+    # When the database fails over: the promoted standby has no slot
+    server.slot, server.timeline = False, 2
+    before = datetime.now().astimezone()
+    out = ctx.run(ctx.on.update_status(), running)
+
+    # Then the charm makes the slot again for Debezium's pgoutput, to stream on from its stored offset
+    assert ("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", ("cdc_cdc_k8s",)) in server.statements
+    # and the source restarted onto it (what its earlier runs logged is forgotten)
+    assert not (_files(world) / "source-errors.log").exists()
+    # and the peer app data says when the slot was found lost, on the new timeline
+    data = _peer_app_data(out)
+    assert (data["slot-seen"], data["slot-timeline"]) == ("cdc_cdc_k8s", 2)
+    lost = datetime.fromisoformat(data["slot-lost"])
+    assert before.replace(microsecond=0) <= lost <= datetime.now().astimezone()
+    # and the status, still active, says what may be missing and how to re-read the tables
+    assert out.unit_status == Status.SLOT_LOST(slot="cdc_cdc_k8s", time=data["slot-lost"], app="cdc-k8s")
+    assert isinstance(out.unit_status, ops.ActiveStatus)
+    assert "juju run cdc-k8s/leader resnapshot confirm=true" in out.unit_status.message
+
+    # When the next event comes
+    server.statements.clear()
+    again = ctx.run(ctx.on.update_status(), out)
+
+    # Then the loss is not found again: the mark stays as it was
+    assert not [text for text, _ in server.statements if "pg_create_logical_replication_slot" in text]
+    assert _peer_app_data(again)["slot-lost"] == data["slot-lost"]
+    assert again.unit_status == out.unit_status
+
+
+def test_a_slot_made_again_by_the_source_after_a_failover_is_found_lost_by_the_timeline(
+    world: World, server: Server
+) -> None:
+    # Given a capturing pipeline that saw its slot on timeline 1
+    ctx = testing.Context(CdcCharm)
+    running = ctx.run(ctx.on.config_changed(), world.state(peers={}))
+    server.statements.clear()
+
+    # When a standby was promoted (timeline 2), and the restarting source already made the slot again
+    server.timeline = 2
+    out = ctx.run(ctx.on.update_status(), running)
+
+    # Then the charm makes nothing, but says the slot was lost
+    assert not [text for text, _ in server.statements if "pg_create_logical_replication_slot" in text]
+    data = _peer_app_data(out)
+    assert data["slot-timeline"] == 2
+    assert out.unit_status == Status.SLOT_LOST(slot="cdc_cdc_k8s", time=data["slot-lost"], app="cdc-k8s")
+
+
+def test_another_servers_database_starts_a_new_offsets_generation(world: World, server: Server) -> None:
+    # Given offsets about another server's database (the credentials now name a new one), whose
+    # slot the pipeline had seen; the new server has no such slot
+    peers = {"source-database": "6999999999999999999/cdc", "slot-seen": "cdc_cdc_k8s", "slot-timeline": 1}
+    server.slot = False
+    ctx = testing.Context(CdcCharm)
+
+    # When the leader runs the pipeline against it
+    out = ctx.run(ctx.on.config_changed(), world.state(peers=peers))
+
+    # Then a new offsets generation begins: the source finds no offset, reads the tables first,
+    # and makes its slot; nothing was lost, so the charm makes none and warns of no gap
+    source = json.loads((_files(world) / "source.json").read_text())
+    assert source["configs"]["offset.storage.topic"].endswith("-debezium-offset-topic-1")
+    assert _peer_app_data(out) == {**PEER_DEFAULTS, "generation": 1, "source-database": SOURCE}
+    assert not [text for text, _ in server.statements if "pg_create_logical_replication_slot" in text]
+    assert out.unit_status == Status.CAPTURING(tables="public.customers", database="cdc", source="relation")
+
+
+def test_a_promoted_standby_of_the_same_server_keeps_the_offsets(world: World, server: Server) -> None:
+    # Given offsets about this server's database, and a slot seen on timeline 1
+    peers = {"source-database": SOURCE, "slot-seen": "cdc_cdc_k8s", "slot-timeline": 1}
+    ctx = testing.Context(CdcCharm)
+
+    # When its standby (same system identifier) is promoted, on timeline 2
+    server.timeline = 2
+    out = ctx.run(ctx.on.config_changed(), world.state(peers=peers))
+
+    # Then the offsets stay (generation 0: they are positions in the same WAL), and the slot's
+    # loss is what the status says
+    data = _peer_app_data(out)
+    assert data["generation"] == 0
+    assert data["source-database"] == SOURCE
+    assert out.unit_status == Status.SLOT_LOST(slot="cdc_cdc_k8s", time=data["slot-lost"], app="cdc-k8s")
+
+
+def test_a_slot_missing_on_a_first_start_is_left_to_debezium(world: World, server: Server) -> None:
+    # Given a new pipeline: no slot yet, none ever seen
+    server.slot = False
+    ctx = testing.Context(CdcCharm)
+
+    # When the leader starts it
+    out = ctx.run(ctx.on.config_changed(), world.state(peers={}))
+
+    # Then the charm makes no slot (Debezium does, as it starts), and nothing is lost or seen yet
+    assert not [text for text, _ in server.statements if "pg_create_logical_replication_slot" in text]
+    assert _peer_app_data(out) == {**PEER_DEFAULTS, "source-database": SOURCE}
+    assert out.unit_status == Status.CAPTURING(tables="public.customers", database="cdc", source="relation")
+
+
+def test_a_teardown_forgets_the_slot_and_its_loss(world: World, server: Server) -> None:
+    # Given a pipeline that found its slot lost
+    ctx = testing.Context(CdcCharm)
+    peers = {"slot-seen": "cdc_cdc_k8s", "slot-timeline": 1, "slot-lost": "2025-03-01T10:00:00+00:00"}
+    running = ctx.run(ctx.on.config_changed(), world.state(peers=peers))
+
+    # When the database relation is removed
+    out = ctx.run(ctx.on.relation_broken(running.get_relation(7)), running)
+
+    # Then the slot is dropped, the state no longer names it, seen or lost, and a source
+    # started later snapshots first (the changes the old offsets point into went with the slot)
+    assert ("SELECT pg_drop_replication_slot(%s)", ("cdc_cdc_k8s",)) in server.statements
+    assert _peer_app_data(out) == {**PEER_DEFAULTS, "generation": 1, "source-database": SOURCE}
+
+
+# ---------------------------------------------------------------- a failing connector
+
+
+def test_the_source_logs_its_errors_to_a_small_file_through_its_own_log4j2_config(world: World, server: Server) -> None:
+    ctx = testing.Context(CdcCharm)
+    out = ctx.run(ctx.on.config_changed(), world.state(peers={}))
+
+    # The source's runner reads the log config the charm renders (the Pulsar scripts' PULSAR_LOG_CONF)
+    service = out.get_container("cdc").plan.services["debezium-source"]
+    assert service.environment["PULSAR_LOG_CONF"] == "/var/lib/cdc/logging/source-log4j2.yaml"
+    assert "PULSAR_LOG_CONF" not in out.get_container("cdc").plan.services["enrichment-function"].environment
+    config = yaml.safe_load((_files(world) / "logging" / "source-log4j2.yaml").read_text())["Configuration"]
+    assert config["Appenders"]["RollingFile"]["fileName"] == "/var/lib/cdc/source-errors.log"
+    assert {"ref": "Errors", "level": "error"} in config["Loggers"]["Root"]["AppenderRef"]
+
+
+def _failing(running: testing.State, *, service: ops.pebble.ServiceStatus, check: ops.pebble.CheckStatus) -> Any:
+    """The running pipeline's state with the source's service and ready check as given."""
+    before = running.get_container("cdc")
+    checks = {
+        dataclasses.replace(info, status=check, failures=0 if check == ops.pebble.CheckStatus.UP else 3)
+        if info.name == "source-ready"
+        else info
+        for info in before.check_infos
+    }
+    container = dataclasses.replace(
+        before, service_statuses={**before.service_statuses, "debezium-source": service}, check_infos=checks
+    )
+    return dataclasses.replace(running, containers={container})
+
+
+# As the source's log4j2 config writes them: the time, the root cause, a tab, the message.
+ERRORS = (
+    "2025-03-01T10:00:00,120+00:00 java.lang.RuntimeException: boom\\r\\n\tSource open produced uncaught exception\n"
+    "2025-03-01T10:00:01,350+00:00 org.postgresql.util.PSQLException: FATAL: password authentication failed"
+    ' for user "relation_id_7"\\r\\n\t[cdc-k8s/default/cdc-k8s-source:0] Uncaught exception in Java Instance\n'
+)
+LAST_ERROR = 'org.postgresql.util.PSQLException: FATAL: password authentication failed for user "relation_id_7"'
+
+
+@pytest.mark.parametrize(
+    ("service", "check"),
+    [
+        (ops.pebble.ServiceStatus.ERROR, ops.pebble.CheckStatus.DOWN),  # exited, Pebble gave up: started again
+        (ops.pebble.ServiceStatus.ACTIVE, ops.pebble.CheckStatus.DOWN),  # restarted, not serving since
+    ],
+)
+def test_a_failing_connector_blocks_with_its_last_error(
+    world: World, server: Server, service: ops.pebble.ServiceStatus, check: ops.pebble.CheckStatus
+) -> None:
+    # Given a running pipeline whose source logged errors and does not serve since it last started
+    ctx = testing.Context(CdcCharm)
+    running = ctx.run(ctx.on.config_changed(), world.state(peers={}))
+    (_files(world) / "source-errors.log").write_text(ERRORS)
+
+    # When the charm hears its ready check fail
+    out = ctx.run(ctx.on.update_status(), _failing(running, service=service, check=check))
+
+    # Then the unit blocks with the connector's last error, on one line and without its time
+    assert out.unit_status == Status.CONNECTOR_FAILS(error=LAST_ERROR)
+    assert isinstance(out.unit_status, ops.BlockedStatus)
+
+
+def test_a_connector_that_serves_again_is_capturing_whatever_it_logged_before(world: World, server: Server) -> None:
+    # Given a source that failed, then came back: Pebble restarted it and it serves
+    ctx = testing.Context(CdcCharm)
+    running = ctx.run(ctx.on.config_changed(), world.state(peers={}))
+    (_files(world) / "source-errors.log").write_text(ERRORS)
+    failing = ctx.run(
+        ctx.on.update_status(),
+        _failing(running, service=ops.pebble.ServiceStatus.ERROR, check=ops.pebble.CheckStatus.DOWN),
+    )
+    assert failing.unit_status == Status.CONNECTOR_FAILS(error=LAST_ERROR)
+
+    # When its ready check recovers
+    serving = _failing(failing, service=ops.pebble.ServiceStatus.ACTIVE, check=ops.pebble.CheckStatus.UP)
+    out = ctx.run(ctx.on.update_status(), serving)
+
+    # Then the pipeline is capturing again
+    assert out.unit_status == Status.CAPTURING(tables="public.customers", database="cdc", source="relation")
+
+
+def test_a_source_restarting_without_errors_is_starting(world: World, server: Server) -> None:
+    ctx = testing.Context(CdcCharm)
+    running = ctx.run(ctx.on.config_changed(), world.state(peers={}))
+    state = _failing(running, service=ops.pebble.ServiceStatus.ACTIVE, check=ops.pebble.CheckStatus.DOWN)
+    out = ctx.run(ctx.on.update_status(), state)
+    assert out.unit_status == Status.STARTING(services="debezium-source", source="relation")
+
+
+def test_a_config_change_forgets_the_errors_of_the_source_it_replaces(world: World, server: Server) -> None:
+    # Given a source that fails, with its errors logged
+    ctx = testing.Context(CdcCharm)
+    running = ctx.run(ctx.on.config_changed(), world.state(peers={}))
+    (_files(world) / "source-errors.log").write_text(ERRORS)
+    failing = _failing(running, service=ops.pebble.ServiceStatus.ERROR, check=ops.pebble.CheckStatus.DOWN)
+
+    # When the user changes the config, which restarts the source
+    out = ctx.run(ctx.on.config_changed(), dataclasses.replace(failing, config={"tables": "public.orders"}))
+
+    # Then the new run starts with no error of the old one
+    assert not (_files(world) / "source-errors.log").exists()
+    assert out.unit_status == Status.STARTING(services="debezium-source", source="relation")

@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from cdc_k8s.charms.pulsar_k8s.v0.pulsar_workload import InvalidConfigError, template_environment
+from cdc_k8s.managers.connector import last_error
 from cdc_k8s.managers.metrics import pipeline_counts
 from cdc_k8s.managers.pipeline import Names, function_values, source_values
 from cdc_k8s.managers.postgres import NoSource, PostgresConnection, SourceProblem, from_user_secret
@@ -133,6 +135,76 @@ def test_the_source_config_is_strings_only_and_holds_no_password() -> None:
         "default",
         "/pulsar/connectors/x.nar",
     )
+
+
+def test_generation_0_keeps_the_default_offset_topic_and_later_ones_get_their_own() -> None:
+    # Given the names of generation 0 (as deployed before resnapshot existed) and of generation 3
+    first = Names("cdc-k8s", "cdc-k8s/default", "cdc")
+    third = Names("cdc-k8s", "cdc-k8s/default", "cdc", generation=3)
+
+    # When their source configs are rendered
+    def configs(names: Names) -> dict[str, Any]:
+        return _render("source.json.j2", source_values(names, _settings(), DATABASE, "a.nar", None))["configs"]
+
+    # Then generation 0 leaves the key out (the connector's default topic, where the offsets are)
+    assert "offset.storage.topic" not in configs(first)
+    assert first.offset_topic == "persistent://cdc-k8s/default/cdc-k8s-source-debezium-offset-topic"
+    # and generation 3 names a topic of its own, as a string
+    assert configs(third)["offset.storage.topic"] == (
+        "persistent://cdc-k8s/default/cdc-k8s-source-debezium-offset-topic-3"
+    )
+    # and the slot and the publication stay the same across generations
+    assert (third.slot, third.publication) == (first.slot, first.publication)
+
+
+def test_the_source_log_config_keeps_errors_one_line_each_in_a_small_file() -> None:
+    # When the source's log4j2 config is rendered
+    text = (
+        template_environment(TEMPLATES)
+        .get_template("source-log4j2.yaml.j2")
+        .render(errors_file="/var/lib/cdc/source-errors.log", max_size="64 KB")
+    )
+    config = yaml.safe_load(text)["Configuration"]
+
+    # Then everything goes to the console (Pebble keeps it), as Pulsar's own config does
+    appenders = config["Appenders"]
+    assert appenders["Console"]["target"] == "SYSTEM_OUT"
+    assert {"ref": "Console"} in config["Loggers"]["Root"]["AppenderRef"]
+    # and ERROR events also go to the errors file, size-capped with one rolled-over part
+    errors = appenders["RollingFile"]
+    assert errors["name"] == "Errors"
+    assert errors["fileName"] == "/var/lib/cdc/source-errors.log"
+    assert errors["filePattern"] == "/var/lib/cdc/source-errors.log.%i"
+    assert errors["Policies"]["SizeBasedTriggeringPolicy"]["size"] == "64 KB"
+    assert errors["DefaultRolloverStrategy"]["max"] == 1
+    assert {"ref": "Errors", "level": "error"} in config["Loggers"]["Root"]["AppenderRef"]
+    # one line each: the root cause's first line, a tab, the message; line breaks escaped, no stack trace
+    layout = errors["PatternLayout"]
+    assert layout["alwaysWriteExceptions"] is False
+    assert layout["Pattern"] == "%d{ISO8601_OFFSET_DATE_TIME_HHCMM} %enc{%rEx{1}}{CRLF}\t%enc{%msg}{CRLF}%n"
+
+
+def test_the_last_error_line_is_the_connectors_root_cause_without_its_time() -> None:
+    # Given two error lines, as log4j2 writes them: the time, the root cause (a line break in it
+    # is a backslash and r or n), a tab, the message
+    log = (
+        "2025-03-01T10:00:00,120+00:00 \tfirst failure, logged without an exception\n"
+        "2025-03-01T10:00:01,350+00:00 org.postgresql.util.PSQLException: ERROR: replication slot"
+        ' "cdc_cdc_k8s" is active for PID 4242\\r\\n\t[cdc-k8s/default/cdc-k8s-source:0] Uncaught exception\n\n'
+    )
+
+    # When it is read, Then the last one's root cause is the error, on one line, without its time
+    assert last_error(log) == (
+        'org.postgresql.util.PSQLException: ERROR: replication slot "cdc_cdc_k8s" is active for PID 4242'
+    )
+    # and an error logged without an exception is its message
+    assert last_error(log.splitlines()[0]) == "first failure, logged without an exception"
+    assert last_error("") is None
+    assert last_error("\n  \n") is None
+    long = last_error("2025-03-01T10:00:00,000+00:00 " + "x" * 1000)
+    assert long is not None
+    assert len(long) == 300
+    assert long.endswith("...")
 
 
 def test_tls_verifies_the_server_against_the_ca_when_there_is_one() -> None:

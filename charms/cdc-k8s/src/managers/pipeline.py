@@ -5,6 +5,10 @@ slot and one publication, both named after the application, and writes each tabl
 `<prefix>.<schema>.<table>` in our namespace. One enrichment function reads those topics and
 writes `<topic>-enriched` (or a routed `<topic>-enriched-<suffix>`), and what it cannot read to
 `<prefix>.dead-letter`.
+
+The source keeps its offsets (where in the WAL it is) in a topic: in generation 0 the default
+of Pulsar's Debezium source, after each resnapshot `<source>-debezium-offset-topic-<generation>`,
+a topic with no offset in it yet, so that the source snapshots the tables again.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 from managers.postgres import PostgresConnection
 from managers.settings import CdcSettings
 
+POLL_INTERVAL_MS = 100
 HEARTBEAT_MS = 10_000  # a quiet table still moves the slot's confirmed position (WAL is freed)
 ENRICHMENT_CLASS = "enrichment.Enrichment"  # the function's module (file name) and class
 _SLOT_CHARS = re.compile(r"[^a-z0-9_]")
@@ -27,6 +32,7 @@ class Names:
     app: str
     namespace: str  # tenant/namespace granted by pulsar-k8s
     topic_prefix: str
+    generation: int = 0  # of the offsets (state.py)
 
     @property
     def slot(self) -> str:
@@ -40,6 +46,12 @@ class Names:
     @property
     def source(self) -> str:
         return f"{self.app}-source"
+
+    @property
+    def offset_topic(self) -> str:
+        """Where the source keeps its offsets; in generation 0, the default of Pulsar's Debezium source."""
+        base = self.topic(f"{self.source}-debezium-offset-topic")
+        return f"{base}-{self.generation}" if self.generation else base
 
     @property
     def function(self) -> str:
@@ -80,6 +92,9 @@ def source_values(
         "snapshot.mode": settings.snapshot_mode,
         "decimal.handling.mode": "string",
         "heartbeat.interval.ms": str(HEARTBEAT_MS),
+        # How long Debezium's queue waits before it looks for changes again when it found none:
+        # its default (500 ms) is most of the commit-to-topic lag of a quiet table.
+        "poll.interval.ms": str(POLL_INTERVAL_MS),
         # A delete is one change event; its Kafka-style tombstone would reach the function as an
         # empty message and be dead-lettered.
         "tombstones.on.delete": "false",
@@ -87,6 +102,9 @@ def source_values(
     }
     if database.tls and ca_file:
         connector["database.sslrootcert"] = ca_file
+    if names.generation:
+        # Generation 0 leaves the key out: a deployment made before resnapshot keeps its offsets.
+        connector["offset.storage.topic"] = names.offset_topic
     tenant, namespace = names.namespace.split("/", 1)
     return {
         "tenant": tenant,
