@@ -257,16 +257,19 @@ class Model:
         return relation
 
     def remove_relation(self, first: str, second: str, settle: bool = True) -> None:
-        (app_a, ep_a), (app_b, ep_b) = self._match_endpoints(first, second, existing=True)
         with self._lock:
-            relation = next(
-                r
-                for r in self.relations.values()
-                if sorted(r.endpoints) == sorted([(app_a, ep_a), (app_b, ep_b)]) and not r.removing
-            )
-            sequences.remove_relation(self.state, relation)
+            sequences.remove_relation(self.state, self.relation(first, second))
         if settle:
             self.settle()
+
+    def relation(self, first: str, second: str) -> RelationState:
+        """The live relation between two applications (or `app:endpoint`s), as `juju status --relations` lists it."""
+        (app_a, ep_a), (app_b, ep_b) = self._match_endpoints(first, second, existing=True)
+        return next(
+            r
+            for r in self.relations.values()
+            if sorted(r.endpoints) == sorted([(app_a, ep_a), (app_b, ep_b)]) and not r.removing
+        )
 
     def config(
         self,

@@ -223,3 +223,24 @@ def test_a_non_leader_runs_postgresql_and_shares_nothing(ctx: testing.Context) -
     assert "-c max_replication_slots=25 -c max_wal_senders=25" in service.command
     assert out.get_relation(relation.id).local_app_data == {}
     assert "CREATE ROLE" not in scripts(ctx)
+
+
+def test_endpoint_address_ip_names_the_primary_by_its_address_as_after_a_failover(ctx: testing.Context) -> None:
+    # Given a served requirer, and the primary named by its address (tests play a failover so)
+    relation = requirer(database="cdc", **{"extra-user-roles": "SUPERUSER", "requested-secrets": json.dumps(REQUESTED)})
+    network = testing.Network("database", ingress_addresses=["10.1.2.3"])
+    state = testing.State(
+        leader=True,
+        containers={workload()},
+        relations={relation},
+        networks={network},
+        config={"endpoint-address": "ip"},
+    )
+
+    # When the leader answers
+    out = ctx.run(ctx.on.config_changed(), state)
+
+    # Then `endpoints` and the credentials' URIs name that address
+    answer = out.get_relation(relation.id).local_app_data
+    assert answer["endpoints"] == "10.1.2.3:5432"
+    assert "@10.1.2.3:5432/cdc" in secret_content(out, answer["secret-user"])["uris"]

@@ -373,7 +373,11 @@ class PostgreSQLCharm(ops.CharmBase):
         user = f"{USER_PREFIX}{relation.id}"
         password = self._shared_password(relation) or new_password()
         self._script(user_script(user, password, request), f"creating {user}")
-        endpoint = f"{unit_host()}:{PORT}"
+        host = unit_host()
+        if self.config.get("endpoint-address") == "ip":  # another name of the same server (network-get)
+            binding = self.model.get_binding(relation)
+            host = str(binding.network.ingress_address) if binding else host
+        endpoint = f"{host}:{PORT}"
         uri = f"postgresql://{user}:{password}@{endpoint}/{request.database}"
         credentials = {"username": user, "password": password, "uris": uri, "tls": "False"}
         if "read-only-uris" in request.requested_secrets:  # postgresql-k8s sends it only in a secret
