@@ -25,16 +25,22 @@ TOKEN_FILE = "/var/lib/cdc/pulsar-token"
 CUSTOMERS = "cdc.public.customers"
 ENRICHED = f"{CUSTOMERS}-enriched"
 FLOW_TIMEOUT = 240
+# A PostgreSQL server no charm runs, beside the test charm's: its port and socket directory.
+UNMANAGED: dict[str, Any] = {"port": 5433, "socket_dir": "/tmp/unmanaged"}
+UNMANAGED_DATA = "/var/lib/postgresql/data/unmanaged"
+SOURCE = "debezium-source"
 
 
-def _sql(model: Model, statement: str, database: str = "cdc") -> str:
+def _sql(model: Model, statement: str, database: str = "cdc", port: int = 5432, socket_dir: str = "/tmp") -> str:
     """Run SQL as PostgreSQL's superuser in its own container; rows come back unaligned."""
     client = model.pebble(f"{POSTGRESQL}/0", "postgresql")
     process = client.exec(
         [
             "psql",
             "-h",
-            "/tmp",
+            socket_dir,
+            "-p",
+            str(port),
             "-U",
             "postgres",
             "-d",
@@ -55,10 +61,8 @@ def _sql(model: Model, statement: str, database: str = "cdc") -> str:
 
 
 def _grant(model: Model) -> dict[str, Any]:
-    relation = next(
-        r for r in model.relations.values() if set(r.endpoints) == {(CDC, "pulsar"), ("pulsar-k8s", "pulsar")}
-    )
-    return {k: json.loads(v) for k, v in relation.app_data["pulsar-k8s"].items()}
+    """What pulsar-k8s granted cdc-k8s (its library JSON-encodes each value)."""
+    return {k: json.loads(v) for k, v in model.relation(CDC, "pulsar-k8s").app_data["pulsar-k8s"].items()}
 
 
 def _checker(model: Model, request: dict[str, Any]) -> dict[str, Any]:
@@ -95,7 +99,7 @@ def _until(model: Model, what: Callable[[], bool], timeout: float = FLOW_TIMEOUT
 
 def _source_running(model: Model) -> bool:
     try:
-        return model.pebble(f"{CDC}/0", "cdc").get_services("debezium-source")[0].is_running()
+        return model.pebble(f"{CDC}/0", "cdc").get_services(SOURCE)[0].is_running()
     except (ops.pebble.Error, IndexError, OSError):
         return False
 
@@ -211,6 +215,87 @@ def test_a_second_table_starts_flowing_without_losing_the_first_ones_position(cl
     assert not [c for c in _changes(model)[before:] if c["op"] == "r"]
 
 
+def test_a_slot_lost_in_a_failover_is_recreated_and_resnapshot_fills_the_gap(cluster: Model) -> None:
+    model = cluster
+    unit = f"{CDC}/0"
+    # Given the primary fails: the source loses its server (stopped here, as it cannot reach
+    # it), and the promoted server has no logical slot (before PostgreSQL 17 they do not
+    # survive a failover); a row is committed before anything reads from the new primary
+    model.pebble(unit, "cdc").stop_services([SOURCE])
+    _sql(model, "SELECT pg_drop_replication_slot('cdc_cdc_k8s')")
+    _sql(model, "INSERT INTO public.customers VALUES (50, 'Hedy', 'eu-west')")
+
+    # When postgresql-k8s names its new primary
+    model.config(POSTGRESQL, {"endpoint-address": "ip"})
+    model.wait_for_idle([CDC], timeout=600)
+
+    # Then cdc-k8s recreates the slot, resumes from it, and says a gap is possible
+    assert _sql(model, "SELECT slot_name FROM pg_replication_slots") == "cdc_cdc_k8s"
+    status = model.units[unit].workload_status
+    assert status.name == "active", status.message
+    assert "slot cdc_cdc_k8s was lost" in status.message, status.message
+    assert "resnapshot confirm=true" in status.message, status.message
+    _sql(model, "INSERT INTO public.customers VALUES (51, 'Katherine', 'us-east')")
+    _until(model, lambda: any(c["after"] and c["after"]["id"] == 51 for c in _changes(model)))
+    # and the row committed in the gap is indeed missing
+    assert not [c for c in _changes(model) if c["after"] and c["after"]["id"] == 50]
+
+    # When the user asks to re-read the tables, first without confirming
+    refused = model.run(unit, "resnapshot")
+    assert refused.status == "failed"
+    assert "confirm=true" in refused.message, refused.message
+    before = len(_changes(model))
+    done = model.run(unit, "resnapshot", {"confirm": True})
+    assert done.status == "completed", done.message
+    model.wait_for_idle([CDC], timeout=600)
+
+    # Then every row of the table is read again, the one from the gap included, and the status
+    # no longer warns of a gap
+    _until(model, lambda: any(c["op"] == "r" and c["after"]["id"] == 50 for c in _changes(model)[before:]))
+    reread = {c["after"]["id"] for c in _changes(model)[before:] if c["op"] == "r"}
+    current = {int(i) for i in _sql(model, "SELECT id FROM public.customers").split()}
+    assert current <= reread
+    status = model.units[unit].workload_status
+    assert status.name == "active", status.message
+    assert "lost" not in status.message, status.message
+    # and changes go on flowing after the snapshot
+    _sql(model, "INSERT INTO public.customers VALUES (52, 'Radia', 'us-east')")
+    _until(model, lambda: any(c["op"] == "c" and c["after"]["id"] == 52 for c in _changes(model)))
+
+
+def test_a_failing_connector_blocks_with_its_error_and_recovers(cluster: Model) -> None:
+    model = cluster
+    unit = f"{CDC}/0"
+    # Given another reader holds the slot (an administrator's pg_recvlogical) while the source is down
+    model.pebble(unit, "cdc").stop_services([SOURCE])
+    receive = ["pg_recvlogical", "-h", "/tmp", "-U", "postgres", "-d", "cdc", "--slot", "cdc_cdc_k8s", "--start"]
+    options = ["-o", "proto_version=1", "-o", "publication_names=cdc_cdc_k8s_publication", "-f", "/dev/null"]
+    holder = model.pebble(f"{POSTGRESQL}/0", "postgresql").exec([*receive, *options], user="postgres")
+    _until(model, lambda: _sql(model, "SELECT active FROM pg_replication_slots") == "t", timeout=60)
+
+    # When the charm next runs, and starts the source again
+    model.update_status_interval = 10
+    try:
+        model.drive_until(lambda m: m.units[unit].workload_status.name == "blocked", timeout=300)
+
+        # Then the unit is blocked with the connector's own error, on one line
+        status = model.units[unit].workload_status
+        assert status.message.startswith("the connector fails: "), status.message
+        assert "cdc_cdc_k8s" in status.message, status.message
+        assert "\n" not in status.message
+        print(f"connector error status: {status.message!r}")
+
+        # When the other reader lets go
+        holder.send_signal("SIGTERM")
+        model.drive_until(lambda m: m.units[unit].workload_status.message.startswith("capturing"), timeout=300)
+    finally:
+        model.update_status_interval = 300
+
+    # Then the source captures again, from where it was
+    _sql(model, "INSERT INTO public.customers VALUES (60, 'Shafi', 'us-east')")
+    _until(model, lambda: any(c["op"] == "c" and c["after"]["id"] == 60 for c in _changes(model)))
+
+
 def test_removing_the_database_relation_frees_the_slot_or_names_it(cluster: Model) -> None:
     model = cluster
     assert _sql(model, "SELECT slot_name FROM pg_replication_slots") == "cdc_cdc_k8s"
@@ -239,29 +324,27 @@ def test_removing_the_database_relation_frees_the_slot_or_names_it(cluster: Mode
         assert _sql(model, "SELECT count(*) FROM pg_publication") == "0"
 
 
-def test_a_user_secret_points_cdc_at_a_database_it_is_not_related_to(cluster: Model) -> None:
+def test_a_user_secret_points_cdc_at_a_postgresql_no_charm_runs(cluster: Model) -> None:
     model = cluster
-    # Given credentials cdc-k8s has no relation for: another application's user of the same
-    # server, without replication rights
-    model.deploy(
-        TEST_CHARMS / "postgresql-client-k8s", "pgclient", config={"database-name": "cdc", "extra-user-roles": ""}
-    )
-    model.integrate("pgclient", POSTGRESQL)
-    model.wait_for_idle(["pgclient", POSTGRESQL], timeout=300)
-    offer = next(r for r in model.relations.values() if ("pgclient", "database") in r.endpoints).app_data[POSTGRESQL]
-    secret = model.secrets[offer["secret-user"]]  # what `juju show-secret --reveal` shows an admin
-    user = secret.revisions[secret.latest]
-    host, port = offer["endpoints"].rsplit(":", 1)
+    # Given a PostgreSQL that no Juju application runs (started by hand, as an administrator
+    # would, beside the test charm's server), a role of its own without replication rights,
+    # and tables that role owns
+    host = _start_unmanaged_postgresql(model)
+    _sql(model, "CREATE ROLE capture LOGIN PASSWORD 'capture-secret-1'", database="postgres", **UNMANAGED)
+    _sql(model, "CREATE DATABASE inventory OWNER capture", database="postgres", **UNMANAGED)
+    for table in ("customers (id int PRIMARY KEY, name text, region text)", "orders (id int PRIMARY KEY)"):
+        _sql(model, f"CREATE TABLE public.{table}", database="inventory", **UNMANAGED)
+        _sql(model, f"ALTER TABLE public.{table.split()[0]} OWNER TO capture", database="inventory", **UNMANAGED)
     credentials = {
         "host": host,
-        "port": port,
-        "database": "cdc",
-        "user": user["username"],
-        "password": user["password"],
+        "port": str(UNMANAGED["port"]),
+        "database": "inventory",
+        "user": "capture",
+        "password": "capture-secret-1",
     }
     uri = model.add_secret("pg", credentials)
 
-    # When the user points cdc-k8s at them before granting the secret
+    # When the user points cdc-k8s at it before granting the secret
     model.config(CDC, {"postgresql-credentials": uri})
     model.wait_for_idle([CDC], status=None, timeout=300)
     # Then cdc-k8s cannot read it, and says how to fix that
@@ -273,18 +356,29 @@ def test_a_user_secret_points_cdc_at_a_database_it_is_not_related_to(cluster: Mo
     model.config(CDC, {"database-name": "unused-with-a-secret"})  # any event: a grant sends none
     model.wait_for_idle([CDC], status=None, timeout=300)
     status = model.units[f"{CDC}/0"].workload_status
-    assert f"role {user['username']} has neither SUPERUSER nor REPLICATION" in status.message, status.message
+    assert "role capture has neither SUPERUSER nor REPLICATION" in status.message, status.message
 
-    # When the database administrator gives the role what Debezium needs
-    _sql(model, f'ALTER ROLE "{user["username"]}" SUPERUSER')
+    # When the database administrator gives the role what Debezium needs, and no more
+    _sql(model, "ALTER ROLE capture REPLICATION", database="postgres", **UNMANAGED)
     model.config(CDC, {"database-name": "cdc"})
     model.wait_for_idle([CDC], timeout=600)
 
-    # Then changes flow again, through the secret's credentials
-    _sql(model, "INSERT INTO public.customers VALUES (40, 'Frances', 'eu-west')")
+    # Then changes of that server flow, through the secret's credentials
+    _sql(model, "INSERT INTO public.customers VALUES (40, 'Frances', 'eu-west')", database="inventory", **UNMANAGED)
     _until(model, lambda: any(c["after"] and c["after"]["id"] == 40 for c in _changes(model)))
     status = model.units[f"{CDC}/0"].workload_status
-    assert status.message == "capturing public.customers, public.orders from cdc (secret source)", status.message
+    assert status.message == "capturing public.customers, public.orders from inventory (secret source)", status.message
+
+    # When the administrator rotates the role's password, and the secret with it
+    before = len(_changes(model))
+    _sql(model, "ALTER ROLE capture PASSWORD 'capture-secret-2'", database="postgres", **UNMANAGED)
+    model.update_secret("pg", {**credentials, "password": "capture-secret-2"})
+    model.wait_for_idle([CDC], timeout=600)
+
+    # Then the source goes on with the new password from where it was: no table is read again
+    _sql(model, "INSERT INTO public.customers VALUES (41, 'Mary', 'us-east')", database="inventory", **UNMANAGED)
+    _until(model, lambda: any(c["after"] and c["after"]["id"] == 41 for c in _changes(model)))
+    assert not [c for c in _changes(model)[before:] if c["op"] == "r"]
 
     # When the user stops pointing cdc-k8s at that database
     model.config(CDC, reset=["postgresql-credentials"])
@@ -292,8 +386,42 @@ def test_a_user_secret_points_cdc_at_a_database_it_is_not_related_to(cluster: Mo
 
     # Then the slot and the publication are dropped (these credentials still work), the
     # pipeline is stopped, and the unit says what it needs
-    assert _sql(model, "SELECT count(*) FROM pg_replication_slots") == "0"
-    assert _sql(model, "SELECT count(*) FROM pg_publication") == "0"
+    assert _sql(model, "SELECT count(*) FROM pg_replication_slots", database="postgres", **UNMANAGED) == "0"
+    assert _sql(model, "SELECT count(*) FROM pg_publication", database="inventory", **UNMANAGED) == "0"
     assert not _source_running(model)
     status = model.units[f"{CDC}/0"].workload_status
     assert "integrate with postgresql-k8s" in status.message, status.message
+
+
+def _start_unmanaged_postgresql(model: Model) -> str:
+    """A second PostgreSQL server in the test charm's pod, which no charm knows of; its address."""
+    client = model.pebble(f"{POSTGRESQL}/0", "postgresql")
+    for directory in (UNMANAGED_DATA, UNMANAGED["socket_dir"]):
+        client.make_dir(directory, make_parents=True, permissions=0o700, user="postgres", group="postgres")
+    initdb = ["initdb", "-D", UNMANAGED_DATA, "-U", "postgres", "--auth-local=peer", "--auth-host=scram-sha-256"]
+    client.exec([*initdb, "--encoding=UTF8", "--locale=C.UTF-8"], user="postgres", timeout=120).wait_output()
+    # Password logins from the pods' network, as an administrator opens a server to its clients
+    hba = "local all all peer\nhost all all 0.0.0.0/0 scram-sha-256\n"
+    client.push(f"{UNMANAGED_DATA}/pg_hba.conf", hba, permissions=0o600, user="postgres", group="postgres")
+    settings = {
+        "port": UNMANAGED["port"],
+        "listen_addresses": "*",
+        "unix_socket_directories": UNMANAGED["socket_dir"],
+        "wal_level": "logical",
+    }
+    command = f"postgres -D {UNMANAGED_DATA} " + " ".join(f"-c {k}={v}" for k, v in settings.items())
+    layer: ops.pebble.LayerDict = {
+        "services": {
+            "unmanaged-postgresql": {"override": "replace", "command": command, "user": "postgres", "group": "postgres"}
+        }
+    }
+    client.add_layer("unmanaged", layer, combine=True)
+    client.start_services(["unmanaged-postgresql"])
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            _sql(model, "SELECT 1", database="postgres", **UNMANAGED)
+            return model.address(f"{POSTGRESQL}/0")
+        except ops.pebble.ExecError:
+            assert time.monotonic() < deadline, "the unmanaged PostgreSQL did not start"
+            time.sleep(1)
