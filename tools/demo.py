@@ -3,13 +3,17 @@
 juju deploy pulsar-k8s; juju deploy bookie-k8s -n 3; juju integrate pulsar-k8s bookie-k8s,
 then a client application integrated over `pulsar` produces and consumes with its own
 token, and an unauthenticated producer is refused; then `juju deploy loadgen-k8s -n 2;
-juju integrate loadgen-k8s pulsar-k8s` and a short load test, whose results table it prints.
+juju integrate loadgen-k8s pulsar-k8s` and a short load test, whose results table it prints;
+then change data capture: PostgreSQL (the sandbox's postgresql-k8s, PostgreSQL from Debian) and
+`juju deploy cdc-k8s; juju integrate cdc-k8s postgresql-k8s; juju integrate cdc-k8s pulsar-k8s`,
+rows inserted, updated and deleted, and the enriched change events read back from Pulsar.
 Prints what it did and `juju status`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -18,10 +22,18 @@ from sandbox import Model, SandboxError
 
 ROOT = Path(__file__).resolve().parent.parent
 CHARMS = ROOT / "charms"
-CLIENT = ROOT / "tests" / "sandbox" / "charms" / "pulsar-client-k8s"
+TEST_CHARMS = ROOT / "tests" / "sandbox" / "charms"
+CLIENT = TEST_CHARMS / "pulsar-client-k8s"
+POSTGRESQL = TEST_CHARMS / "postgresql-k8s"
 MESSAGES = 10_000
 LOAD_RATE = 5_000
 LOAD_TIMEOUT = 180
+CDC_TIMEOUT = 300
+CHANGES = [
+    "INSERT INTO customers VALUES (1, 'Ada', 'eu-west'), (2, 'Grace', 'us-east')",
+    "UPDATE customers SET name = 'Ada Lovelace' WHERE id = 1",
+    "DELETE FROM customers WHERE id = 2",
+]
 
 
 def step(message: str) -> None:
@@ -57,6 +69,7 @@ def run_demo(model: Model, pulsar_units: int) -> None:
     print(f"{refused.status}: {refused.message}")
 
     run_load_test(model)
+    run_change_data_capture(model)
 
     step("juju status")
     print(model.status(), end="")
@@ -87,6 +100,80 @@ def run_load_test(model: Model) -> None:
     step(f"juju run {leader} load-test-results test-id={test_id}")
     print(results.results["table"])
     print(f"files (juju scp {leader}:<path> .): {results.results['files']}")
+
+
+def _psql(model: Model, statement: str) -> str:
+    """What `juju ssh --container postgresql postgresql-k8s/0 psql ...` does, as the database's admin."""
+    client = model.pebble("postgresql-k8s/0", "postgresql")
+    socket_dir = "/tmp"  # noqa: S108 (the server's socket directory, in its pod)
+    argv = ["psql", "-h", socket_dir, "-U", "postgres", "-d", "cdc", "-X", "-v", "ON_ERROR_STOP=1", "-c", statement]
+    stdout, _ = client.exec(argv, user="postgres", timeout=60).wait_output()
+    return stdout.strip()
+
+
+def run_change_data_capture(model: Model) -> None:
+    step("juju deploy postgresql-k8s; juju deploy cdc-k8s; juju integrate cdc-k8s postgresql-k8s")
+    model.deploy(POSTGRESQL)
+    model.deploy(CHARMS / "cdc-k8s")
+    model.integrate("cdc-k8s", "postgresql-k8s")
+    model.wait_for_idle(["postgresql-k8s"], timeout=600)
+    step("psql: CREATE TABLE customers (the table cdc-k8s captures by default: public.customers)")
+    print(_psql(model, "CREATE TABLE customers (id int PRIMARY KEY, name text, region text)"))
+    step("juju integrate cdc-k8s pulsar-k8s")
+    model.integrate("cdc-k8s", "pulsar-k8s")
+    model.wait_for_idle(timeout=900)
+    leader = model.leader("cdc-k8s") or "cdc-k8s/0"
+    print(f"{leader}: {model.units[leader].workload_status.message}")
+
+    for statement in CHANGES:
+        step(f"psql: {statement}")
+        print(_psql(model, statement))
+    deadline = time.monotonic() + CDC_TIMEOUT
+    while True:  # the pipeline runs on its own: wait until the four changes are enriched
+        status = model.run(leader, "cdc-status")
+        if status.status == "completed" and int(status.results.get("enriched", "0")) >= len(CHANGES) + 1:
+            break
+        if time.monotonic() > deadline:
+            raise SandboxError(f"the changes were not enriched within {CDC_TIMEOUT}s: {status.results}")
+        model.settle()
+        time.sleep(3)
+    step(f"juju run {leader} cdc-status")
+    for key, value in sorted(status.results.items()):
+        print(f"{key}: {value}")
+
+    topic = "persistent://cdc-k8s/default/cdc.public.customers-enriched"
+    for event in _read_enriched(model, leader, topic, len(CHANGES) + 1):
+        print(json.dumps(event))
+
+
+def _read_enriched(model: Model, unit: str, topic: str, count: int) -> list[dict[str, object]]:
+    """The enriched events, read with the image's own CLI and the unit's token (from its 0600 file)."""
+    service_url = json.loads(model.relation("cdc-k8s", "pulsar-k8s").app_data["pulsar-k8s"]["service-url"])
+    argv = [
+        "/pulsar/bin/pulsar-client",
+        "--url",
+        service_url,
+        "--auth-plugin",
+        "org.apache.pulsar.client.impl.auth.AuthenticationToken",
+        "--auth-params",
+        "file:///var/lib/cdc/pulsar-token",
+        "read",
+        "-m",
+        "earliest",
+        "-n",
+        str(count),
+        topic,
+    ]
+    step(f"juju ssh --container cdc {unit} {' '.join(argv)}")
+    process = model.pebble(unit, "cdc").exec(argv, working_dir="/pulsar", timeout=120)
+    stdout, _ = process.wait_output()
+    events = []
+    for line in stdout.splitlines():
+        if "content:" not in line:
+            continue
+        change = json.loads(line.split("content:", 1)[1])
+        events.append({key: change[key] for key in ("op", "before", "after", "metadata")})
+    return events
 
 
 def main() -> int:
