@@ -395,6 +395,26 @@ def test_a_teardown_the_server_refuses_is_said_in_the_status(world: World, serve
     )
 
 
+def test_a_user_dropped_after_the_slot_does_not_make_a_done_teardown_fail(world: World, server: Server) -> None:
+    # Given a running pipeline, and a provider that drops the relation's user right after the
+    # charm dropped the slot (it drops it as the relation ends)
+    ctx = testing.Context(CdcCharm)
+    running = ctx.run(ctx.on.config_changed(), world.state())
+
+    def provider_drops_the_user() -> None:
+        server.refuse = 'FATAL:  role "relation_id_7" does not exist'
+
+    server.at_drop = provider_drops_the_user
+
+    # When the database relation is removed
+    out = ctx.run(ctx.on.relation_broken(running.get_relation(7)), running)
+
+    # Then the slot is gone and the teardown is done: the second look, refused, is no alarm
+    assert not server.slot
+    assert out.unit_status == Status.NO_DATABASE()
+    assert not (_files(world) / "source.json").exists()
+
+
 USER_MODULE = "class Enrichment:\n    def process(self, value, context):\n        return None\n"
 
 

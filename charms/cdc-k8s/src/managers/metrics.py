@@ -54,7 +54,7 @@ def total(samples: list[Sample], name: str, **labels: str) -> float | None:
 class PipelineCounts:
     """What cdc-status reports of the pipeline's traffic since its runners started."""
 
-    captured: int | None  # changes the source wrote to Pulsar
+    captured: int | None  # records the source wrote to Pulsar: changes, and Debezium's heartbeats
     source_errors: int | None
     received: int | None  # changes the function read
     enriched: int | None
