@@ -23,7 +23,7 @@ from typing import Any
 
 import ops
 
-from sandbox import persistence, pods, sequences
+from sandbox import persistence, pods, procs, sequences
 from sandbox.charmspec import CharmSpec
 from sandbox.errors import HookFailedError, SandboxError, WaitTimeoutError
 from sandbox.lifecycle import PodLifecycle
@@ -591,6 +591,19 @@ class Model:
         if container not in unit.pod.containers:
             raise SandboxError(f'unit {unit_name} has no running container "{container}"')
         return ops.pebble.Client(socket_path=str(unit.pod.containers[container].socket))
+
+    def container_processes(self, unit_name: str, container: str) -> list[procs.ProcessInfo]:
+        """What runs in a unit's container under its Pebble (services, their children, execs).
+
+        Pebble itself is left out: it runs as root, as Juju starts it in every container.
+        """
+        unit = self._unit(unit_name)
+        if container not in unit.pod.containers:
+            raise SandboxError(f'unit {unit_name} has no running container "{container}"')
+        # The recorded process is the container's init; its child is Pebble.
+        pebbles = unit.pod.containers[container].process.children()
+        found = [procs.process_info(pid) for pebble in pebbles for pid in procs.descendants(pebble)]
+        return [info for info in found if info is not None]
 
     def pod_ready(self, unit_name: str) -> bool:
         """The pod's Ready condition, as Kubernetes reports it.

@@ -74,6 +74,45 @@ class ProcessRef:
         return pids
 
 
+@dataclass(frozen=True)
+class ProcessInfo:
+    """What `ps` would say about a process: its pid, real user and group, command line."""
+
+    pid: int
+    uid: int
+    gid: int
+    argv: list[str]
+
+
+def process_info(pid: int) -> ProcessInfo | None:
+    """The process's ids and command line, or None once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    ids = {line.split(":")[0]: line.split()[1] for line in status.splitlines() if line.startswith(("Uid:", "Gid:"))}
+    argv = [arg.decode(errors="replace") for arg in raw.split(b"\0") if arg]
+    return ProcessInfo(pid, int(ids["Uid"]), int(ids["Gid"]), argv)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` in the process tree, found through each one's parent."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found += children
+        todo += children
+    return sorted(found)
+
+
 def _reap() -> None:
     """Collect exited children of this process so they do not linger as zombies."""
     try:

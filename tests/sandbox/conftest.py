@@ -47,6 +47,6 @@ def deploy_pulsar_cluster(model: Model, pulsar_units: int) -> None:
     model.wait_for_idle(timeout=900)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def deploy_cluster() -> Callable[[Model, int], None]:
     return deploy_pulsar_cluster

@@ -9,7 +9,6 @@ restarting under the lock. Statuses are set through collect-status.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 
 import ops
 
@@ -17,12 +16,24 @@ from charms.pulsar_k8s.v0.bookkeeper import BookKeeperRequirer
 from charms.pulsar_k8s.v0.pulsar_workload import (
     ImageProblem,
     RemovalWatch,
+    WorkloadCommandError,
     observe_lifecycle,
     report_status,
 )
 from charms.pulsar_k8s.v0.rolling_restart import DesiredWorkload, WorkloadFile
-from literals import BOOKIE_PORT, BOOKKEEPER_CONF, BOOKKEEPER_RELATION, CONTAINER, PEER, SERVICE, Status
-from managers.config import render_bookkeeper_conf
+from literals import (
+    BOOKIE_PORT,
+    BOOKKEEPER_CONF,
+    BOOKKEEPER_RELATION,
+    CONTAINER,
+    JAAS_CONF,
+    JOURNAL_DIR,
+    LEDGERS_DIR,
+    PEER,
+    SERVICE,
+    Status,
+)
+from managers.config import render_bookkeeper_conf, render_jaas_conf
 from state import BookieState
 from workload import LAYER, BookieWorkload
 
@@ -64,17 +75,32 @@ class BookieCharm(ops.CharmBase):
         if state.store is None or not state.store.initialized:
             self.bookkeeper.publish(state.bookie_id, ready=False)
             return Status.WAITING_FOR_METADATA()
+        if state.credentials_error:
+            return Status.INVALID_CREDENTIALS(error=state.credentials_error)
+        if state.credentials is None:
+            self.bookkeeper.publish(state.bookie_id, ready=False)
+            return Status.WAITING_FOR_CREDENTIALS()
         if state.peers is None:
             return Status.NO_PEERS()
         if state.peer_data_error:
             return Status.INVALID_PEER_DATA(error=state.peer_data_error)
 
+        try:
+            self.workload.own_directories(JOURNAL_DIR, LEDGERS_DIR)
+        except WorkloadCommandError as error:
+            return Status.STORAGE_NOT_OWNED(error=str(error))
         conf = render_bookkeeper_conf(state.config, state.fqdn, state.store.metadata_service_uri)
         layer = self.workload.layer(state.config.heap, state.config.direct_memory)
-        desired = DesiredWorkload(LAYER, layer, (WorkloadFile(BOOKKEEPER_CONF, conf),), {SERVICE: (BOOKKEEPER_CONF,)})
+        files = (
+            WorkloadFile(BOOKKEEPER_CONF, conf),
+            WorkloadFile(JAAS_CONF, render_jaas_conf(state.credentials), 0o600),
+        )
+        desired = DesiredWorkload(LAYER, layer, files, {SERVICE: (BOOKKEEPER_CONF, JAAS_CONF)})
         waiting = state.restarts().roll(self.workload, desired, lambda _: self.workload.ready())
         ready = self.workload.ready()
         self.bookkeeper.publish(state.bookie_id, ready=ready)
+        state.unit_data.ready = ready
+        state.save()
         if waiting is not None:  # keep serving with the old config until this bookie's turn
             return Status.RESTART_HELD(holder=waiting.holder) if waiting.holder else Status.WAITING_TO_RESTART()
         self.unit.set_ports(BOOKIE_PORT)
@@ -85,15 +111,13 @@ class BookieCharm(ops.CharmBase):
             report_status(event, [self._status], self.unit)
 
     def _on_collect_app_status(self, event: ops.CollectStatusEvent) -> None:
-        """The leader asks each bookie of the application whether it is ready."""
+        """The leader sums what each bookie of the application last said of its readiness."""
         state = self._state
         if state is None or not state.leads:
             return
-        hosts = [state.fqdn_of(unit.name) for unit in [self.unit, *state.peer_units]]
-        with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
-            ready = sum(pool.map(self.workload.ready, hosts))
-        status = Status.APP_ACTIVE if ready == len(hosts) else Status.APP_DEGRADED
-        report_status(event, [status(ready=ready, total=len(hosts))], self.app)
+        ready, total = state.ready_peers(), 1 + len(state.peer_units)
+        status = Status.APP_ACTIVE if ready == total else Status.APP_DEGRADED
+        report_status(event, [status(ready=ready, total=total)], self.app)
 
 
 if __name__ == "__main__":  # pragma: nocover

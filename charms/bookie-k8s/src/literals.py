@@ -13,10 +13,14 @@ SERVICE = "bookie"
 
 PULSAR_HOME = "/pulsar"
 BOOKKEEPER_CONF = f"{PULSAR_HOME}/conf/bookkeeper.conf"
+# The bookie logs in to ZooKeeper and BookKeeper from this file (mode 0600: passwords).
+JAAS_CONF = f"{PULSAR_HOME}/conf/jaas.conf"
 JOURNAL_DIR = "/var/lib/bookkeeper/journal"
 LEDGERS_DIR = "/var/lib/bookkeeper/ledgers"
 
 BOOKIE_PORT = 3181
+# The bookie's HTTP server (readiness and state, metrics, but also ledger deletion and config
+# changes) listens on localhost only: the charm probes it from inside the pod.
 BOOKIE_HTTP_PORT = 8000
 
 
@@ -27,11 +31,14 @@ class Status(StatusCatalog):
     NO_PULSAR_IMAGE = (ops.BlockedStatus, "the bookie container has no Pulsar distribution at /pulsar")
     INVALID_CONFIG = (ops.BlockedStatus, "{error}")
     NO_BOOKKEEPER_RELATION = (ops.BlockedStatus, "integrate with pulsar-k8s: juju integrate bookie-k8s pulsar-k8s")
+    WAITING_FOR_CREDENTIALS = (ops.WaitingStatus, "waiting for pulsar-k8s to grant the bookies' credentials")
+    INVALID_CREDENTIALS = (ops.BlockedStatus, "unusable credentials from pulsar-k8s: {error}")
     WAITING_FOR_METADATA = (ops.WaitingStatus, "waiting for pulsar-k8s to initialize cluster metadata")
     INVALID_PROVIDER_DATA = (ops.BlockedStatus, "unreadable data from pulsar-k8s: {error}")
     NO_PEERS = (ops.WaitingStatus, "waiting for the bookies peer relation")
     INVALID_PEER_DATA = (ops.BlockedStatus, "unreadable peer data, left untouched: {error}")
     DYING = (ops.MaintenanceStatus, "being removed")
+    STORAGE_NOT_OWNED = (ops.BlockedStatus, "cannot give the storage to the workload's user: {error}")
     WAITING_TO_RESTART = (ops.MaintenanceStatus, "waiting for its turn to restart the bookie")
     # No timeout moves the lock on: with write quorum 2, two bookies down stop the writes.
     RESTART_HELD = (ops.MaintenanceStatus, "waiting to restart the bookie: {holder} restarts first")

@@ -1,19 +1,21 @@
 """The charm's state: a snapshot of everything its reconcile reads, built once per event.
 
-The `bookies` peer databags hold only the restart lock: `LockUnitData` (each unit) and
-`LockAppData` (the leader), documented in the rolling_restart library. The `bookkeeper`
-relation's databags are `MetadataStore` (pulsar-k8s's) and `BookieData` (this unit's),
-documented in the bookkeeper library.
+The `bookies` peer databags: `BookieUnitData` (each unit: its readiness, and its use of the
+restart lock) and `LockAppData` (the leader: the lock's holder), documented in the
+rolling_restart library. The `bookkeeper` relation's databags are `MetadataStore`
+(pulsar-k8s's, with its credentials secret) and `BookieData` (this unit's), documented in
+the bookkeeper library.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Final
 
 import ops
 
-from charms.pulsar_k8s.v0.bookkeeper import BookKeeperRequirer, MetadataStore
+from charms.pulsar_k8s.v0.bookkeeper import BookieCredentials, BookKeeperRequirer, MetadataStore
 from charms.pulsar_k8s.v0.pulsar_workload import (
     InvalidConfigError,
     InvalidDatabagError,
@@ -26,6 +28,18 @@ from literals import BOOKIE_PORT, PEER
 from managers.config import BookieConfig
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class BookieUnitData(LockUnitData):
+    """A unit's `bookies` peer databag.
+
+    - `ready`: whether its bookie said it was ready when the unit last looked (the leader
+      sums these for the application's status: the bookie's HTTP API answers in its pod only)
+    - `restart-request`, `applied`: its use of the restart lock (`LockUnitData`)
+    """
+
+    ready: bool = False
 
 
 class BookieState:
@@ -49,16 +63,23 @@ class BookieState:
         self.related = bookkeeper.relation is not None
         self.store: MetadataStore | None = None
         self.store_error: str | None = None
+        self.credentials_error = None
         try:
             self.store = bookkeeper.metadata_store()
         except InvalidDatabagError as error:
             logger.error("the metadata store published by pulsar-k8s does not decode: %s", error)
             self.store_error = str(error)
+        self.credentials: BookieCredentials | None = None
+        if self.store is not None:
+            try:
+                self.credentials = bookkeeper.credentials(self.store)
+            except InvalidDatabagError as error:
+                logger.error("the credentials granted by pulsar-k8s are unusable: %s", error)
+                self.credentials_error: str | None = str(error)
 
         self.peers = charm.model.get_relation(PEER)
         self.peer_units: list[ops.Unit] = sorted(self.peers.units, key=lambda u: u.name) if self.peers else []
-        # Only read here: the restart lock writes the databags itself.
-        self.peer_data = PeerData(self.peers, LockAppData, LockUnitData, charm.app, charm.unit)
+        self.peer_data = PeerData(self.peers, LockAppData, BookieUnitData, charm.app, charm.unit)
         # The objects `peer_data` writes back: changed in place, never replaced.
         self.app_data: Final = self.peer_data.app_data
         self.unit_data: Final = self.peer_data.unit_data
@@ -68,6 +89,15 @@ class BookieState:
     def leads(self) -> bool:
         """Whether this unit hands out the restart lock: the leader, unless it is dying."""
         return self.leader and not self.dying and self.peers is not None and self.peer_data_error is None
+
+    def ready_peers(self) -> int:
+        """How many bookies of the application said they were ready, this one included."""
+        others = [self.peer_data.unit_data_of(unit) for unit in self.peer_units]
+        return sum(data.ready for data in [self.unit_data, *others])
+
+    def save(self) -> None:
+        """Write back what changed in the peer databags (this unit's; the lock's holder when leading)."""
+        self.peer_data.save(leads=self.leads)
 
     def fqdn_of(self, unit_name: str) -> str:
         return pod_fqdn(unit_name, self._model_name, self.domain)

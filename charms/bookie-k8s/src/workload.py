@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import ops
 
-from charms.pulsar_k8s.v0.pulsar_workload import PebbleWorkload, http_ready, jvm_environment, readiness_check
-from literals import BOOKIE_HTTP_PORT, PULSAR_HOME, SERVICE
+from charms.pulsar_k8s.v0.pulsar_workload import (
+    IMAGE_GID,
+    IMAGE_UID,
+    PebbleWorkload,
+    as_image_user,
+    http_ready,
+    jvm_environment,
+    readiness_check,
+)
+from literals import BOOKIE_HTTP_PORT, JAAS_CONF, PULSAR_HOME, SERVICE
 
 LAYER = "bookie"
 READY_PATH = "/api/v1/bookie/is_ready"
@@ -19,20 +27,28 @@ SHUT_DOWN_PROBE = (
 
 
 class BookieWorkload(PebbleWorkload):
-    """A BookKeeper bookie run from the Pulsar distribution at /pulsar."""
+    """A BookKeeper bookie run from the Pulsar distribution at /pulsar.
+
+    The bookie runs as the image's non-root user, which owns its config and its storage.
+    """
+
+    def __init__(self, container: ops.Container) -> None:
+        super().__init__(container, files_owner=(IMAGE_UID, IMAGE_GID))
 
     def layer(self, heap: str, direct_memory: str) -> ops.pebble.LayerDict:
         return {
             "summary": "Apache BookKeeper bookie",
             "services": {
-                SERVICE: {
-                    "override": "replace",
-                    "summary": "BookKeeper bookie with autorecovery",
-                    "command": f"{PULSAR_HOME}/bin/pulsar bookie",
-                    "startup": "enabled",
-                    "environment": jvm_environment(heap, direct_memory),
-                    "on-check-failure": {"bookie-alive": "restart"},
-                }
+                SERVICE: as_image_user(
+                    {
+                        "override": "replace",
+                        "summary": "BookKeeper bookie with autorecovery",
+                        "command": f"{PULSAR_HOME}/bin/pulsar bookie",
+                        "startup": "enabled",
+                        "environment": jvm_environment(heap, direct_memory, jaas_conf=JAAS_CONF),
+                        "on-check-failure": {"bookie-alive": "restart"},
+                    }
+                )
             },
             "checks": {
                 "bookie-ready": readiness_check({"http": {"url": READY_URL}}),
@@ -49,6 +65,6 @@ class BookieWorkload(PebbleWorkload):
             },
         }
 
-    def ready(self, host: str = "localhost") -> bool:
-        """A bookie's readiness endpoint; localhost is this unit's (the charm shares the pod's network)."""
-        return http_ready(f"http://{host}:{BOOKIE_HTTP_PORT}{READY_PATH}")
+    def ready(self) -> bool:
+        """Whether the unit's bookie says it is ready (the charm shares the pod's network)."""
+        return http_ready(READY_URL)

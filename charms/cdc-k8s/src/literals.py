@@ -16,11 +16,6 @@ LAYER = "cdc"
 SOURCE_SERVICE = "debezium-source"
 FUNCTION_SERVICE = "enrichment-function"
 
-# The apachepulsar images' non-root user (uid 10000, in the root group, as their Dockerfile makes it).
-# Services name the group, not gid 0: ops leaves a zero `group-id` out of the layer.
-WORKLOAD_UID = 10000
-WORKLOAD_GID = 0
-WORKLOAD_GROUP = "root"
 
 CONNECTORS_DIR = "/pulsar/connectors"
 CDC_DIR = "/var/lib/cdc"  # rendered each event: nothing here has to outlive the pod

@@ -20,6 +20,9 @@ from pathlib import Path
 import ops
 
 from charms.pulsar_k8s.v0.pulsar_workload import (
+    IMAGE_GID,
+    IMAGE_GROUP,
+    IMAGE_UID,
     PULSAR_HOME,
     PebbleWorkload,
     WorkloadCommandError,
@@ -41,9 +44,6 @@ from literals import (
     SOURCE_METRICS_PORT,
     SOURCE_SERVICE,
     TOKEN_FILE,
-    WORKLOAD_GID,
-    WORKLOAD_GROUP,
-    WORKLOAD_UID,
 )
 from managers.connector import last_error
 from managers.postgres import PostgresConnection
@@ -96,7 +96,7 @@ class CdcWorkload(PebbleWorkload):
 
     def _push(self, path: str, content: str, permissions: int) -> bool:
         """A file the workload user owns, as do the directories made for it."""
-        return self.write(path, content, permissions, user_id=WORKLOAD_UID, group_id=WORKLOAD_GID)
+        return self.write(path, content, permissions, user_id=IMAGE_UID, group_id=IMAGE_GID)
 
     def render_configs(self, source: dict[str, object], function: dict[str, object], module: str) -> None:
         self._push(SOURCE_CONFIG, self._templates.get_template("source.json.j2").render(**source), 0o644)
@@ -119,8 +119,8 @@ class CdcWorkload(PebbleWorkload):
             self.run(
                 ["python3", "-c", CHECK_MODULE, CANDIDATE_MODULE],
                 timeout=60,
-                user_id=WORKLOAD_UID,
-                group_id=WORKLOAD_GID,
+                user_id=IMAGE_UID,
+                group_id=IMAGE_GID,
             )
         except WorkloadCommandError as error:
             return error.output.strip().splitlines()[-1] if error.output.strip() else str(error)
@@ -213,8 +213,8 @@ class CdcWorkload(PebbleWorkload):
             "summary": summary,
             "command": shlex.join(["/bin/sh", "-c", command]),
             "startup": "enabled",
-            "user-id": WORKLOAD_UID,
-            "group": WORKLOAD_GROUP,
+            "user-id": IMAGE_UID,
+            "group": IMAGE_GROUP,
             "working-dir": CDC_DIR,
             "environment": {"PULSAR_MEM": JVM_MEMORY, **environment},
             "kill-delay": "20s",  # the source commits its offsets and releases the slot on SIGTERM

@@ -52,6 +52,8 @@ class LeaderWork:
         failures: list[ops.StatusBase] = []
         if self.state.signing_key is None:
             self.state.create_signing_key(auth.new_secret_key())
+        if self.state.credentials is None:
+            self.state.create_credentials()
         self._update_ensemble()
         self.state.restarts().lead()
         if failure := self._initialize():
@@ -104,7 +106,10 @@ class LeaderWork:
         if not state.members or not cluster_name:
             return
         uri = bookkeeper_metadata_service_uri(state.members)
-        self.bookkeeper.publish(MetadataStore(uri, cluster_name, initialized=bool(state.initialized)))
+        secret = state.bookie_credentials_secret()
+        secret_id = state.app_data.bookie_credentials_secret if secret else ""
+        store = MetadataStore(uri, cluster_name, initialized=bool(state.initialized), credentials_secret=secret_id)
+        self.bookkeeper.publish(store, secret)
 
     def _admin(self, key: str) -> PulsarAdmin:
         """The admin API of a ready broker (this unit's first, if it is ready)."""

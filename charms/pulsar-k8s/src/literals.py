@@ -16,6 +16,8 @@ CONF_DIR = f"{PULSAR_HOME}/conf"
 ZOOKEEPER_CONF = f"{CONF_DIR}/zookeeper.conf"
 BROKER_CONF = f"{CONF_DIR}/broker.conf"
 BROKER_STATUS_FILE = f"{CONF_DIR}/broker-status"
+# Every JVM of the unit (ZooKeeper, the broker, the charm's commands) logs in from this file.
+JAAS_CONF = f"{CONF_DIR}/jaas.conf"
 ZOOKEEPER_STORAGE = "/var/lib/pulsar/zookeeper"
 ZOOKEEPER_DATA_DIR = f"{ZOOKEEPER_STORAGE}/data"
 ZOOKEEPER_LOG_DIR = f"{ZOOKEEPER_STORAGE}/txlog"
@@ -34,6 +36,13 @@ BROKER_WEB_PORT = 8080
 # The role the charms use for their own admin calls; a superuser of the broker.
 SUPERUSER_ROLE = "pulsar-k8s-admin"
 SECRET_KEY_LABEL = "token-signing-key"  # noqa: S105 - the label of a Juju secret, not a secret
+ZOOKEEPER_CREDENTIALS_LABEL = "zookeeper-credentials"
+BOOKIE_CREDENTIALS_LABEL = "bookie-credentials"
+# SASL (DIGEST-MD5) user names: ZooKeeper's quorum peers, its clients, BookKeeper's clients.
+QUORUM_USER = "zookeeper"
+PULSAR_ZOOKEEPER_USER = "pulsar"
+BOOKIE_ZOOKEEPER_USER = "bookie"
+BOOKKEEPER_CLIENT_USER = "bookkeeper"
 INIT_TIMEOUT = 300.0
 RESTART_WAIT = 30.0
 INIT_HEAP = "128m"
@@ -52,12 +61,14 @@ class Status(StatusCatalog):
     INVALID_PEER_DATA = (ops.BlockedStatus, "unreadable peer data, left untouched: {error}")
     DYING = (ops.MaintenanceStatus, "being removed")
     WAITING_FOR_UNITS = (ops.WaitingStatus, "zookeeper: waiting for units to join: {joined}/{planned}")
+    STORAGE_NOT_OWNED = (ops.BlockedStatus, "cannot give the storage to the workload's user: {error}")
     NOT_A_MEMBER = (ops.WaitingStatus, "zookeeper: waiting to join the ensemble")
     WAITING_TO_RESTART = (ops.MaintenanceStatus, "waiting for its turn to restart {services}")
     # No timeout moves the lock on: restarting a second ZooKeeper while the first is still
     # down would lose a quorum of three. The holder's own status says what it waits for.
     RESTART_HELD = (ops.MaintenanceStatus, "waiting to restart {services}: {holder} restarts first")
     ZK_QUORUM = (ops.WaitingStatus, "zookeeper quorum: {ready}/{total} members")
+    NO_CREDENTIALS = (ops.WaitingStatus, "waiting for the leader to create the cluster's credentials")
     NO_SIGNING_KEY = (ops.WaitingStatus, "waiting for the leader to create the token signing key")
     WAITING_FOR_INIT = (ops.WaitingStatus, "waiting for the leader to initialize cluster metadata")
     INIT_FAILED = (ops.WaitingStatus, "initialize-cluster-metadata failed, retrying: {error}")

@@ -13,16 +13,24 @@ from typing import Final
 
 import ops
 
-from charms.pulsar_k8s.v0.bookkeeper import Bookie, BookKeeperProvider
+from charms.pulsar_k8s.v0.bookkeeper import Bookie, BookieCredentials, BookKeeperProvider
 from charms.pulsar_k8s.v0.pulsar_workload import (
     InvalidConfigError,
+    InvalidDatabagError,
     PeerData,
     cluster_domain,
     pod_fqdn,
 )
 from charms.pulsar_k8s.v0.rolling_restart import LockAppData, LockUnitData, RollingRestart
-from literals import BOOKKEEPER_RELATION, PEER, SECRET_KEY_LABEL
-from managers import ensemble
+from literals import (
+    BOOKIE_CREDENTIALS_LABEL,
+    BOOKKEEPER_RELATION,
+    PEER,
+    SECRET_KEY_LABEL,
+    ZOOKEEPER_CREDENTIALS_LABEL,
+)
+from managers import auth, ensemble
+from managers.auth import ClusterCredentials, ZooKeeperCredentials
 from managers.config import CharmConfig
 from managers.ensemble import Member
 from workload import PulsarWorkload, UnitProbe
@@ -37,12 +45,18 @@ class PeerAppData(LockAppData):
     - `zk-members`: the ZooKeeper ensemble, `[{"id": 1, "host": "<fqdn>"}, ...]`; every
       unit renders its zookeeper.conf from it
     - `signing-key-secret`: id of the Juju secret that holds the token signing key
+    - `zookeeper-credentials-secret`: id of the Juju secret with ZooKeeper's passwords
+      (`ZooKeeperCredentials`); only this application reads it
+    - `bookie-credentials-secret`: id of the Juju secret bookies authenticate with
+      (`BookieCredentials`), granted to every bookkeeper relation
     - `initialized`: the cluster name the metadata was initialized with (absent before)
     - `restart-holder`: the unit holding the restart lock (`LockAppData`)
     """
 
     zk_members: list[Member] = field(default_factory=list, metadata={"alias": "zk-members"})
     signing_key_secret: str = field(default="", metadata={"alias": "signing-key-secret"})
+    zookeeper_credentials_secret: str = field(default="", metadata={"alias": "zookeeper-credentials-secret"})
+    bookie_credentials_secret: str = field(default="", metadata={"alias": "bookie-credentials-secret"})
     initialized: str = ""
 
 
@@ -142,15 +156,54 @@ class ClusterState:
         ready = [m for m in self.candidates if self.probes[m.id].broker_ready]
         return sorted(ready, key=lambda m: m.id != self.server_id)
 
-    @functools.cached_property
-    def signing_key(self) -> str | None:
-        if not self.app_data.signing_key_secret:
+    def _secret(self, secret_id: str) -> ops.Secret | None:
+        if not secret_id:
             return None
         try:
-            secret = self._model.get_secret(id=self.app_data.signing_key_secret)
-            return secret.get_content(refresh=True)["signing-key"]
-        except (ops.SecretNotFoundError, ops.ModelError, KeyError):
+            return self._model.get_secret(id=secret_id)
+        except (ops.SecretNotFoundError, ops.ModelError):
             return None
+
+    def _content(self, secret_id: str) -> dict[str, str]:
+        secret = self._secret(secret_id)
+        try:
+            return secret.get_content(refresh=True) if secret else {}
+        except (ops.SecretNotFoundError, ops.ModelError):
+            return {}
+
+    @functools.cached_property
+    def signing_key(self) -> str | None:
+        return self._content(self.app_data.signing_key_secret).get("signing-key")
+
+    @functools.cached_property
+    def credentials(self) -> ClusterCredentials | None:
+        """The passwords of ZooKeeper and the bookies, once the leader made them."""
+        zookeeper = ZooKeeperCredentials.from_content(self._content(self.app_data.zookeeper_credentials_secret))
+        try:
+            bookies = BookieCredentials.from_content(self._content(self.app_data.bookie_credentials_secret))
+        except InvalidDatabagError:
+            return None
+        return ClusterCredentials(zookeeper, bookies) if zookeeper else None
+
+    def bookie_credentials_secret(self) -> ops.Secret | None:
+        """The secret the leader grants to bookkeeper relations."""
+        return self._secret(self.app_data.bookie_credentials_secret)
+
+    def create_credentials(self) -> None:
+        """Leader: make whichever of the cluster's credential secrets is missing.
+
+        Made once and kept: a new password would lock the running processes out of each other.
+        """
+        if not ZooKeeperCredentials.from_content(self._content(self.app_data.zookeeper_credentials_secret)):
+            content = ZooKeeperCredentials.generate().to_content()
+            secret = self.app.add_secret(content, label=ZOOKEEPER_CREDENTIALS_LABEL)
+            self.app_data.zookeeper_credentials_secret = secret.id or ""
+        if not self._content(self.app_data.bookie_credentials_secret):
+            content = auth.new_bookie_credentials().to_content()
+            secret = self.app.add_secret(content, label=BOOKIE_CREDENTIALS_LABEL)
+            self.app_data.bookie_credentials_secret = secret.id or ""
+        self.__dict__.pop("credentials", None)  # read again on next use
+        self.save()
 
     def create_signing_key(self, key: str) -> None:
         """Leader: keep a new signing key in a Juju secret, and its id in peer data."""

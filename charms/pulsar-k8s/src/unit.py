@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ops
 
-from charms.pulsar_k8s.v0.pulsar_workload import ImageProblem, InvalidConfigError
+from charms.pulsar_k8s.v0.pulsar_workload import ImageProblem, InvalidConfigError, WorkloadCommandError
 from charms.pulsar_k8s.v0.rolling_restart import DesiredWorkload, WorkloadFile
 from literals import (
     BROKER_CONF,
@@ -16,11 +16,14 @@ from literals import (
     BROKER_SERVICE_PORT,
     BROKER_STATUS_FILE,
     BROKER_WEB_PORT,
+    JAAS_CONF,
     MYID_PATH,
     RESTART_WAIT,
     SERVING_MODES,
     SUPERUSER_ROLE,
     ZOOKEEPER_CONF,
+    ZOOKEEPER_DATA_DIR,
+    ZOOKEEPER_LOG_DIR,
     ZOOKEEPER_SERVICE,
     Status,
 )
@@ -59,6 +62,12 @@ class UnitWork:
             return Status.WAITING_FOR_UNITS(joined=len(state.candidates), planned=state.planned_units)
         if not state.is_member:
             return Status.NOT_A_MEMBER()
+        if state.credentials is None:
+            return Status.NO_CREDENTIALS()
+        try:
+            workload.own_directories(ZOOKEEPER_DATA_DIR, ZOOKEEPER_LOG_DIR)
+        except WorkloadCommandError as error:
+            return Status.STORAGE_NOT_OWNED(error=str(error))
 
         broker_conf = self._broker_conf(state.config)
         desired = self._desired(state.config, broker_conf if isinstance(broker_conf, str) else None)
@@ -113,14 +122,16 @@ class UnitWork:
         )
 
     def _desired(self, config: CharmConfig, broker_conf: str | None) -> DesiredWorkload:
+        assert self.state.credentials is not None  # gated in `run`
         files = [
             WorkloadFile(ZOOKEEPER_CONF, self.renderer.zookeeper(self.state.members)),
             WorkloadFile(MYID_PATH, f"{self.state.server_id}\n"),
+            WorkloadFile(JAAS_CONF, self.renderer.jaas(self.state.credentials), 0o600),
         ]
         if broker_conf is not None:
             files += [WorkloadFile(BROKER_CONF, broker_conf, 0o600), WorkloadFile(BROKER_STATUS_FILE, "ok\n")]
         layer = self.workload.layer(config.zookeeper_heap, config.broker_heap if broker_conf else None)
-        reads = {ZOOKEEPER_SERVICE: (ZOOKEEPER_CONF, MYID_PATH), BROKER_SERVICE: (BROKER_CONF,)}
+        reads = {ZOOKEEPER_SERVICE: (ZOOKEEPER_CONF, MYID_PATH, JAAS_CONF), BROKER_SERVICE: (BROKER_CONF, JAAS_CONF)}
         return DesiredWorkload(LAYER, layer, tuple(files), reads)
 
     def _serving(self, services: list[str]) -> bool:

@@ -10,8 +10,11 @@ from dataclasses import dataclass
 import ops
 
 from charms.pulsar_k8s.v0.pulsar_workload import (
+    IMAGE_GID,
+    IMAGE_UID,
     PROBE_TIMEOUT,
     PebbleWorkload,
+    as_image_user,
     http_ready,
     jvm_environment,
     readiness_check,
@@ -21,6 +24,7 @@ from literals import (
     BROKER_WEB_PORT,
     INIT_HEAP,
     INIT_TIMEOUT,
+    JAAS_CONF,
     PULSAR_HOME,
     SERVING_MODES,
     ZOOKEEPER_CLIENT_PORT,
@@ -51,18 +55,27 @@ class UnitProbe:
 
 
 class PulsarWorkload(PebbleWorkload):
-    """ZooKeeper and the broker, both run from the Pulsar distribution at /pulsar."""
+    """ZooKeeper and the broker, both run from the Pulsar distribution at /pulsar.
+
+    Both run as the image's non-root user, which owns every file the charm pushes and the
+    ZooKeeper storage.
+    """
+
+    def __init__(self, container: ops.Container) -> None:
+        super().__init__(container, files_owner=(IMAGE_UID, IMAGE_GID))
 
     def layer(self, zookeeper_heap: str, broker_heap: str | None) -> ops.pebble.LayerDict:
         """The Pebble layer: ZooKeeper always, the broker once it may start (`broker_heap` set)."""
         services: dict[str, ops.pebble.ServiceDict] = {
-            ZOOKEEPER_SERVICE: {
-                "override": "replace",
-                "summary": "ZooKeeper (Pulsar metadata store)",
-                "command": f"{PULSAR_HOME}/bin/pulsar zookeeper",
-                "startup": "enabled",
-                "environment": jvm_environment(zookeeper_heap),
-            }
+            ZOOKEEPER_SERVICE: as_image_user(
+                {
+                    "override": "replace",
+                    "summary": "ZooKeeper (Pulsar metadata store)",
+                    "command": f"{PULSAR_HOME}/bin/pulsar zookeeper",
+                    "startup": "enabled",
+                    "environment": jvm_environment(zookeeper_heap, jaas_conf=JAAS_CONF),
+                }
+            )
         }
         checks: dict[str, ops.pebble.CheckDict] = {
             # Not a TCP check: ZooKeeper listens long before it serves (it refuses requests
@@ -70,14 +83,16 @@ class PulsarWorkload(PebbleWorkload):
             "zookeeper-ready": readiness_check({"exec": {"command": ZOOKEEPER_SERVING_PROBE}}),
         }
         if broker_heap:
-            services[BROKER_SERVICE] = {
-                "override": "replace",
-                "summary": "Pulsar broker",
-                "command": f"{PULSAR_HOME}/bin/pulsar broker",
-                "startup": "enabled",
-                "after": [ZOOKEEPER_SERVICE],
-                "environment": jvm_environment(broker_heap, broker_heap),
-            }
+            services[BROKER_SERVICE] = as_image_user(
+                {
+                    "override": "replace",
+                    "summary": "Pulsar broker",
+                    "command": f"{PULSAR_HOME}/bin/pulsar broker",
+                    "startup": "enabled",
+                    "after": [ZOOKEEPER_SERVICE],
+                    "environment": jvm_environment(broker_heap, broker_heap, jaas_conf=JAAS_CONF),
+                }
+            )
             checks["broker-ready"] = readiness_check(
                 {"http": {"url": f"http://localhost:{BROKER_WEB_PORT}/status.html"}}
             )
@@ -135,5 +150,5 @@ class PulsarWorkload(PebbleWorkload):
         argv = [f"{PULSAR_HOME}/bin/pulsar", "initialize-cluster-metadata", "--cluster", cluster]
         argv += ["--metadata-store", metadata_store, "--configuration-metadata-store", metadata_store]
         argv += ["--web-service-url", web_url, "--broker-service-url", broker_url]
-        environment = jvm_environment(INIT_HEAP)
-        self.run(argv, timeout=INIT_TIMEOUT, environment=environment)
+        environment = jvm_environment(INIT_HEAP, jaas_conf=JAAS_CONF)
+        self.run(argv, timeout=INIT_TIMEOUT, environment=environment, user_id=IMAGE_UID, group_id=IMAGE_GID)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import ops
 import pytest
+from helpers.pulsar_k8s_builders import CHOWN
 from ops import pebble, testing
 
 from bookie_k8s.charm import BookieCharm
@@ -17,7 +18,22 @@ from bookie_k8s.workload import BookieWorkload
 FQDN = "bookie-k8s-0.bookie-k8s-endpoints.test.svc.cluster.local"
 URI = "zk+hierarchical://pulsar-k8s-0.pulsar-k8s-endpoints.test.svc.cluster.local:2181/ledgers"
 RUNNING = pebble.Layer({"services": {"bookie": {"override": "replace", "command": "/pulsar/bin/pulsar bookie"}}})
-PROVIDER_DATA = {"metadata-service-uri": json.dumps(URI), "cluster-name": '"pulsar"', "initialized": "true"}
+# The secret pulsar-k8s grants to the relation, as bookie-k8s sees it.
+CREDENTIALS = testing.Secret(
+    {
+        "zookeeper-username": "bookie",
+        "zookeeper-password": "zk-pw",
+        "bookkeeper-username": "bookkeeper",
+        "bookkeeper-password": "bk-pw",
+    },
+    id="secret:bookiecredentials0000",
+)
+PROVIDER_DATA = {
+    "metadata-service-uri": json.dumps(URI),
+    "cluster-name": '"pulsar"',
+    "initialized": "true",
+    "credentials-secret": json.dumps(CREDENTIALS.id),
+}
 
 
 @pytest.fixture
@@ -33,7 +49,11 @@ def bookie(pulsar_image: Path, tmp_path: Path) -> testing.Container:
         "image": testing.Mount(location="/pulsar/lib", source=pulsar_image / "lib"),
         "conf": testing.Mount(location="/pulsar/conf", source=conf),
     }
-    return testing.Container("bookie", can_connect=True, mounts=mounts)
+    # Juju storage, mounted owned by root.
+    for storage in ("journal", "ledgers"):
+        (tmp_path / storage).mkdir()
+        mounts[storage] = testing.Mount(location=f"/var/lib/bookkeeper/{storage}", source=tmp_path / storage)
+    return testing.Container("bookie", can_connect=True, mounts=mounts, execs={CHOWN})
 
 
 def _state(
@@ -43,6 +63,7 @@ def _state(
     **kwargs: object,
 ) -> testing.State:
     peers = peers or testing.PeerRelation("bookies")
+    kwargs.setdefault("secrets", {CREDENTIALS})
     return testing.State(
         containers={container},
         relations={relation, peers} if relation else {peers},
@@ -81,7 +102,7 @@ def test_starts_the_bookie_once_metadata_exists(
     ctx: testing.Context, bookie: testing.Container, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given initialized metadata, and a bookie process that is not ready yet
-    monkeypatch.setattr(BookieWorkload, "ready", lambda self, host="localhost": False)
+    monkeypatch.setattr(BookieWorkload, "ready", lambda self: False)
     relation = testing.Relation("bookkeeper", remote_app_name="pulsar-k8s", remote_app_data=PROVIDER_DATA)
 
     # When the relation changes
@@ -111,7 +132,7 @@ def test_reports_ready_when_the_bookie_is(
     ctx: testing.Context, bookie: testing.Container, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a bookie whose readiness endpoint answers
-    monkeypatch.setattr(BookieWorkload, "ready", lambda self, host="localhost": True)
+    monkeypatch.setattr(BookieWorkload, "ready", lambda self: True)
     relation = testing.Relation("bookkeeper", remote_app_name="pulsar-k8s", remote_app_data=PROVIDER_DATA)
 
     # When its readiness check recovers
@@ -123,13 +144,99 @@ def test_reports_ready_when_the_bookie_is(
     assert out.opened_ports == {testing.TCPPort(3181)}
 
 
+def test_waits_for_its_credentials_before_starting(ctx: testing.Context, bookie: testing.Container) -> None:
+    # Given initialized metadata whose credentials secret is not granted (yet)
+    relation = testing.Relation("bookkeeper", remote_app_name="pulsar-k8s", remote_app_data=PROVIDER_DATA)
+
+    # When the relation changes
+    out = ctx.run(ctx.on.relation_changed(relation), _state(bookie, relation, secrets=set()))
+
+    # Then it waits, starts nothing, and says it is not ready
+    assert out.unit_status == Status.WAITING_FOR_CREDENTIALS()
+    assert out.get_container("bookie").plan.services == {}
+    assert out.get_relation(relation.id).local_unit_data["ready"] == "false"
+
+
+def test_credentials_missing_a_key_block_the_unit(ctx: testing.Context, bookie: testing.Container) -> None:
+    # Given a credentials secret without the BookKeeper password
+    content = {k: v for k, v in CREDENTIALS.tracked_content.items() if k != "bookkeeper-password"}
+    broken = dataclasses.replace(CREDENTIALS, tracked_content=content, latest_content=content)
+    relation = testing.Relation("bookkeeper", remote_app_name="pulsar-k8s", remote_app_data=PROVIDER_DATA)
+
+    # When the relation changes
+    out = ctx.run(ctx.on.relation_changed(relation), _state(bookie, relation, secrets={broken}))
+
+    # Then the unit is blocked with the reason, and starts nothing
+    assert out.unit_status == Status.INVALID_CREDENTIALS(error="credentials secret lacks bookkeeper-password")
+    assert out.get_container("bookie").plan.services == {}
+
+
+def test_the_bookie_authenticates_and_keeps_its_admin_api_in_the_pod(
+    ctx: testing.Context, bookie: testing.Container, tmp_path: Path
+) -> None:
+    # Given initialized metadata and the credentials pulsar-k8s granted
+    relation = testing.Relation("bookkeeper", remote_app_name="pulsar-k8s", remote_app_data=PROVIDER_DATA)
+
+    # When the relation changes
+    out = ctx.run(ctx.on.relation_changed(relation), _state(bookie, relation))
+
+    # Then the bookie accepts SASL-authenticated clients only, and its admin API listens on localhost
+    conf = (tmp_path / "conf" / "bookkeeper.conf").read_text()
+    assert "bookieAuthProviderFactoryClass=org.apache.bookkeeper.sasl.SASLBookieAuthProviderFactory\n" in conf
+    assert "clientAuthProviderFactoryClass=org.apache.bookkeeper.sasl.SASLClientProviderFactory\n" in conf
+    assert "httpServerHost=127.0.0.1\nhttpServerPort=8000\n" in conf
+    # And the passwords are in a 0600 JAAS file, named by path only in the plan
+    jaas = tmp_path / "conf" / "jaas.conf"
+    assert jaas.stat().st_mode & 0o777 == 0o600
+    text = jaas.read_text()
+    assert 'username="bookie"\n    password="zk-pw";' in text
+    assert 'user_bookkeeper="bk-pw";' in text
+    assert text.count('username="bookkeeper"\n    password="bk-pw";') == 2  # BookKeeper and Auditor
+    service = out.get_container("bookie").plan.services["bookie"]
+    assert (
+        service.environment["PULSAR_EXTRA_OPTS"]
+        == "-Dpulsar.allocator.exit_on_oom=true -Dio.netty.recycler.maxCapacityPerThread=4096 "
+        "-Djava.security.auth.login.config=/pulsar/conf/jaas.conf -Dzookeeper.fips-mode=false"
+    )
+    assert "pw" not in str(out.get_container("bookie").plan.to_dict())
+    # And the bookie runs as the image's user, which is given the storage
+    assert (service.user_id, service.group) == (10000, "root")
+    chowns = [e.command for e in ctx.exec_history["bookie"] if e.command[0] == "chown"]
+    assert chowns == [
+        ["chown", "-R", "10000:0", "/var/lib/bookkeeper/journal"],
+        ["chown", "-R", "10000:0", "/var/lib/bookkeeper/ledgers"],
+    ]
+
+
+def test_the_application_status_counts_the_ready_bookies_of_the_peers(
+    ctx: testing.Context, bookie: testing.Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the leader, ready, and two peers of which one said it was ready
+    monkeypatch.setattr(BookieWorkload, "ready", lambda self: True)
+    relation = testing.Relation("bookkeeper", remote_app_name="pulsar-k8s", remote_app_data=PROVIDER_DATA)
+    peers = testing.PeerRelation("bookies", peers_data={1: {"ready": "true"}, 2: {"ready": "false"}})
+
+    # When it reconciles
+    out = ctx.run(ctx.on.update_status(), _state(bookie, relation, peers, leader=True))
+
+    # Then it records its own readiness, and the application counts 2 of 3
+    assert out.get_relation(peers.id).local_unit_data["ready"] == "true"
+    assert out.app_status == Status.APP_DEGRADED(ready=2, total=3)
+
+
 @pytest.mark.parametrize(("option", "value"), [("bookie-heap", "lots"), ("direct-memory", "0m")])
 def test_invalid_config_blocks_and_leaves_the_workload_alone(
     ctx: testing.Context, bookie: testing.Container, option: str, value: str
 ) -> None:
     # Given a running bookie
     relation = testing.Relation("bookkeeper", remote_app_name="pulsar-k8s", remote_app_data=PROVIDER_DATA)
-    layer = testing.Container("bookie", can_connect=True, layers={"bookie": RUNNING}, mounts=bookie.mounts)
+    layer = testing.Container(
+        "bookie",
+        can_connect=True,
+        layers={"bookie": RUNNING},
+        mounts=bookie.mounts,
+        execs=bookie.execs,
+    )
 
     # When the user sets a bad value
     out = ctx.run(ctx.on.config_changed(), _state(layer, relation, config={option: value}))
@@ -154,6 +261,7 @@ def _running_bookie(bookie: testing.Container) -> testing.Container:
         can_connect=True,
         layers={"bookie": RUNNING},
         mounts=bookie.mounts,
+        execs=bookie.execs,
         service_statuses={"bookie": pebble.ServiceStatus.ACTIVE},
     )
 
@@ -162,7 +270,7 @@ def test_a_changed_bookie_waits_while_another_restarts(
     ctx: testing.Context, bookie: testing.Container, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a running bookie whose config changed, while bookie-k8s/1 holds the restart lock
-    monkeypatch.setattr(BookieWorkload, "ready", lambda self, host="localhost": True)
+    monkeypatch.setattr(BookieWorkload, "ready", lambda self: True)
     relation = testing.Relation("bookkeeper", remote_app_name="pulsar-k8s", remote_app_data=PROVIDER_DATA)
     peers = testing.PeerRelation(
         "bookies",
@@ -188,7 +296,7 @@ def test_the_leader_restarts_its_bookie_when_the_lock_is_free(
     ctx: testing.Context, bookie: testing.Container, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given the leader, whose bookie runs an older definition, and nobody else restarting
-    monkeypatch.setattr(BookieWorkload, "ready", lambda self, host="localhost": False)
+    monkeypatch.setattr(BookieWorkload, "ready", lambda self: False)
     relation = testing.Relation("bookkeeper", remote_app_name="pulsar-k8s", remote_app_data=PROVIDER_DATA)
     container = _running_bookie(bookie)
 
@@ -203,7 +311,7 @@ def test_the_leader_restarts_its_bookie_when_the_lock_is_free(
     assert out.unit_status == Status.STARTING()
 
     # When the bookie is ready again and its readiness check recovers
-    monkeypatch.setattr(BookieWorkload, "ready", lambda self, host="localhost": True)
+    monkeypatch.setattr(BookieWorkload, "ready", lambda self: True)
     out = ctx.run(ctx.on.update_status(), out)
 
     # Then the lock is free for the next bookie
@@ -236,7 +344,7 @@ def test_a_changed_layer_restarts_the_bookie_once(
     ctx: testing.Context, bookie: testing.Container, monkeypatch: pytest.MonkeyPatch, pebble_calls: list[str]
 ) -> None:
     # Given the leader, whose bookie runs an older Pebble definition
-    monkeypatch.setattr(BookieWorkload, "ready", lambda self, host="localhost": False)
+    monkeypatch.setattr(BookieWorkload, "ready", lambda self: False)
     relation = testing.Relation("bookkeeper", remote_app_name="pulsar-k8s", remote_app_data=PROVIDER_DATA)
 
     # When it reconciles
@@ -251,7 +359,7 @@ def test_a_changed_config_file_restarts_the_bookie_once(
     ctx: testing.Context, bookie: testing.Container, monkeypatch: pytest.MonkeyPatch, pebble_calls: list[str]
 ) -> None:
     # Given a running bookie started by the charm, as the leader
-    monkeypatch.setattr(BookieWorkload, "ready", lambda self, host="localhost": True)
+    monkeypatch.setattr(BookieWorkload, "ready", lambda self: True)
     relation = testing.Relation("bookkeeper", remote_app_name="pulsar-k8s", remote_app_data=PROVIDER_DATA)
     started = ctx.run(ctx.on.config_changed(), _state(bookie, relation, leader=True))
     assert started.unit_status == Status.ACTIVE(bookie_id=f"{FQDN}:3181")

@@ -40,6 +40,11 @@ def member(unit: int) -> dict[str, Any]:
     return {"id": unit + 1, "host": fqdn(unit)}
 
 
+# The storage a unit finds is owned by root (Juju mounts it so): the charm gives it to the
+# image's user with `chown -R`, which Pebble runs as root.
+CHOWN = testing.Exec(["chown"], return_code=0)
+
+
 @dataclass
 class Probes:
     """What the workload's network probes answer: ZooKeeper's mode, the broker's readiness.
@@ -98,7 +103,7 @@ class Unit:
             "pulsar",
             can_connect=True,
             mounts=mounts,
-            execs=execs,
+            execs=execs | {CHOWN},
             layers=layers or {},
             service_statuses=service_statuses or {},
         )
@@ -118,11 +123,22 @@ class Unit:
         layers: dict[str, Any] | None = None,
         service_statuses: dict[str, Any] | None = None,
         stored_states: frozenset[testing.StoredState] = frozenset(),
+        credentials: bool = True,
     ) -> testing.State:
-        """The unit's State; databag values are given decoded (this encodes them)."""
+        """The unit's State; databag values are given decoded (this encodes them).
+
+        The cluster's credential secrets are there, and named in the app databag, unless
+        `credentials` is False.
+        """
+        app_data = dict(app_data or {})
+        if credentials:
+            zookeeper, bookies = credential_secrets()
+            app_data.setdefault("zookeeper-credentials-secret", zookeeper.id)
+            app_data.setdefault("bookie-credentials-secret", bookies.id)
+            secrets = (*secrets, zookeeper, bookies)
         peer = testing.PeerRelation(
             "cluster",
-            local_app_data=encoded(app_data or {}),
+            local_app_data=encoded(app_data),
             local_unit_data=encoded(unit_data or {}),
             peers_data={n: encoded(data) for n, data in (peers or {}).items()},
         )
@@ -136,6 +152,25 @@ class Unit:
             model=testing.Model("test"),
             stored_states=stored_states,
         )
+
+
+ZOOKEEPER_CREDENTIALS = {"quorum-password": "quorum-pw", "pulsar-password": "pulsar-pw"}
+BOOKIE_CREDENTIALS = {
+    "zookeeper-username": "bookie",
+    "zookeeper-password": "bookie-zk-pw",
+    "bookkeeper-username": "bookkeeper",
+    "bookkeeper-password": "bookkeeper-pw",
+}
+
+
+def credential_secrets() -> tuple[testing.Secret, testing.Secret]:
+    """The leader's `zookeeper-credentials` and `bookie-credentials` secrets (fixed ids per call site)."""
+    return (
+        testing.Secret(
+            ZOOKEEPER_CREDENTIALS, owner="app", label="zookeeper-credentials", id="secret:zookeepercreds0000"
+        ),
+        testing.Secret(BOOKIE_CREDENTIALS, owner="app", label="bookie-credentials", id="secret:bookiecreds000000000"),
+    )
 
 
 def signing_key_secret() -> testing.Secret:
@@ -171,3 +206,8 @@ def record_admin_calls(monkeypatch: Any) -> list[tuple[str, ...]]:
             PulsarAdmin, method, lambda self, *args, _m=method: calls.append((self.base_url, _m, *map(str, args)))
         )
     return calls
+
+
+def workload_commands(ctx: testing.Context, container: str = "pulsar") -> list[list[str]]:
+    """The commands the charm ran in a container, but the `chown` of its storage."""
+    return [list(e.command) for e in ctx.exec_history.get(container, []) if e.command[0] != "chown"]

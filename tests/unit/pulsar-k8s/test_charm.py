@@ -15,6 +15,7 @@ from helpers.pulsar_k8s_builders import (
     Probes,
     Unit,
     bookie_data,
+    credential_secrets,
     decoded,
     encoded,
     fqdn,
@@ -22,6 +23,7 @@ from helpers.pulsar_k8s_builders import (
     ready_bookies,
     record_admin_calls,
     signing_key_secret,
+    workload_commands,
 )
 from ops import pebble, testing
 
@@ -89,6 +91,93 @@ def test_a_single_unit_starts_zookeeper_and_creates_the_signing_key(
     assert out.unit_status == Status.ZK_QUORUM(ready=0, total=1)
 
 
+def test_the_leader_creates_the_cluster_credentials_once(ctx: testing.Context, unit: Unit, probes: Probes) -> None:
+    # Given a new cluster: no credentials yet
+    state = unit.state(credentials=False)
+
+    # When the leader reconciles
+    out = ctx.run(ctx.on.pebble_ready(unit.container()), state)
+
+    # Then it keeps generated ZooKeeper and bookie passwords in two secrets named in peer data
+    app_data = decoded(out.get_relations("cluster")[0].local_app_data)
+    zookeeper = next(s for s in out.secrets if s.label == "zookeeper-credentials")
+    bookies = next(s for s in out.secrets if s.label == "bookie-credentials")
+    assert app_data["zookeeper-credentials-secret"] == zookeeper.id
+    assert app_data["bookie-credentials-secret"] == bookies.id
+    assert set(zookeeper.tracked_content) == {"quorum-password", "pulsar-password"}
+    assert bookies.tracked_content["zookeeper-username"] == "bookie"
+    assert bookies.tracked_content["bookkeeper-username"] == "bookkeeper"
+    passwords = [*zookeeper.tracked_content.values(), bookies.tracked_content["zookeeper-password"]]
+    assert len(set(passwords)) == 3
+    assert all(len(p) >= 32 for p in passwords)
+    # And the next event keeps them
+    again = ctx.run(ctx.on.update_status(), out)
+    assert {s.id for s in again.secrets} == {s.id for s in out.secrets}
+
+
+def test_a_unit_waits_for_the_credentials_before_starting_zookeeper(
+    ctx: testing.Context, unit: Unit, probes: Probes
+) -> None:
+    # Given a non-leader in the ensemble, before the leader made the credentials
+    app_data = {"zk-members": [{"id": 1, "host": FQDN0}]}
+
+    # When it reconciles
+    out = ctx.run(ctx.on.update_status(), unit.state(leader=False, app_data=app_data, credentials=False))
+
+    # Then it waits, and runs nothing
+    assert out.unit_status == Status.NO_CREDENTIALS()
+    assert out.get_container("pulsar").plan.services == {}
+
+
+def test_zookeeper_refuses_unauthenticated_sessions_and_peers(ctx: testing.Context, unit: Unit, probes: Probes) -> None:
+    # Given ZooKeeper's storage as a unit that ran as root before left it
+    for directory in ("data", "txlog"):
+        (unit.zookeeper / directory).mkdir(parents=True, exist_ok=True)
+
+    # When the unit starts ZooKeeper
+    out = ctx.run(ctx.on.pebble_ready(unit.container()), unit.state())
+
+    # Then zookeeper.conf enforces SASL for clients and for quorum peers, both ways
+    conf = (unit.conf / "zookeeper.conf").read_text()
+    for line in (
+        "authProvider.sasl=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
+        "enforce.auth.enabled=true",
+        "enforce.auth.schemes=sasl",
+        "quorum.auth.enableSasl=true",
+        "quorum.auth.learnerRequireSasl=true",
+        "quorum.auth.serverRequireSasl=true",
+    ):
+        assert f"{line}\n" in conf
+    # And the passwords are in a 0600 JAAS file: the users ZooKeeper accepts, and its logins
+    jaas = unit.conf / "jaas.conf"
+    assert jaas.stat().st_mode & 0o777 == 0o600
+    text = jaas.read_text()
+    assert 'user_pulsar="pulsar-pw"\n    user_bookie="bookie-zk-pw";' in text
+    assert 'user_zookeeper="quorum-pw";' in text
+    assert 'username="zookeeper"\n    password="quorum-pw";' in text
+    assert 'username="pulsar"\n    password="pulsar-pw";' in text
+    assert 'username="bookkeeper"\n    password="bookkeeper-pw";' in text
+    # And ZooKeeper runs as the image's user, given the JAAS file by path: no password in the plan
+    service = out.get_container("pulsar").plan.services["zookeeper"]
+    assert (service.user_id, service.group) == (10000, "root")
+    assert (
+        service.environment["PULSAR_EXTRA_OPTS"]
+        == "-Dpulsar.allocator.exit_on_oom=true -Dio.netty.recycler.maxCapacityPerThread=4096 "
+        "-Djava.security.auth.login.config=/pulsar/conf/jaas.conf -Dzookeeper.fips-mode=false"
+    )
+    assert "-pw" not in str(out.get_container("pulsar").plan.to_dict())
+    # And the image's user is given ZooKeeper's storage
+    chowns = [list(e.command) for e in ctx.exec_history["pulsar"] if e.command[0] == "chown"]
+    assert (
+        chowns
+        == [
+            ["chown", "-R", "10000:0", "/var/lib/pulsar/zookeeper/data"],
+            ["chown", "-R", "10000:0", "/var/lib/pulsar/zookeeper/txlog"],
+        ]
+        or chowns == []
+    )  # made by the charm (owned from the start) or found owned by root
+
+
 def test_a_unit_outside_the_ensemble_waits_to_join(ctx: testing.Context, unit: Unit, probes: Probes) -> None:
     # Given a non-leader that the ensemble does not list yet
     state = unit.state(leader=False, app_data={"zk-members": [{"id": 2, "host": FQDN1}]})
@@ -117,7 +206,7 @@ def test_the_leader_initializes_the_cluster_once_zookeeper_serves(
     out = ctx.run(ctx.on.update_status(), state)
 
     # Then it ran initialize-cluster-metadata with the cluster's URLs, through Pebble
-    command = ctx.exec_history["pulsar"][0].command
+    command = workload_commands(ctx)[0]
     assert command == [
         *INIT, "--cluster", "pulsar",
         "--metadata-store", f"zk:{FQDN0}:2181", "--configuration-metadata-store", f"zk:{FQDN0}:2181",
@@ -125,11 +214,15 @@ def test_the_leader_initializes_the_cluster_once_zookeeper_serves(
     ]  # fmt: skip
     # And recorded it, and told the bookies where the metadata lives
     assert decoded(out.get_relations("cluster")[0].local_app_data)["initialized"] == "pulsar"
+    _, bookie_credentials = credential_secrets()
     assert decoded(out.get_relation(bookies.id).local_app_data) == {
         "metadata-service-uri": f"zk+hierarchical://{FQDN0}:2181/ledgers",
         "cluster-name": "pulsar",
         "initialized": True,
+        "credentials-secret": bookie_credentials.id,
     }
+    # And granted the bookies their credentials, and ran ZooKeeper with the JAAS file
+    assert out.get_secret(id=bookie_credentials.id).remote_grants == {bookies.id: {"bookie-k8s"}}
     assert out.unit_status == Status.WAITING_FOR_BOOKIES(ready=0, needed=3)
 
 
@@ -148,7 +241,7 @@ def test_a_failed_initialization_shows_stderr_and_is_retried(ctx: testing.Contex
     assert "initialized" not in out.get_relations("cluster")[0].local_app_data
     # The next event tries again
     ctx.run(ctx.on.update_status(), out)
-    assert len(ctx.exec_history["pulsar"]) == 2
+    assert len(workload_commands(ctx)) == 2
 
 
 def test_an_initialized_cluster_is_not_initialized_again(ctx: testing.Context, unit: Unit, probes: Probes) -> None:
@@ -158,7 +251,7 @@ def test_an_initialized_cluster_is_not_initialized_again(ctx: testing.Context, u
 
     ctx.run(ctx.on.update_status(), state)
 
-    assert ctx.exec_history.get("pulsar", []) == []
+    assert workload_commands(ctx) == []
 
 
 def test_without_bookies_the_broker_waits_for_the_integration(ctx: testing.Context, unit: Unit, probes: Probes) -> None:
@@ -205,11 +298,18 @@ def test_the_broker_starts_with_its_whole_config_rendered(ctx: testing.Context, 
         "superUserRoles=pulsar-k8s-admin",
         f"tokenSecretKey=data:;base64,{KEY}",
         f"brokerClientAuthenticationParameters=token:{auth.token_for('pulsar-k8s-admin', KEY)}",
+        "bookkeeperClientAuthenticationPlugin=org.apache.bookkeeper.sasl.SASLClientProviderFactory",
     ):
         assert line in conf
+    assert (unit.conf / "broker.conf").stat().st_mode & 0o777 == 0o600
     # And the broker runs after ZooKeeper, with its heap, probed on status.html
     plan = out.get_container("pulsar").plan
     assert plan.services["broker"].command == "/pulsar/bin/pulsar broker"
+    assert (plan.services["broker"].user_id, plan.services["broker"].group) == (10000, "root")
+    assert plan.services["broker"].environment["PULSAR_EXTRA_OPTS"] == (
+        "-Dpulsar.allocator.exit_on_oom=true -Dio.netty.recycler.maxCapacityPerThread=4096 "
+        "-Djava.security.auth.login.config=/pulsar/conf/jaas.conf -Dzookeeper.fips-mode=false"
+    )
     assert plan.services["broker"].after == ["zookeeper"]
     assert plan.services["broker"].environment["PULSAR_MEM"] == "-Xms512m -Xmx512m -XX:MaxDirectMemorySize=512m"
     assert plan.checks["broker-ready"].http == {"url": "http://localhost:8080/status.html"}
@@ -250,7 +350,7 @@ def test_non_leaders_wait_for_initialization(ctx: testing.Context, unit: Unit, p
     app_data = {"zk-members": [{"id": 1, "host": FQDN0}], "signing-key-secret": secret.id}
     out = ctx.run(ctx.on.update_status(), unit.state(leader=False, app_data=app_data, secrets=(secret,)))
     assert out.unit_status == Status.WAITING_FOR_INIT()
-    assert ctx.exec_history.get("pulsar", []) == []
+    assert workload_commands(ctx) == []
 
 
 def test_get_admin_credentials_returns_a_superuser_token(ctx: testing.Context, unit: Unit) -> None:
@@ -330,7 +430,8 @@ def test_a_running_unit_waits_for_the_restart_lock(ctx: testing.Context, unit: U
     running = {"zookeeper": pebble.ServiceStatus.ACTIVE, "broker": pebble.ServiceStatus.ACTIVE}
     state = _active_cluster(unit, probes, leader=False)
     container = testing.Container(
-        "pulsar", can_connect=True, mounts=unit.container().mounts, service_statuses=running,
+        "pulsar", can_connect=True, mounts=unit.container().mounts, execs=unit.container().execs,
+        service_statuses=running,
         layers={"pulsar": pebble.Layer({"services": {"zookeeper": {"override": "replace", "command": "old"},
                                                      "broker": {"override": "replace", "command": "old"}}})},
     )  # fmt: skip
@@ -361,7 +462,8 @@ def test_a_unit_waits_while_another_holds_the_restart_lock(ctx: testing.Context,
     running = {"zookeeper": pebble.ServiceStatus.ACTIVE, "broker": pebble.ServiceStatus.ACTIVE}
     state = _active_cluster(unit, probes, leader=False)
     container = testing.Container(
-        "pulsar", can_connect=True, mounts=unit.container().mounts, service_statuses=running,
+        "pulsar", can_connect=True, mounts=unit.container().mounts, execs=unit.container().execs,
+        service_statuses=running,
         layers={"pulsar": pebble.Layer({"services": {"broker": {"override": "replace", "command": "old"}}})},
     )  # fmt: skip
     peer = state.get_relations("cluster")[0]

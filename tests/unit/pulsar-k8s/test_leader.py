@@ -13,6 +13,7 @@ from helpers.pulsar_k8s_builders import (
     INIT,
     Probes,
     Unit,
+    credential_secrets,
     decoded,
     encoded,
     fqdn,
@@ -21,6 +22,7 @@ from helpers.pulsar_k8s_builders import (
     ready_bookies,
     record_admin_calls,
     signing_key_secret,
+    workload_commands,
 )
 from ops import pebble, testing
 
@@ -201,6 +203,7 @@ def test_a_new_bookie_application_gets_the_metadata_store_while_the_leader_waits
         "metadata-service-uri": f"zk+hierarchical://{hosts}/ledgers",
         "cluster-name": "pulsar",
         "initialized": True,
+        "credentials-secret": credential_secrets()[1].id,
     }
     assert out.unit_status == Status.RESTART_HELD(services="broker, zookeeper", holder="pulsar-k8s/1")
     assert out.get_container("pulsar").plan.services["broker"].command == "old"
@@ -248,7 +251,7 @@ def test_the_leader_initializes_the_cluster_while_its_own_zookeeper_is_down(
     out = ctx.run(ctx.on.update_status(), state)
 
     # Then it initialized the cluster through the quorum of the other two
-    command = ctx.exec_history["pulsar"][0].command
+    command = workload_commands(ctx)[0]
     assert command[command.index("--metadata-store") + 1] == "zk:" + ",".join(f"{fqdn(n)}:2181" for n in range(3))
     assert decoded(out.get_relations("cluster")[0].local_app_data)["initialized"] == "pulsar"
     assert out.unit_status == Status.ZK_QUORUM(ready=2, total=3)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from charms.pulsar_k8s.v0.bookkeeper import BookieCredentials
 from charms.pulsar_k8s.v0.pulsar_workload import check_size, template_environment
 from literals import BOOKIE_HTTP_PORT, BOOKIE_PORT, JOURNAL_DIR, LEDGERS_DIR
 
@@ -47,3 +48,7 @@ def render_bookkeeper_conf(
             cache_mb=config.cache_mb(),
         )
     )
+
+
+def render_jaas_conf(credentials: BookieCredentials, templates: Path = TEMPLATES) -> str:
+    return template_environment(templates).get_template("jaas.conf.j2").render(credentials=credentials)

@@ -1,4 +1,6 @@
-"""JWT (HS256) tokens for Pulsar's token authentication, signed with the cluster's secret key.
+"""The cluster's credentials: JWT tokens for clients, passwords for ZooKeeper and BookKeeper.
+
+JWT (HS256) tokens for Pulsar's token authentication are signed with the cluster's secret key.
 
 Pulsar's AuthenticationProviderToken takes the role from the `sub` claim and verifies the
 signature with `tokenSecretKey`. HS256 is HMAC-SHA256 over `header.payload`, so the
@@ -12,8 +14,13 @@ import hashlib
 import hmac
 import json
 import secrets
+from dataclasses import dataclass
+
+from charms.pulsar_k8s.v0.bookkeeper import BookieCredentials
+from literals import BOOKIE_ZOOKEEPER_USER, BOOKKEEPER_CLIENT_USER
 
 SECRET_KEY_BYTES = 32
+PASSWORD_BYTES = 24
 
 
 def new_secret_key() -> str:
@@ -45,3 +52,44 @@ def role_of(token: str, secret_key_b64: str) -> str | None:
         return None
     padded = payload + "=" * (-len(payload) % 4)
     return json.loads(base64.urlsafe_b64decode(padded)).get("sub")
+
+
+def new_password() -> str:
+    """A generated password: URL-safe characters only, so it needs no quoting in a JAAS file."""
+    return secrets.token_urlsafe(PASSWORD_BYTES)
+
+
+@dataclass(frozen=True)
+class ZooKeeperCredentials:
+    """The content of the `zookeeper-credentials` secret (the leader makes it once).
+
+    - `quorum-password`: what ZooKeeper servers authenticate each other with (`QUORUM_USER`)
+    - `pulsar-password`: the ZooKeeper user of the brokers and of the charm's own commands
+    """
+
+    quorum_password: str
+    pulsar_password: str
+
+    @classmethod
+    def generate(cls) -> ZooKeeperCredentials:
+        return cls(new_password(), new_password())
+
+    def to_content(self) -> dict[str, str]:
+        return {"quorum-password": self.quorum_password, "pulsar-password": self.pulsar_password}
+
+    @classmethod
+    def from_content(cls, content: dict[str, str]) -> ZooKeeperCredentials | None:
+        quorum, pulsar = content.get("quorum-password"), content.get("pulsar-password")
+        return cls(quorum, pulsar) if quorum and pulsar else None
+
+
+def new_bookie_credentials() -> BookieCredentials:
+    return BookieCredentials(BOOKIE_ZOOKEEPER_USER, new_password(), BOOKKEEPER_CLIENT_USER, new_password())
+
+
+@dataclass(frozen=True)
+class ClusterCredentials:
+    """Every password the cluster's processes authenticate with (see the `jaas.conf` template)."""
+
+    zookeeper: ZooKeeperCredentials
+    bookies: BookieCredentials

@@ -13,6 +13,8 @@ from literals import (
     BROKER_SERVICE_PORT,
     BROKER_STATUS_FILE,
     BROKER_WEB_PORT,
+    PULSAR_ZOOKEEPER_USER,
+    QUORUM_USER,
     SUPERUSER_ROLE,
     ZOOKEEPER_CLIENT_PORT,
     ZOOKEEPER_DATA_DIR,
@@ -21,6 +23,7 @@ from literals import (
     ZOOKEEPER_METRICS_PORT,
     ZOOKEEPER_PEER_PORT,
 )
+from managers.auth import ClusterCredentials
 from managers.ensemble import Member
 
 TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
@@ -115,6 +118,11 @@ class ConfigRenderer:
             election_port=ZOOKEEPER_ELECTION_PORT,
             metrics_port=ZOOKEEPER_METRICS_PORT,
             members=members,
+        )
+
+    def jaas(self, credentials: ClusterCredentials) -> str:
+        return self.env.get_template("jaas.conf.j2").render(
+            credentials=credentials, quorum_user=QUORUM_USER, pulsar_zookeeper_user=PULSAR_ZOOKEEPER_USER
         )
 
     def broker(

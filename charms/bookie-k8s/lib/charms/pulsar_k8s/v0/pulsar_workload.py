@@ -7,6 +7,8 @@ library gives them, written once:
   whether this unit is being removed (`RemovalWatch`);
 - one status convention: a `StatusCatalog` of every status a charm can show, set through
   collect-status, each change logged once (`report_status`);
+- the image's non-root user, which services run as and which owns the files and storage
+  directories the charm hands them (`as_image_user`, `PebbleWorkload.own_directories`);
 - Pebble access: one-off commands (the exit code always checked, stderr always surfaced),
   files written only when they change, layers applied only when they change the plan,
   restart and is-running, what the image carries;
@@ -43,7 +45,7 @@ import ops
 
 LIBID = "7ef0956eb6164d3595ea14a6cdf1e1a8"
 LIBAPI = 0
-LIBPATCH = 9
+LIBPATCH = 10
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +53,13 @@ PULSAR_HOME = "/pulsar"
 RESOLV_CONF = Path("/etc/resolv.conf")
 DEFAULT_CLUSTER_DOMAIN = "cluster.local"
 PROBE_TIMEOUT = 2.0
+# The apachepulsar images' user: uid 10000, in the root group, as their Dockerfile makes it.
+# Services name the group rather than gid 0: ops leaves a zero `group-id` out of a layer.
+IMAGE_UID = 10000
+IMAGE_GID = 0
+IMAGE_GROUP = "root"
+# The image's default PULSAR_EXTRA_OPTS (conf/pulsar_env.sh), kept when the charm sets its own.
+IMAGE_EXTRA_OPTS = "-Dpulsar.allocator.exit_on_oom=true -Dio.netty.recycler.maxCapacityPerThread=4096"
 _VERSION_JAR = re.compile(r"org\.apache\.pulsar-pulsar-broker-common-(?P<version>[0-9][^/]*)\.jar$")
 _SIZE = re.compile(r"^[1-9][0-9]*[mg]$")
 
@@ -235,22 +244,35 @@ def template_environment(templates: Path) -> jinja2.Environment:
     )
 
 
-def jvm_environment(heap: str, direct_memory: str | None = None) -> dict[str, str]:
-    """Environment for a Pulsar JVM service (bin/pulsar reads these through pulsar_env.sh).
+def jvm_environment(heap: str, direct_memory: str | None = None, jaas_conf: str | None = None) -> dict[str, str]:
+    """Environment for a Pulsar JVM (bin/pulsar reads these through pulsar_env.sh and bkenv.sh).
 
     G1 instead of the image's default ZGC with pre-touched heaps: small heaps start faster
-    and their memory use is what it looks like.
+    and their memory use is what it looks like. `jaas_conf` is the file the JVM logs in to
+    ZooKeeper and BookKeeper from (its path only: the passwords stay in the file).
     """
     memory = f"-Xms{heap} -Xmx{heap}"
     if direct_memory:
         memory += f" -XX:MaxDirectMemorySize={direct_memory}"
-    return {
+    environment = {
         "PULSAR_MEM": memory,
         "PULSAR_GC": "-XX:+UseG1GC -XX:+PerfDisableSharedMem",
         "PULSAR_LOG_DIR": f"{PULSAR_HOME}/logs",
         # Log to stdout, so that Pebble keeps the logs and `pebble logs` shows them.
         "PULSAR_LOG_APPENDER": "Console",
     }
+    if jaas_conf:
+        # Replaces pulsar_env.sh's default, so that goes first. ZooKeeper 3.9's FIPS mode (on
+        # by default) refuses DIGEST-MD5, the SASL mechanism of the JAAS file's passwords.
+        # bkenv.sh hands PULSAR_EXTRA_OPTS to a bookie too.
+        login = f"-Djava.security.auth.login.config={jaas_conf} -Dzookeeper.fips-mode=false"
+        environment["PULSAR_EXTRA_OPTS"] = f"{IMAGE_EXTRA_OPTS} {login}"
+    return environment
+
+
+def as_image_user(service: ops.pebble.ServiceDict) -> ops.pebble.ServiceDict:
+    """`service`, run as the image's non-root user instead of Pebble's root."""
+    return {**service, "user-id": IMAGE_UID, "group": IMAGE_GROUP}
 
 
 def readiness_check(probe: dict[str, object]) -> ops.pebble.CheckDict:
@@ -292,10 +314,15 @@ class WorkloadCommandError(Exception):
 
 
 class PebbleWorkload:
-    """A workload container of a Pulsar image, reached through Pebble."""
+    """A workload container of a Pulsar image, reached through Pebble.
 
-    def __init__(self, container: ops.Container) -> None:
+    `files_owner` owns what `write` pushes unless a call says otherwise: None leaves Pebble's
+    default (root); a charm whose services run as the image's user passes (IMAGE_UID, IMAGE_GID).
+    """
+
+    def __init__(self, container: ops.Container, files_owner: tuple[int, int] | None = None) -> None:
         self.container = container
+        self.files_owner = files_owner
 
     def can_connect(self) -> bool:
         return self.container.can_connect()
@@ -386,12 +413,40 @@ class PebbleWorkload:
     ) -> bool:
         """Push `content` to `path` if it differs from what is there; return whether it changed.
 
-        `user_id`/`group_id` own the file, and the directories the push makes for it.
+        `user_id`/`group_id` (default: `files_owner`) own the file, and the directories the
+        push makes for it.
         """
-        if self.read_text(path) == content:
+        if user_id is None and group_id is None and self.files_owner is not None:
+            user_id, group_id = self.files_owner
+        if self.read_text(path) == content and self._owned_as(path, permissions, user_id, group_id):
             return False
         self.container.push(path, content, permissions=permissions, make_dirs=True, user_id=user_id, group_id=group_id)
         return True
+
+    def _owned_as(self, path: str, permissions: int, user_id: int | None, group_id: int | None) -> bool:
+        """Whether the file has these permissions and (where given) owner, as a push would leave it."""
+        try:
+            info = self.container.list_files(path, itself=True)[0]
+        except (ops.pebble.APIError, IndexError):
+            return False
+        return info.permissions == permissions and user_id in (None, info.user_id) and group_id in (None, info.group_id)
+
+    def own_directories(self, *paths: str) -> None:
+        """Make each directory exist, owned (with everything in it) by the image's user.
+
+        Juju storage is mounted owned by root, and a unit that ran its services as root
+        before leaves root-owned files: `chown -R` runs only where the top is not owned yet.
+        """
+        for path in paths:
+            try:
+                info = self.container.list_files(path, itself=True)[0]
+            except ops.pebble.APIError as error:
+                if error.code != 404:  # anything but "no such file"
+                    raise
+                self.container.make_dir(path, make_parents=True, user_id=IMAGE_UID, group_id=IMAGE_GID)
+                continue
+            if (info.user_id, info.group_id) != (IMAGE_UID, IMAGE_GID):
+                self.run(["chown", "-R", f"{IMAGE_UID}:{IMAGE_GID}", path])
 
     def read_text(self, path: str) -> str | None:
         """A file of the container, or None when it is missing."""

@@ -8,6 +8,11 @@ Provider (pulsar-k8s) application databag, `MetadataStore`:
   `zk+hierarchical://h1:2181;h2:2181/ledgers`
 - `cluster-name` (string): the Pulsar cluster name
 - `initialized` (boolean): true once the cluster metadata (and BookKeeper's /ledgers) exists
+- `credentials-secret` (string): id of a Juju secret granted to the relation, `BookieCredentials`:
+  - `zookeeper-username`, `zookeeper-password`: the bookies' ZooKeeper user (SASL DIGEST-MD5;
+    the metadata store refuses sessions without one)
+  - `bookkeeper-username`, `bookkeeper-password`: the BookKeeper client user (SASL
+    DIGEST-MD5) that bookies accept, and that their own autorecovery and the brokers use
 
 Requirer (bookie-k8s) unit databag, `BookieData`:
 - `bookie-id` (string): host:port the bookie registers as (the unit's stable FQDN)
@@ -21,6 +26,7 @@ Owned by pulsar-k8s; bookie-k8s carries an identical copy.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 
@@ -30,7 +36,7 @@ from charms.pulsar_k8s.v0.pulsar_workload import InvalidDatabagError, read_datab
 
 LIBID = "a08edc48e3f9462d9a1f01c43588fa93"
 LIBAPI = 0
-LIBPATCH = 2
+LIBPATCH = 3
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +50,28 @@ class MetadataStore:
     metadata_service_uri: str = field(metadata={"alias": "metadata-service-uri"})
     cluster_name: str = field(default="", metadata={"alias": "cluster-name"})
     initialized: bool = False
+    credentials_secret: str = field(default="", metadata={"alias": "credentials-secret"})
+
+
+@dataclass(frozen=True)
+class BookieCredentials:
+    """The content of the `credentials-secret`: what bookies authenticate with, and whom they accept."""
+
+    zookeeper_username: str
+    zookeeper_password: str
+    bookkeeper_username: str
+    bookkeeper_password: str
+
+    def to_content(self) -> dict[str, str]:
+        return {key.replace("_", "-"): value for key, value in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_content(cls, content: dict[str, str]) -> BookieCredentials:
+        """Raise InvalidDatabagError when a key is missing or empty."""
+        values = {f.name: content.get(f.name.replace("_", "-"), "") for f in dataclasses.fields(cls)}
+        if missing := [name.replace("_", "-") for name, value in values.items() if not value]:
+            raise InvalidDatabagError(f"credentials secret lacks {', '.join(missing)}")
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -75,11 +103,16 @@ class BookKeeperProvider(ops.Object):
     def relations(self) -> list[ops.Relation]:
         return list(self.charm.model.relations[self.relation_name])
 
-    def publish(self, store: MetadataStore) -> None:
-        """Write the metadata store to every bookkeeper relation (leader only)."""
+    def publish(self, store: MetadataStore, credentials: ops.Secret | None = None) -> None:
+        """Write the metadata store to every bookkeeper relation (leader only).
+
+        `credentials`, the secret `store.credentials_secret` names, is granted to each relation.
+        """
         if not self.charm.unit.is_leader():
             return
         for relation in self.relations:
+            if credentials is not None:
+                credentials.grant(relation)
             write_databag(relation, store, self.charm.app)
 
     def bookies(self) -> list[Bookie]:
@@ -121,6 +154,17 @@ class BookKeeperRequirer(ops.Object):
         if store is None or not store.metadata_service_uri:
             return None
         return store
+
+    def credentials(self, store: MetadataStore) -> BookieCredentials | None:
+        """The credentials the provider granted, None until it has; raises InvalidDatabagError."""
+        if not store.credentials_secret:
+            return None
+        try:
+            secret = self.charm.model.get_secret(id=store.credentials_secret)
+            content = secret.get_content(refresh=True)
+        except (ops.SecretNotFoundError, ops.ModelError):  # not granted (yet)
+            return None
+        return BookieCredentials.from_content(content)
 
     def publish(self, bookie_id: str, ready: bool) -> None:
         relation = self.relation

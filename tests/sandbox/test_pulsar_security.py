@@ -1,0 +1,200 @@
+"""Security by default, tried from the attacker's side: pulsar-k8s -n 3, bookie-k8s -n 3.
+
+The attacker is the test client's pod: a pod of the model that is no unit of the cluster,
+with the Pulsar distribution's own tools. Nothing here uses a credential the cluster did not
+hand to that pod, unless the test says it plays a stolen one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import ops
+import pytest
+
+from sandbox import Model
+
+ATTACKER = ("client/0", "client")
+CLUSTER_CONTAINERS = {"pulsar-k8s": "pulsar", "bookie-k8s": "bookie"}
+ALL_CONTAINERS = {**CLUSTER_CONTAINERS, "client": "client"}
+IMAGE_UID = 10000
+# A small JVM for each tool the attacker runs; logs on the console, where the test reads them.
+TOOL_ENV = {"PULSAR_MEM": "-Xmx96m", "BOOKIE_MEM": "-Xmx96m", "PULSAR_LOG_APPENDER": "Console"}
+REFUSED_SESSION = "Session closed because client failed to authenticate"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster(model: Model, deploy_cluster: Callable[[Model, int], None]) -> Model:
+    deploy_cluster(model, 3)
+    return model
+
+
+def _fqdn(model: Model, unit: str) -> str:
+    return model.fqdn(unit)
+
+
+def _attack(model: Model, argv: list[str], environment: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run a command in the attacker's pod as the image's user; its exit code and output."""
+    process = model.pebble(*ATTACKER).exec(
+        argv,
+        environment={**TOOL_ENV, **(environment or {})},
+        user_id=IMAGE_UID,
+        group_id=0,
+        combine_stderr=True,
+        timeout=180,
+    )
+    try:
+        output, _ = process.wait_output()
+    except ops.pebble.ExecError as error:
+        return error.exit_code, str(error.stdout)
+    return 0, output
+
+
+def _put(model: Model, path: str, content: str) -> None:
+    model.pebble(*ATTACKER).push(path, content, make_dirs=True, user_id=IMAGE_UID, group_id=0, permissions=0o600)
+
+
+def _zookeeper_shell(model: Model, *command: str, jaas: str | None = None) -> tuple[int, str]:
+    server = f"{_fqdn(model, 'pulsar-k8s/0')}:2181"
+    environment = {}
+    if jaas is not None:
+        _put(model, "/tmp/attacker-jaas.conf", jaas)
+        environment["PULSAR_EXTRA_OPTS"] = (
+            "-Djava.security.auth.login.config=/tmp/attacker-jaas.conf -Dzookeeper.fips-mode=false"
+        )
+    return _attack(model, ["/pulsar/bin/pulsar", "zookeeper-shell", "-server", server, *command], environment)
+
+
+def _client_jaas(section: str, username: str, password: str) -> str:
+    return (
+        f"{section} {{\n    org.apache.zookeeper.server.auth.DigestLoginModule required\n"
+        f'    username="{username}"\n    password="{password}";\n}};\n'
+    )
+
+
+def _secret_by_label(model: Model, label: str) -> dict[str, str]:
+    secret = next(s for s in model.secrets.values() if s.label == label and s.owner == "pulsar-k8s")
+    return secret.revisions[secret.latest]
+
+
+def _cluster_znodes(model: Model) -> str:
+    """`ls /` through a session the cluster itself would open (its Client login), in a unit's pod."""
+    jaas = "-Djava.security.auth.login.config=/pulsar/conf/jaas.conf -Dzookeeper.fips-mode=false"
+    process = model.pebble("pulsar-k8s/0", "pulsar").exec(
+        ["/pulsar/bin/pulsar", "zookeeper-shell", "-server", "localhost:2181", "ls", "/"],
+        environment={**TOOL_ENV, "PULSAR_EXTRA_OPTS": jaas},
+        user_id=IMAGE_UID,
+        group_id=0,
+        combine_stderr=True,
+        timeout=180,
+    )
+    output, _ = process.wait_output()
+    # The shell prints the children as `[a, b]` among its log lines.
+    return next(line for line in output.splitlines() if line.startswith("[") and line.endswith("]"))
+
+
+def test_zookeeper_refuses_a_session_without_credentials(model: Model) -> None:
+    # When the attacker reads the namespaces' policies, and writes a znode, without credentials
+    read = _zookeeper_shell(model, "ls", "/admin/policies")
+    write = _zookeeper_shell(model, "create", "/attacker", "x")
+
+    # Then ZooKeeper closes both sessions, and nothing was written
+    for exit_code, output in (read, write):
+        assert exit_code != 0
+        assert REFUSED_SESSION in output
+    assert "admin" in _cluster_znodes(model)
+    assert "attacker" not in _cluster_znodes(model)
+
+
+def test_zookeeper_refuses_a_guessed_password(model: Model) -> None:
+    # When the attacker logs in as the brokers' user with a guessed password
+    jaas = _client_jaas("Client", "pulsar", "pulsar")
+    exit_code, output = _zookeeper_shell(model, "create", "/attacker", "x", jaas=jaas)
+
+    # Then the login fails and nothing is written
+    assert exit_code != 0
+    assert "attacker" not in _cluster_znodes(model)
+    assert "AuthFailed" in output or REFUSED_SESSION in output
+
+
+def test_a_bookie_refuses_a_client_without_bookkeeper_credentials(model: Model) -> None:
+    # Given an attacker who stole the bookies' ZooKeeper login (so it finds the bookies)
+    credentials = _secret_by_label(model, "bookie-credentials")
+    stolen = _client_jaas("Client", credentials["zookeeper-username"], credentials["zookeeper-password"])
+    hosts = ";".join(f"{_fqdn(model, f'pulsar-k8s/{n}')}:2181" for n in range(3))
+    conf = f"metadataServiceUri=zk+hierarchical://{hosts}/ledgers\n"
+    environment = {
+        "BOOKIE_CONF": "/tmp/attacker-bk.conf",
+        "BOOKIE_EXTRA_OPTS": "-Djava.security.auth.login.config=/tmp/attacker-jaas.conf -Dzookeeper.fips-mode=false",
+    }
+    simpletest = ["/pulsar/bin/bookkeeper", "shell", "simpletest", "-ensemble", "1", "-writeQuorum", "1"]
+    simpletest += ["-ackQuorum", "1", "-numEntries", "10"]
+
+    # When it writes a ledger without BookKeeper credentials
+    _put(model, "/tmp/attacker-jaas.conf", stolen)
+    _put(model, "/tmp/attacker-bk.conf", conf)
+    _, refusal = _attack(model, simpletest, environment)
+
+    # Then the bookies refuse it (BookKeeper's shell exits 0 even when its command fails)
+    assert "BKUnauthorizedAccessException" in refusal, refusal[-2000:]
+    assert "Failed to process command 'simpletest'" in refusal
+
+    # And the same tool with the BookKeeper login the cluster uses writes (the refusal was the bookies')
+    bookkeeper = _client_jaas("BookKeeper", credentials["bookkeeper-username"], credentials["bookkeeper-password"])
+    _put(model, "/tmp/attacker-jaas.conf", stolen + bookkeeper)
+    sasl = "clientAuthProviderFactoryClass=org.apache.bookkeeper.sasl.SASLClientProviderFactory\n"
+    _put(model, "/tmp/attacker-bk.conf", conf + sasl)
+    _, output = _attack(model, simpletest, environment)
+    assert "Failed to process command" not in output, output[-2000:]
+    assert "BKUnauthorizedAccessException" not in output
+
+
+def test_the_bookie_admin_api_answers_only_inside_its_pod(model: Model) -> None:
+    # When the attacker calls a bookie's admin API, and the bookie's own pod does
+    probe = (
+        "import sys, urllib.request\n"
+        "try:\n"
+        "    print(urllib.request.urlopen(sys.argv[1], timeout=5).status)\n"
+        "except OSError as error:\n"
+        "    print('refused', error)\n"
+    )
+    bookie = _fqdn(model, "bookie-k8s/0")
+    _, attacker = _attack(model, ["python3", "-c", probe, f"http://{bookie}:8000/api/v1/bookie/info"])
+    inside = model.pebble("bookie-k8s/0", "bookie").exec(
+        ["python3", "-c", probe, "http://localhost:8000/api/v1/bookie/info"], user_id=IMAGE_UID, group_id=0
+    )
+    answer, _ = inside.wait_output()
+
+    # Then only the pod's own call gets an answer
+    assert attacker.startswith("refused"), attacker
+    assert answer.strip() == "200", answer
+
+
+def test_every_process_of_the_cluster_runs_as_the_image_user(model: Model) -> None:
+    for unit in sorted(model.units):
+        app = unit.split("/")[0]
+        if app not in CLUSTER_CONTAINERS:
+            continue
+        processes = model.container_processes(unit, CLUSTER_CONTAINERS[app])
+        assert any("java" in " ".join(p.argv) for p in processes), f"{unit}: no JVM found"
+        for process in processes:
+            assert (process.uid, process.gid) == (IMAGE_UID, 0), f"{unit}: {process.argv[:3]} runs as {process.uid}"
+
+
+def test_no_secret_is_on_a_command_line_or_in_a_plan(model: Model) -> None:
+    # Given every value of every Juju secret of the model, and the admin token an action prints
+    admin = model.run("pulsar-k8s/0", "get-admin-credentials").results["token"]
+    values = {admin} | {
+        value for secret in model.secrets.values() for value in secret.revisions[secret.latest].values()
+    }
+    values = {value for value in values if len(value) >= 16}
+    assert len(values) >= 6  # the signing key, 4 passwords, the client's token, the admin token
+
+    # Then none is in the command line of any process of any pod, nor in any Pebble plan
+    for unit in sorted(model.units):
+        container = ALL_CONTAINERS[unit.split("/")[0]]
+        for process in model.container_processes(unit, container):
+            line = " ".join(process.argv)
+            assert not [v for v in values if v in line], f"{unit}: a secret in {process.argv[:3]}"
+        plan = model.pebble(unit, container).get_plan().to_yaml()
+        assert not [v for v in values if v in plan], f"{unit}: a secret in the Pebble plan"
