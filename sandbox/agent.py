@@ -17,6 +17,7 @@ import socket
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -70,6 +71,32 @@ def _name_the_departing_unit(departing_unit: str | None) -> None:
     _runtime.Runtime._get_event_env = event_env  # type: ignore[method-assign]
 
 
+@dataclass
+class SecretsEventReply(EventReply):
+    """An EventReply that also names the secret revisions the charm removed.
+
+    ops.testing keeps only their numbers (`Context.removed_secret_revisions`), not which
+    secret they were of; the model needs both to drop them, with their expiry, as Juju does.
+    """
+
+    revisions_removed: tuple[tuple[str, int], ...] = ()
+
+
+def _record_revision_removals() -> list[tuple[str, int]]:
+    """From now on, each (secret id, revision) the charm removes is appended to the list returned."""
+    removed: list[tuple[str, int]] = []
+    secret_remove = mocking._MockModelBackend.secret_remove
+
+    def recording_secret_remove(self: Any, id: str, *, revision: int | None = None) -> None:
+        secret_remove(self, id, revision=revision)
+        if revision is not None:
+            removed.append((self._get_secret(id).id, revision))
+
+    # ops.testing has no public hook on secret-remove; the agent wraps its backend's call.
+    mocking._MockModelBackend.secret_remove = recording_secret_remove  # type: ignore[method-assign]
+    return removed
+
+
 def _build_event(ctx: testing.Context[Any], spec: EventSpec, state: testing.State) -> Any:
     kind = spec.kind
     on = ctx.on
@@ -114,6 +141,7 @@ def handle_event(charm_type: type[ops.CharmBase], request: EventRequest) -> Even
     scenario_compat.deny_hidden_secrets(request.hidden_secrets)
     scenario_compat.serve_resources(request.resource_dir)
     secrets_read = scenario_compat.record_secret_reads()
+    revisions_removed = _record_revision_removals()
     ctx = testing.Context(
         charm_type,
         app_name=request.app,
@@ -121,7 +149,7 @@ def handle_event(charm_type: type[ops.CharmBase], request: EventRequest) -> Even
         app_trusted=request.trusted,
         juju_version=JUJU_VERSION,
     )
-    reply = EventReply()
+    reply = SecretsEventReply()
     started = time.perf_counter()
     try:
         reply.state = ctx.run(_build_event(ctx, request.event, request.state), request.state)
@@ -134,6 +162,7 @@ def handle_event(charm_type: type[ops.CharmBase], request: EventRequest) -> Even
         reply.error_line = f"{type(cause).__name__}: {cause}"
     reply.charm_seconds = time.perf_counter() - started
     reply.secrets_read = tuple(dict.fromkeys(secrets_read))
+    reply.revisions_removed = tuple(dict.fromkeys(revisions_removed))
     reply.action_results = dict(ctx.action_results or {})
     reply.action_logs = list(ctx.action_logs)
     reply.juju_log = [(line.level, line.message) for line in ctx.juju_log]
@@ -201,4 +230,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m sandbox.agent` runs this file as __main__: run it as sandbox.agent instead, so
+    # that the replies it pickles name their class by a module the model can import.
+    from sandbox import agent
+
+    agent.main()

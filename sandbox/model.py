@@ -105,6 +105,15 @@ class Model:
         self.state.probe_period = seconds
 
     @property
+    def secret_retry_delay(self) -> float:
+        """Seconds before Juju sends secret-expired or secret-rotate again to an owner that did nothing (300)."""
+        return self.state.secret_retry_delay
+
+    @secret_retry_delay.setter
+    def secret_retry_delay(self, seconds: float) -> None:
+        self.state.secret_retry_delay = seconds
+
+    @property
     def event_records(self) -> list[EventRecord]:
         """Every hook this `Model` object ran, in order of completion (not saved)."""
         return self._scheduler.records

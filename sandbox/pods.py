@@ -270,6 +270,7 @@ class Pod:
     def start_agent(self, charm_dir: Path, env: dict[str, str]) -> ProcessRef:
         """The unit agent, inside the pod's network (as the charm container shares it)."""
         sock = self.agent_socket
+        sock.parent.mkdir(parents=True, exist_ok=True)  # a charm without containers has made no socket yet
         sock.unlink(missing_ok=True)
         script = (
             f"hostname {shlex.quote(self.hostname)} && exec {shlex.quote(sys.executable)} -m sandbox.agent "

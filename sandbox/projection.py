@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import ops
 from ops import testing
 
 from sandbox.pods import SUBNET
-from sandbox.state import ModelState, RelationState, SecretState, UnitState
+from sandbox.state import ModelState, RelationState, SecretState, UnitState, juju_time
 from sandbox.wire import EventSpec
 
 
@@ -88,16 +89,21 @@ def _secret_view(unit: UnitState, secret: SecretState) -> testing.Secret | None:
     latest = secret.revisions[secret.latest]
     if _owns(unit, secret):
         owned_by_app = not secret.owner_is_unit
-        return testing.Secret(
+        view = testing.Secret(
             latest,
             id=secret.id,
             owner="app" if owned_by_app else "unit",
             remote_grants=dict(secret.grants),
             label=secret.label,
             description=secret.description,
-            expire=secret.expire,
+            expire=secret.latest_expiry,
             rotate=secret.rotate,
         )
+        # The owner reads the latest revision; ops.testing numbers revisions from 1 unless told,
+        # and refuses to remove the one it takes for the latest (so would refuse revision 1).
+        object.__setattr__(view, "_tracked_revision", secret.latest)
+        object.__setattr__(view, "_latest_revision", secret.latest)
+        return view
     if not secret.granted_to(unit.name, unit.app):
         return None  # Juju shows a unit no secret it was not granted
     # A unit that never read the secret gets the latest revision at its first read, and tracks it.
@@ -214,10 +220,12 @@ def absorb(
     before: testing.State,
     after: testing.State,
     secrets_read: Collection[str] = (),
+    revisions_removed: Collection[tuple[str, int]] = (),
 ) -> list[tuple[str, EventSpec]]:
     """Write what the charm changed back to the model; return (unit, event) pairs to deliver.
 
-    `secrets_read`: the secrets the charm got content of during the hook.
+    `secrets_read`: the secrets the charm got content of during the hook;
+    `revisions_removed`: the (secret id, revision) pairs it removed (`secret-remove --revision`).
     """
     app = model.apps[unit.app]
     events: list[tuple[str, EventSpec]] = []
@@ -251,6 +259,8 @@ def absorb(
                 events.append((other, EventSpec("relation_changed", relation_id=relation.id)))
 
     events += _absorb_secrets(model, unit, before, after, secrets_read)
+    _remove_revisions(model, revisions_removed)
+    events += _obsolete_revisions(model)
     return events
 
 
@@ -263,8 +273,9 @@ def _absorb_secrets(
     model: ModelState, unit: UnitState, before: testing.State, after: testing.State, read: Collection[str]
 ) -> list[tuple[str, EventSpec]]:
     events: list[tuple[str, EventSpec]] = []
-    seen_before = {s.id for s in before.secrets}
+    seen_before = {s.id: s for s in before.secrets}
     seen_after = set()
+    now = datetime.now(UTC)
     for secret in after.secrets:
         seen_after.add(secret.id)
         known = model.secrets.get(secret.id)
@@ -277,28 +288,73 @@ def _absorb_secrets(
             continue
         owner = unit.app if secret.owner == "app" else unit.name
         if known is None:
-            model.secrets[secret.id] = SecretState(
+            known = SecretState(
                 id=secret.id,
                 owner=owner,
                 owner_is_unit=secret.owner == "unit",
                 revisions={1: dict(secret.latest_content)},
                 label=secret.label,
                 description=secret.description,
-                expire=secret.expire,
-                rotate=secret.rotate,
+                expiry={1: juju_time(secret.expire)} if secret.expire is not None else {},
                 grants={rid: frozenset(names) for rid, names in secret.remote_grants.items()},
             )
+            known.set_rotation(secret.rotate, now)
+            model.secrets[secret.id] = known
             continue
         known.label = secret.label
         known.description = secret.description
         known.grants = {rid: frozenset(names) for rid, names in secret.remote_grants.items() if names}
+        # Juju 3.6 merges a hook's secret-set calls: an expire time set in the hook goes with
+        # the new revision if there is one, else onto the latest revision.
+        shown = seen_before.get(secret.id)
+        new_expire = secret.expire if shown is None or secret.expire != shown.expire else None
         if dict(secret.latest_content) != known.revisions[known.latest]:
             known.latest += 1
             known.revisions[known.latest] = dict(secret.latest_content)
             for observer in model.tracking(known):
                 events.append((observer.name, EventSpec("secret_changed", secret_id=known.id)))
-    for removed in seen_before - seen_after:
+        if new_expire is not None:
+            known.expiry[known.latest] = juju_time(new_expire)
+        if secret.rotate != known.rotate:
+            known.set_rotation(secret.rotate, now)
+    for removed in set(seen_before) - seen_after:
         known = model.secrets.get(removed)
         if known is not None and known.owner in (unit.app, unit.name):
             del model.secrets[removed]
+    return events
+
+
+def _remove_revisions(model: ModelState, removed: Collection[tuple[str, int]]) -> None:
+    """Revisions the owner removed are gone, and with them their expiry."""
+    for secret_id, revision in removed:
+        known = model.secrets.get(secret_id)
+        if known is None or revision == known.latest:
+            continue  # the latest revision only goes with the whole secret
+        known.revisions.pop(revision, None)
+        known.expiry.pop(revision, None)
+        known.obsolete.discard(revision)
+
+
+def _obsolete_revisions(model: ModelState) -> list[tuple[str, EventSpec]]:
+    """secret-remove for each charm secret revision that became obsolete, to the secret's manager.
+
+    Juju marks a revision obsolete once it is no longer the latest and no consumer tracks it
+    (an owner reads the latest and tracks nothing), and tells the owner (the leader for an
+    application's secret) once, with secret-remove, that it may remove it.
+    """
+    events: list[tuple[str, EventSpec]] = []
+    for secret in model.secrets.values():
+        if secret.user_owned:
+            continue
+        tracked = {u.tracked_revisions.get(secret.id) for u in model.units.values()}
+        newly = sorted(r for r in secret.revisions if r < secret.latest and r not in tracked | secret.obsolete)
+        if not newly:
+            continue
+        secret.obsolete.update(newly)
+        manager = model.manager(secret)
+        if manager is not None:
+            events += [
+                (manager.name, EventSpec("secret_remove", secret_id=secret.id, secret_revision=revision))
+                for revision in newly
+            ]
     return events

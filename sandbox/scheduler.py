@@ -14,11 +14,13 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ops import testing
 
 from sandbox import sequences, wire
+from sandbox.agent import SecretsEventReply
 from sandbox.lifecycle import PodLifecycle
 from sandbox.projection import (
     ContainerSnapshot,
@@ -187,7 +189,8 @@ class Scheduler:
                         )
                 elif item[0] in self.model.units:
                     sequences.queue(self.model, self.model.units[item[0]], item[1])
-            for name, event in self.watcher.due_update_status([u for u in units if not u.dying]):
+            alive = [u for u in units if not u.dying]
+            for name, event in self.watcher.due_update_status(alive) + self.watcher.due_secret_events(alive):
                 sequences.queue(self.model, self.model.units[name], event)
             self._advance_rollouts()
 
@@ -254,6 +257,8 @@ class Scheduler:
                 self._log(unit, spec, EventReply(), note="skipped: its subject is gone")
                 return
             sequences.apply_membership(self.model, unit, spec)
+            rotating = self.model.secrets.get(spec.secret_id or "") if spec.kind == "secret_rotate" else None
+            revision_before_rotation = rotating.latest if rotating is not None else 0
             before = unit_view(self.model, unit, snapshots)
             request = EventRequest(
                 event=spec,
@@ -291,9 +296,14 @@ class Scheduler:
                     [str(line) for line in reply.action_logs],
                 )
             if reply.state is not None and reply.error is None:
-                for target, event in absorb(self.model, unit, before, reply.state, reply.secrets_read):
+                removed = reply.revisions_removed if isinstance(reply, SecretsEventReply) else ()
+                for target, event in absorb(self.model, unit, before, reply.state, reply.secrets_read, removed):
                     if target in self.model.units:
                         sequences.queue(self.model, self.model.units[target], event)
+                if rotating is not None and spec.secret_id in self.model.secrets:
+                    # The unit agent reports the rotation once the hook is committed.
+                    retry = timedelta(seconds=self.model.secret_retry_delay)
+                    rotating.rotated(revision_before_rotation, datetime.now(UTC), retry)
             unit.agent_status = "idle"
             unit.agent_message = ""
             unit.idle_since = time.monotonic()

@@ -5,8 +5,10 @@ Plain data, pickled whole between CLI calls. Nothing here runs anything.
 
 from __future__ import annotations
 
+import calendar
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +17,7 @@ from ops import testing
 
 from sandbox.charmspec import CharmSpec
 from sandbox.pods import Pod
+from sandbox.procs import ProcessRef
 from sandbox.wire import EventSpec
 
 
@@ -33,6 +36,46 @@ class PodAction:
 
 QueueItem = EventSpec | PodAction
 
+# Juju's RotateRetryDelay and ExpireRetryDelay (core/secrets): an owner that leaves a rotated
+# secret without a new revision, or an expired revision in place, hears of it again this late.
+SECRET_RETRY_DELAY = 300.0
+
+
+def juju_time(moment: datetime) -> datetime:
+    """A time as Juju stores a secret's expiry or next rotation: UTC, to the second.
+
+    A time without a zone is UTC, as `secret-set --expire` parses it.
+    """
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    return (moment + timedelta(microseconds=500_000)).replace(microsecond=0)
+
+
+def _add_months(moment: datetime, months: int) -> datetime:
+    """Go's AddDate(0, months, 0): a day past the month's end rolls into the next month."""
+    month_index = moment.month - 1 + months
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    overflow = max(moment.day - calendar.monthrange(year, month)[1], 0)
+    return moment.replace(year=year, month=month, day=moment.day - overflow) + timedelta(days=overflow)
+
+
+def next_rotation(policy: ops.SecretRotate | None, last: datetime, now: datetime) -> datetime | None:
+    """When a secret rotated (or created) at `last` is next due, by Juju's RotatePolicy.NextRotateTime.
+
+    Never earlier than `now`; None for a secret that does not rotate.
+    """
+    steps: dict[ops.SecretRotate, datetime] = {
+        ops.SecretRotate.HOURLY: last + timedelta(hours=1),
+        ops.SecretRotate.DAILY: last + timedelta(days=1),
+        ops.SecretRotate.WEEKLY: last + timedelta(days=7),
+        ops.SecretRotate.MONTHLY: _add_months(last, 1),
+        ops.SecretRotate.QUARTERLY: _add_months(last, 3),
+        ops.SecretRotate.YEARLY: _add_months(last, 12),
+    }
+    due = steps.get(policy) if policy is not None else None
+    return None if due is None else max(due, now)
+
 
 @dataclass
 class HookError:
@@ -43,6 +86,14 @@ class HookError:
     trace: str
     attempts: int
     retry_at: float  # time.monotonic()
+
+
+@dataclass
+class ExpiryTrigger:
+    """One secret revision's expiry, as the unit agent's secret-expiry worker holds it."""
+
+    expire: datetime  # the revision's expire time
+    due: datetime  # when the worker fires next: the expire time, then every retry delay after
 
 
 @dataclass
@@ -77,6 +128,14 @@ class UnitState:
     pod_started: float = 0.0  # time.monotonic() when the current pod's containers started
     last_update_status: float = 0.0
     idle_since: float = 0.0
+    # The agent's secret-expiry worker: (secret id, revision) -> its expiry. A new agent (a new
+    # pod) starts the worker afresh: `secret_workers_agent` is the agent process it belongs to.
+    expiry_triggers: dict[tuple[str, int], ExpiryTrigger] = field(default_factory=dict)
+    secret_workers_agent: ProcessRef | None = None
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A model saved before the secret workers existed loads with them not started.
+        self.__dict__.update({"expiry_triggers": {}, "secret_workers_agent": None, **state})
 
     @property
     def busy(self) -> bool:
@@ -155,19 +214,67 @@ class SecretState:
     id: str
     owner: str  # an application name, a unit name for a unit-owned secret, "" for a user secret
     owner_is_unit: bool
-    revisions: dict[int, dict[str, str]]
+    revisions: dict[int, dict[str, str]]  # the revisions not removed yet
     latest: int = 1
     label: str | None = None  # the owner's label
     description: str | None = None
-    expire: Any = None
-    rotate: Any = None
+    # Revision -> when it expires. Juju keeps the expire time on each revision: a new revision
+    # has only the one set with its content, and an older one keeps its own until it is removed.
+    expiry: dict[int, datetime] = field(default_factory=dict)
+    rotate: ops.SecretRotate | None = None
+    next_rotation: datetime | None = None  # when secret-rotate is due (Juju's NextRotateTime)
+    obsolete: set[int] = field(default_factory=set)  # revisions the owner got secret-remove for
     grants: dict[int, frozenset[str]] = field(default_factory=dict)  # relation id -> apps/units
     name: str | None = None  # a user secret's name (`juju add-secret NAME`)
     app_grants: frozenset[str] = frozenset()  # a user secret: the applications granted access
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A model saved with one expire time per secret: it was the latest revision's.
+        expire = state.pop("expire", None)
+        defaults: dict[str, Any] = {"expiry": {}, "next_rotation": None, "obsolete": set()}
+        self.__dict__.update({**defaults, **state})
+        if expire is not None and not self.expiry:
+            self.expiry = {self.latest: juju_time(expire)}
+
     @property
     def user_owned(self) -> bool:
         return self.name is not None
+
+    @property
+    def latest_expiry(self) -> datetime | None:
+        """The latest revision's expire time: what `secret-info-get` shows as the secret's expiry."""
+        return self.expiry.get(self.latest)
+
+    def set_rotation(self, policy: ops.SecretRotate | None, now: datetime) -> None:
+        """A new rotation policy, as Juju's secrets facade records it.
+
+        A secret that starts rotating is next due one interval from now; one that stops is due
+        never; one that changes from one rotating policy to another keeps its due time.
+        """
+        was_rotating = self.rotate not in (None, ops.SecretRotate.NEVER)
+        self.rotate = policy
+        if policy in (None, ops.SecretRotate.NEVER):
+            self.next_rotation = None
+        elif not was_rotating or self.next_rotation is None:
+            due = next_rotation(policy, now, now)
+            self.next_rotation = juju_time(due) if due is not None else None
+
+    def rotated(self, original_revision: int, now: datetime, retry: timedelta) -> None:
+        """The owner's secret-rotate hook ended: when the secret is next due (Juju's SecretsRotated).
+
+        The next interval after the rotation that was due, if the owner made a new revision;
+        otherwise the retry delay after it. A rotation that would come after the latest
+        revision expires comes after the retry delay instead, while that is still before it.
+        """
+        if self.rotate in (None, ops.SecretRotate.NEVER):
+            return
+        last = self.next_rotation or now
+        due = next_rotation(self.rotate, last, now) or now
+        retry_at = last + retry
+        expires = self.latest_expiry
+        if (expires is not None and expires < due and retry_at < expires) or self.latest == original_revision:
+            due = retry_at
+        self.next_rotation = juju_time(due)
 
     def granted_to(self, unit: str, app: str) -> bool:
         return app in self.app_grants or any(unit in names or app in names for names in self.grants.values())
@@ -190,7 +297,12 @@ class ModelState:
     next_action_id: int = 1
     update_status_interval: float = 300.0
     probe_period: float = 5.0  # Kubernetes probes of each workload container, as Juju sets them
+    secret_retry_delay: float = SECRET_RETRY_DELAY  # seconds; tests shorten it
     created_mountpoints: list[str] = field(default_factory=list)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A model saved before secret triggers existed loads with Juju's retry delay.
+        self.__dict__.update({"secret_retry_delay": SECRET_RETRY_DELAY, **state})
 
     def alive_units(self, app: str) -> list[UnitState]:
         """The application's units that are not being removed, by ordinal."""
@@ -212,6 +324,19 @@ class ModelState:
             and secret.owner not in (unit.app, unit.name)
             and secret.granted_to(unit.name, unit.app)
         ]
+
+    def manager(self, secret: SecretState) -> UnitState | None:
+        """The unit Juju tells of a charm secret's lifecycle (expired, rotate, remove).
+
+        The owner unit of a unit-owned secret; the owner application's leader of an
+        application-owned one. None for a user secret, or while there is no such unit.
+        """
+        if secret.user_owned:
+            return None
+        if secret.owner_is_unit:
+            return self.units.get(secret.owner)
+        app = self.apps.get(secret.owner)
+        return self.units.get(app.leader) if app is not None and app.leader is not None else None
 
     def in_scope(self, relation: RelationState, app: str) -> list[UnitState]:
         """Units of `app` that entered the relation's scope (and are not gone)."""

@@ -1,10 +1,11 @@
-"""Watching the workloads, as Juju's agent and the kubelet do.
+"""Watching the workloads and the clock, as Juju's agent and the kubelet do.
 
 Juju turns Pebble check failures and recoveries and custom notices into events. The kubelet
 probes each workload container's Pebble the way Juju configures it on Kubernetes: readiness
 is `/v1/health?level=ready` (the pod is ready when every container is), liveness is
 `/v1/health?level=alive`, and a container failing its liveness probe three times in a row is
-restarted. A container whose plan has no checks is healthy.
+restarted. A container whose plan has no checks is healthy. On the clock: update-status, and
+the secret workers of each unit agent (secret-expired, secret-rotate).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import socket
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import ops
@@ -21,7 +23,7 @@ from ops import testing
 
 from sandbox.pods import ContainerProcess
 from sandbox.projection import ContainerSnapshot
-from sandbox.state import ModelState, UnitState
+from sandbox.state import ExpiryTrigger, ModelState, SecretState, UnitState
 from sandbox.wire import EventSpec
 
 POLL_INTERVAL = 0.2  # seconds between looks at Pebble checks and notices, as the Juju agent watches them
@@ -181,3 +183,66 @@ class Watcher:
                 unit.last_update_status = now
                 due.append((unit.name, EventSpec("update_status")))
         return due
+
+    def due_secret_events(self, units: list[UnitState]) -> list[tuple[str, EventSpec]]:
+        """secret-expired and secret-rotate, as each unit agent's secret workers send them.
+
+        A unit's workers watch the secrets it manages: its own, and its application's while it
+        leads. Each worker's alarm rings at the soonest due time; it then fires everything due
+        within that minute (Juju's one-minute granularity: the due time, truncated to the
+        minute, is past). An expired revision fires again every retry delay until the owner
+        removes it or sets it another expire time; a secret due for rotation is due again once
+        its secret-rotate hook ran (see `SecretState.rotated`). A unit is not sent what it
+        still has queued.
+        """
+        now = datetime.now(UTC)
+        retry = timedelta(seconds=self.model.secret_retry_delay)
+        found: list[tuple[str, EventSpec]] = []
+        for unit in units:
+            managed = [s for s in self.model.secrets.values() if self.model.manager(s) is unit]
+            found += self._expired(unit, managed, now, retry)
+            found += self._due_rotations(unit, managed, now)
+        return found
+
+    def _expired(
+        self, unit: UnitState, managed: list[SecretState], now: datetime, retry: timedelta
+    ) -> list[tuple[str, EventSpec]]:
+        if unit.secret_workers_agent != unit.pod.agent:
+            unit.expiry_triggers.clear()  # a new agent: its worker starts afresh, overdue revisions fire at once
+            unit.secret_workers_agent = unit.pod.agent
+        watched = {(s.id, revision): expire for s in managed for revision, expire in s.expiry.items()}
+        triggers = unit.expiry_triggers
+        for key in [key for key in triggers if key not in watched]:
+            del triggers[key]  # the revision is gone, or no longer this unit's to manage
+        for key, expire in watched.items():
+            if key not in triggers or triggers[key].expire != expire:
+                triggers[key] = ExpiryTrigger(expire, due=expire)  # new, or a new expire time
+        if not any(trigger.due <= now for trigger in triggers.values()):
+            return []
+        found = []
+        for (secret_id, revision), trigger in sorted(triggers.items()):
+            if _to_the_minute(trigger.due) < now:
+                trigger.due = max(trigger.due, now) + retry
+                event = EventSpec("secret_expired", secret_id=secret_id, secret_revision=revision)
+                if event not in unit.queue:
+                    found.append((unit.name, event))
+        return found
+
+    def _due_rotations(self, unit: UnitState, managed: list[SecretState], now: datetime) -> list[tuple[str, EventSpec]]:
+        # A secret whose secret-rotate is queued is out of the worker until the hook has run.
+        waiting = {
+            s.id: s.next_rotation
+            for s in managed
+            if s.next_rotation is not None and EventSpec("secret_rotate", secret_id=s.id) not in unit.queue
+        }
+        if not any(due <= now for due in waiting.values()):
+            return []
+        return [
+            (unit.name, EventSpec("secret_rotate", secret_id=secret_id))
+            for secret_id, due in sorted(waiting.items())
+            if _to_the_minute(due) < now
+        ]
+
+
+def _to_the_minute(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
