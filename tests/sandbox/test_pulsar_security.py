@@ -7,13 +7,17 @@ hand to that pod, unless the test says it plays a stolen one.
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import ops
 import pytest
 
 from sandbox import Model
 
+TEST_CHARMS = Path(__file__).resolve().parent / "charms"
 ATTACKER = ("client/0", "client")
 CLUSTER_CONTAINERS = {"pulsar-k8s": "pulsar", "bookie-k8s": "bookie"}
 ALL_CONTAINERS = {**CLUSTER_CONTAINERS, "client": "client"}
@@ -198,3 +202,112 @@ def test_no_secret_is_on_a_command_line_or_in_a_plan(model: Model) -> None:
             assert not [v for v in values if v in line], f"{unit}: a secret in {process.argv[:3]}"
         plan = model.pebble(unit, container).get_plan().to_yaml()
         assert not [v for v in values if v in plan], f"{unit}: a secret in the Pebble plan"
+
+
+# ---------------------------------------------------------------- TLS
+
+TLS_PROVIDER = "self-signed-certificates"
+WRITER_TOPIC = "persistent://client/default/renewals"
+
+
+def _grant(model: Model) -> dict[str, str]:
+    relation = model.relation("pulsar-k8s", "client")
+    return {key: json.loads(value) for key, value in relation.app_data["pulsar-k8s"].items()}
+
+
+def _reachable(model: Model, host: str, port: int) -> bool:
+    """Whether a TCP connection from the attacker's pod to host:port is accepted."""
+    check = f"import socket; socket.create_connection(({host!r}, {port}), timeout=5).close()"
+    exit_code, _ = _attack(model, ["python3", "-c", check])
+    return exit_code == 0
+
+
+def test_a_certificates_provider_gives_brokers_tls_and_clients_the_ca(model: Model) -> None:
+    # When the user integrates pulsar-k8s with a certificates provider
+    model.deploy(TEST_CHARMS / TLS_PROVIDER, TLS_PROVIDER)
+    model.integrate("pulsar-k8s", TLS_PROVIDER)
+    model.wait_for_idle(timeout=900)
+
+    # Then the client is handed TLS URLs and the provider's CA
+    grant = _grant(model)
+    ca = model.run(f"{TLS_PROVIDER}/0", "get-ca-certificate").results["ca-certificate"]
+    assert grant["service-url"] == ",".join(
+        [f"pulsar+ssl://{_fqdn(model, 'pulsar-k8s/0')}:6651"]
+        + [f"{_fqdn(model, f'pulsar-k8s/{n}')}:6651" for n in (1, 2)]
+    )
+    assert grant["tls-ca"].strip() == ca.strip()
+    # And it produces and consumes over TLS, verifying the brokers with that CA
+    produced = model.run("client/0", "produce", {"topic": "over-tls", "count": 100})
+    assert produced.results == {"acked": "100", "failed": "0"}, produced.message
+    consumed = model.run("client/0", "consume", {"topic": "over-tls", "count": 100, "subscription": "tls"})
+    assert consumed.results == {"received": "100"}, consumed.message
+
+
+def test_tls_required_refuses_plaintext(model: Model) -> None:
+    # When the user closes the plaintext ports
+    model.config("pulsar-k8s", {"tls-required": True})
+    model.wait_for_idle(timeout=600)
+
+    # Then no broker accepts a plaintext connection, and the TLS ones still serve the client
+    for n in range(3):
+        host = _fqdn(model, f"pulsar-k8s/{n}")
+        assert not _reachable(model, host, 6650)
+        assert not _reachable(model, host, 8080)
+        assert _reachable(model, host, 6651)
+    produced = model.run("client/0", "produce", {"topic": "tls-only", "count": 100})
+    assert produced.results == {"acked": "100", "failed": "0"}, produced.message
+
+
+def test_a_renewal_rolls_the_brokers_one_at_a_time_and_loses_no_acknowledged_message(model: Model) -> None:
+    # Given a writer that keeps writing over TLS, every acknowledgement recorded
+    grant = _grant(model)
+    secret = model.secret_content(grant["secret-credentials"])
+    chains = {n: _chain(model, n) for n in range(3)}
+    request = {
+        "mode": "produce", "url": grant["service-url"], "token": secret["token"], "ca": grant["tls-ca"],
+        "topic": WRITER_TOPIC, "count": 4000, "rate": 40,
+    }  # fmt: skip
+    model.run("client/0", "consume", {"topic": "renewals", "count": 0, "subscription": "audit"})
+    writer = model.pebble(*ATTACKER).exec(
+        ["python3", "/pulsar/tester/client.py"], stdin=json.dumps(request), user_id=IMAGE_UID, group_id=0, timeout=600
+    )
+
+    # When the provider renews every certificate
+    time.sleep(10)
+    model.run(f"{TLS_PROVIDER}/0", "renew-certificates")
+    down: list[int] = []
+
+    def renewed(model: Model) -> bool:
+        down.append(sum(not _broker_check_up(model, n) for n in range(3)))
+        return all(_chain(model, n) != chains[n] for n in range(3)) and _all_active(model)
+
+    model.drive_until(renewed, timeout=600)
+    model.wait_for_idle(timeout=600)
+
+    # Then each broker got its new certificate, and never more than one was down at a time
+    assert max(down) <= 1, down
+    # And every message the writer saw acknowledged is there to read
+    output, _ = writer.wait_output()
+    written = json.loads(output.strip().splitlines()[-1])
+    acked = set(written["acked-indices"])
+    assert len(acked) > 3000, written
+    consumed = model.run(
+        "client/0", "consume", {"topic": "renewals", "count": len(acked), "subscription": "audit", "indices": True}
+    )
+    assert consumed.status == "completed", consumed.message
+    received = set(json.loads(consumed.results["indices"]))
+    assert acked - received == set()
+
+
+def _chain(model: Model, n: int) -> str:
+    return model.pebble(f"pulsar-k8s/{n}", "pulsar").pull("/pulsar/conf/tls/broker-chain.pem").read()
+
+
+def _broker_check_up(model: Model, n: int) -> bool:
+    checks = model.pebble(f"pulsar-k8s/{n}", "pulsar").get_checks("broker-ready")
+    return bool(checks) and checks[0].status == ops.pebble.CheckStatus.UP
+
+
+def _all_active(model: Model) -> bool:
+    units = [u for name, u in model.units.items() if name.startswith("pulsar-k8s/")]
+    return all(isinstance(u.workload_status, ops.ActiveStatus) for u in units)

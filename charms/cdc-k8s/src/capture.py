@@ -38,6 +38,8 @@ from literals import (
     FUNCTION_MODULE,
     FUNCTION_SERVICE,
     LAYER,
+    PASSWORD_FILE,
+    PULSAR_CA_FILE,
     SOURCE_METRICS_PORT,
     SOURCE_SERVICE,
     TOKEN_FILE,
@@ -189,18 +191,18 @@ class Capture:
             self.statuses.append(Status.NO_CONNECTOR())
             return False
         self.workload.write_private(TOKEN_FILE, inputs.pulsar.token + "\n")
-        ca_file = None
-        if inputs.database.tls and inputs.database.tls_ca:
-            self.workload.write_private(CA_FILE, inputs.database.tls_ca)
-            ca_file = CA_FILE
-        else:
-            self.workload.remove(CA_FILE)
+        # The source's shell exports it for `${PG_PASSWORD}`: in a file, not in the plan.
+        self.workload.write_private(PASSWORD_FILE, inputs.database.password)
+        database_ca = inputs.database.tls_ca if inputs.database.tls else None
+        database_ca_file = self.workload.write_private_or_remove(CA_FILE, database_ca)
+        # pulsar-k8s hands out its CA with TLS URLs only: without it, a CA left from before goes.
+        pulsar_ca_file = self.workload.write_private_or_remove(PULSAR_CA_FILE, inputs.pulsar.tls_ca)
         self.workload.render_configs(
-            source_values(names, inputs.settings, inputs.database, archive, ca_file),
+            source_values(names, inputs.settings, inputs.database, archive, database_ca_file),
             function_values(names, inputs.settings, FUNCTION_MODULE),
             inputs.enrichment,
         )
-        layer = self.workload.layer(inputs.pulsar.service_url, inputs.database.password)
+        layer = self.workload.layer(inputs.pulsar.service_url, pulsar_ca_file)
         services = [SOURCE_SERVICE, FUNCTION_SERVICE]
         changed = self.workload.changes(layer, SOURCE_SERVICE)
         if changed or restart_source or SOURCE_SERVICE in self.workload.in_state(services, INACTIVE):
@@ -238,7 +240,7 @@ class Capture:
     def teardown(self) -> None:
         """The database source is going away: free the slot and the publication, and stop.
 
-        It connects as the pipeline last did (its rendered config and its service's environment):
+        It connects as the pipeline last did (its rendered config and its password file):
         the relation's credentials may soon be gone, since the provider drops its user when the
         relation ends, so the SQL comes first. Terminating the walsender ends the source; once
         the services are stopped, a second pass drops a slot a reconnecting source made again.
@@ -250,6 +252,7 @@ class Capture:
         last = self.workload.last_source()
         if last is None:
             self.workload.stop_pipeline()
+            self.workload.forget_source()  # nothing to tear down with: keep no password either
             return
         database, slot, publication = last
         try:

@@ -23,7 +23,13 @@ SOURCE_CONFIG = f"{CDC_DIR}/source.json"
 FUNCTION_CONFIG = f"{CDC_DIR}/function.json"
 FUNCTION_MODULE = f"{CDC_DIR}/function/enrichment.py"
 TOKEN_FILE = f"{CDC_DIR}/pulsar-token"  # 0600, read by both services, never on a command line
+# 0600: the PostgreSQL password. The source's shell exports it as PG_PASSWORD just before it
+# execs the runner, so it is on no command line and not in the Pebble plan.
+PASSWORD_FILE = f"{CDC_DIR}/postgresql-password"
 CA_FILE = f"{CDC_DIR}/postgresql-ca.pem"  # 0600, when the database asks for TLS
+# 0600, when pulsar-k8s hands out TLS URLs: the CA that signed its brokers' certificates, which
+# both runners (and their Pulsar clients, the source's offset store among them) verify them with.
+PULSAR_CA_FILE = f"{CDC_DIR}/pulsar-ca.pem"
 # The source's log4j2 config, alone in its directory: the Pulsar scripts put that directory on
 # the classpath (and nothing else of ours goes there with it).
 SOURCE_LOG_CONFIG = f"{CDC_DIR}/logging/source-log4j2.yaml"

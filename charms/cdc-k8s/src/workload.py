@@ -7,6 +7,17 @@ non-root user, with `--exitOnError` so a failed instance exits and Pebble restar
 The source logs through its own log4j2 config (`PULSAR_LOG_CONF`: the Pulsar scripts put its
 directory on the classpath and name the file in `-Dlog4j.configurationFile`): to the console,
 and its ERROR lines to a small file, whose last line says why the connector fails.
+
+The source's PostgreSQL password is `${PG_PASSWORD}` in its config, filled by Pulsar's
+environment-based secrets provider. It is in neither the plan nor a command line: the charm
+writes it to a 0600 file, and the service's shell reads it into `PG_PASSWORD`, exports it and
+execs the runner (a shell that cannot read it exits rather than start the source without it).
+
+When pulsar-k8s hands out TLS URLs, both runners trust its CA (a file, `--tlsTrustCertFilePath`)
+and check each broker's name (`--tlsHostNameVerificationEnabled`). LocalRunner builds the
+source's Java client from these flags (the Debezium source keeps its offsets through that same
+client), and hands them to the Python function's instance as its own (`--use_tls`,
+`--tls_trust_cert_path`, `--hostname_verification_enabled`).
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ from literals import (
     FUNCTION_METRICS_PORT,
     FUNCTION_MODULE,
     FUNCTION_SERVICE,
+    PASSWORD_FILE,
     SOURCE_CONFIG,
     SOURCE_ERRORS,
     SOURCE_ERRORS_MAX,
@@ -56,6 +68,7 @@ BUILTIN_ENRICHMENT = CHARM_DIR / "src" / "enrichment" / "builtin.py"
 CONNECTOR_PATTERN = "pulsar-io-debezium-postgres-*.nar"
 TOKEN_AUTH = "org.apache.pulsar.client.impl.auth.AuthenticationToken"  # noqa: S105 - a class name
 ENV_SECRETS = "org.apache.pulsar.functions.secretsprovider.EnvironmentBasedSecretsProvider"
+PASSWORD_VARIABLE = "PG_PASSWORD"  # noqa: S105 - a name: `${PG_PASSWORD}` in the source config
 SOURCE_CHECK = "source-ready"
 FUNCTION_CHECK = "function-ready"
 READY_CHECKS = {SOURCE_SERVICE: SOURCE_CHECK, FUNCTION_SERVICE: FUNCTION_CHECK}
@@ -91,8 +104,20 @@ class CdcWorkload(PebbleWorkload):
         return sorted(info.path for info in found)[-1] if found else None
 
     def write_private(self, path: str, content: str) -> bool:
-        """A file only the workload user reads (0600): the token, the CA."""
+        """A file only the workload user reads (0600): the token, the CAs."""
         return self._push(path, content, 0o600)
+
+    def write_private_or_remove(self, path: str, content: str | None) -> str | None:
+        """Write `content` to a private file, or remove the file when there is none (or it is empty).
+
+        Returns the path when the file is written, else None: a file left from an earlier
+        config (a CA once TLS is off) must not linger, nor be named to a runner.
+        """
+        if not content:
+            self.remove(path)
+            return None
+        self.write_private(path, content)
+        return path
 
     def _push(self, path: str, content: str, permissions: int) -> bool:
         """A file the workload user owns, as do the directories made for it."""
@@ -128,8 +153,21 @@ class CdcWorkload(PebbleWorkload):
             self.remove(CANDIDATE_MODULE)
         return None
 
-    def layer(self, service_url: str, password: str) -> ops.pebble.LayerDict:
-        """Both services. Each carries a digest of its config files, so a change restarts it on replan."""
+    def layer(self, service_url: str, pulsar_ca: str | None) -> ops.pebble.LayerDict:
+        """Both services. Each carries a digest of its config files, so a change restarts it on replan.
+
+        The source's digest covers its password file: a rotated password restarts it.
+
+        `pulsar_ca`: the file of the CA to verify the brokers with, when `service_url` is a
+        `pulsar+ssl://` one; None for plaintext.
+        """
+        # LocalRunner's TLS flags take a value each (`--useTls true`); `--tlsAllowInsecureConnection`
+        # stays at its default, false.
+        tls = (
+            ["--useTls", "true", "--tlsTrustCertFilePath", pulsar_ca, "--tlsHostNameVerificationEnabled", "true"]
+            if pulsar_ca
+            else []
+        )
         common = [
             "--brokerServiceUrl",
             service_url,
@@ -137,25 +175,31 @@ class CdcWorkload(PebbleWorkload):
             TOKEN_AUTH,
             "--clientAuthParams",
             f"file://{TOKEN_FILE}",
+            *tls,
             "--exitOnError",
         ]
+        # The Pulsar CA counts only with TLS, and last: a plaintext function keeps the digest it
+        # had, so upgrading the charm does not restart it.
+        pulsar_ca_files = (pulsar_ca,) if pulsar_ca else ()
         source = self._service(
             SOURCE_CONFIG,
             "--sourceConfig",
             [*common, "--secretsProviderClassName", ENV_SECRETS, "--metricsPortStart", str(SOURCE_METRICS_PORT)],
             {
-                # Read by the environment-based secrets provider for `${PG_PASSWORD}` in the source config.
-                "PG_PASSWORD": password,
                 "PULSAR_LOG_CONF": SOURCE_LOG_CONFIG,
-                "CDC_CONFIG_DIGEST": self._digest(SOURCE_CONFIG, SOURCE_LOG_CONFIG, TOKEN_FILE, CA_FILE),
+                "CDC_CONFIG_DIGEST": self._digest(
+                    SOURCE_CONFIG, SOURCE_LOG_CONFIG, TOKEN_FILE, CA_FILE, PASSWORD_FILE, *pulsar_ca_files
+                ),
             },
             "Debezium PostgreSQL source",
+            # For the environment-based secrets provider; a plan value would show to any reader of the plan.
+            exports={PASSWORD_VARIABLE: PASSWORD_FILE},
         )
         function = self._service(
             FUNCTION_CONFIG,
             "--functionConfig",
             [*common, "--metricsPortStart", str(FUNCTION_METRICS_PORT)],
-            {"CDC_CONFIG_DIGEST": self._digest(FUNCTION_CONFIG, FUNCTION_MODULE, TOKEN_FILE)},
+            {"CDC_CONFIG_DIGEST": self._digest(FUNCTION_CONFIG, FUNCTION_MODULE, TOKEN_FILE, *pulsar_ca_files)},
             "enrichment function",
         )
         return {
@@ -202,12 +246,28 @@ class CdcWorkload(PebbleWorkload):
             self.container.start(*sorted(services))
 
     def _service(
-        self, config_file: str, flag: str, args: list[str], environment: dict[str, str], summary: str
+        self,
+        config_file: str,
+        flag: str,
+        args: list[str],
+        environment: dict[str, str],
+        summary: str,
+        exports: dict[str, str] | None = None,
     ) -> ops.pebble.ServiceDict:
+        """A runner's service; `exports` maps an environment variable to the private file it is read from.
+
+        The shell reads each such file into its variable and exports it: the value reaches the
+        runner's environment, and neither the plan nor a command line (the shell's holds the
+        script, the runner's its options). The assignment is a command of its own, so a file it
+        cannot read ends the shell (`|| exit 1`) instead of starting the runner with an empty value.
+        """
+        exported = "".join(
+            f'{name}="$(cat {shlex.quote(path)})" || exit 1; export {name}; ' for name, path in (exports or {}).items()
+        )
         # The config is JSON on the command line (LocalRunner takes no config file); the shell reads it
         # from the rendered file so the plan stays readable. It carries no secret.
         runner = shlex.join([f"{PULSAR_HOME}/bin/function-localrunner", flag])
-        command = f'exec {runner} "$(cat {shlex.quote(config_file)})" {shlex.join(args)}'
+        command = f'{exported}exec {runner} "$(cat {shlex.quote(config_file)})" {shlex.join(args)}'
         return {
             "override": "replace",
             "summary": summary,
@@ -231,12 +291,15 @@ class CdcWorkload(PebbleWorkload):
         """The database the pipeline last ran against, its slot and publication (None if it never ran).
 
         Read back from what the pipeline runs with: the rendered source config and the password
-        in its service's environment.
+        file (or, for a source planned by an earlier revision of the charm, before any event
+        rendered the file, the password in its service's environment).
         """
         try:
             config = json.loads(self.container.pull(SOURCE_CONFIG).read())["configs"]
-            service = self.planned_services().get(SOURCE_SERVICE, {})
-            password = service.get("environment", {})["PG_PASSWORD"]
+            password = self.read_text(PASSWORD_FILE)
+            if password is None:
+                service = self.planned_services().get(SOURCE_SERVICE, {})
+                password = service.get("environment", {})[PASSWORD_VARIABLE]
             database = PostgresConnection(
                 host=config["database.hostname"],
                 port=int(config["database.port"]),
@@ -251,9 +314,10 @@ class CdcWorkload(PebbleWorkload):
             return None
 
     def forget_source(self) -> None:
-        """After a teardown: no pipeline to restart, no source to tear down again."""
+        """After a teardown: no pipeline to restart, no source to tear down again, no password kept."""
         self.remove(SOURCE_CONFIG)
         self.remove(CA_FILE)
+        self.remove(PASSWORD_FILE)
 
     def stop_pipeline(self) -> set[str]:
         """Stop both services (if running); return the ones it stopped."""

@@ -63,6 +63,7 @@ class LoadgenCharm(ops.CharmBase):
             return None
         if self.pulsar.relation is None:
             self.workload.remove_token()
+            self.workload.remove_ca()
         return LoadTests(self.unit, self.workload, self.pulsar, LoadgenState(self))
 
     def _on_collect_unit_status(self, event: ops.CollectStatusEvent) -> None:

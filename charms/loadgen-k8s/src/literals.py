@@ -13,6 +13,9 @@ NAMESPACE_SUFFIX = "default"  # the namespace asked of pulsar-k8s: <app>/default
 
 RESULTS_DIR = "/var/lib/loadgen"  # the `results` storage: survives pod restarts
 TOKEN_FILE = f"{RESULTS_DIR}/pulsar-token"  # 0600, read by the workers, never on a command line
+# With TLS: the CA that signed the brokers' certificates, the only one the workers' clients trust.
+# Not a secret (0644); it is gone when the connection is plaintext.
+CA_FILE = f"{RESULTS_DIR}/pulsar-ca.pem"
 LAYER = "loadgen"
 SERVICE_PREFIX = "loadgen-"  # one Pebble service per worker: loadgen-producer-0, loadgen-consumer-0
 # A worker that ends raises this Pebble custom notice (Juju: pebble-custom-notice), so the unit

@@ -17,7 +17,7 @@ from typing import Any
 import ops
 
 from charms.pulsar_k8s.v0.pulsar import Connection, InvalidRequestError, PulsarRequirer, RequestNotWritableError
-from literals import TOKEN_FILE, Status
+from literals import CA_FILE, TOKEN_FILE, Status
 from managers import coordinator, report
 from managers.coordinator import LoadTestPlan, Phase, StartRequest, UnitReport
 from managers.perf import PERF_NOTES, perf_result, read_perf_summary
@@ -68,6 +68,11 @@ class LoadTests:
             return
         if connection is not None:
             self.workload.write_token(connection.token)
+            # Rewritten like the token: a new CA reaches running workers through the same file.
+            if connection.tls_ca:
+                self.workload.write_ca(connection.tls_ca)
+            else:
+                self.workload.remove_ca()
             self.workload.install_engine()
         if self.state.leader:
             self._lead()
@@ -155,6 +160,7 @@ class LoadTests:
             f"persistent://{connection.namespace}/{spec.topic}",
             test_dir(plan.id),
             TOKEN_FILE,
+            CA_FILE if connection.tls_ca else None,
         )
         logger.info("load test %s: starting %s", plan.id, ", ".join(w.name for w in workers))
         self.workload.start_workers(plan.id, workers)

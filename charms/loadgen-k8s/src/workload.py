@@ -1,4 +1,4 @@
-"""The loadgen container: the engine's source, the token, the workers' services and their files."""
+"""The loadgen container: the engine's source, the token and CA, the workers' services and their files."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import ops
 
 from charms.pulsar_k8s.v0.pulsar_workload import PebbleWorkload, template_environment
-from literals import LAYER, RESULTS_DIR, SERVICE_PREFIX, TOKEN_FILE
+from literals import CA_FILE, LAYER, RESULTS_DIR, SERVICE_PREFIX, TOKEN_FILE
 from managers.spec import Engine
 from managers.workers import ENGINE_SOURCE, Worker
 
@@ -45,6 +45,13 @@ class LoadgenWorkload(PebbleWorkload):
 
     def remove_token(self) -> None:
         self.remove(TOKEN_FILE)
+
+    def write_ca(self, pem: str) -> None:
+        # Replaced in place: a running worker's client reloads it when it changes.
+        self.write(CA_FILE, pem, permissions=0o644)
+
+    def remove_ca(self) -> None:
+        self.remove(CA_FILE)
 
     def started(self, test_id: str) -> list[str]:
         """The workers this unit started for a test (empty if it never did): its own record in storage."""

@@ -11,20 +11,32 @@ from __future__ import annotations
 import logging
 
 import ops
+from charmlibs.interfaces.tls_certificates import Mode, TLSCertificatesRequiresV4
 
 from charms.pulsar_k8s.v0.bookkeeper import BookKeeperProvider
 from charms.pulsar_k8s.v0.pulsar import PulsarProvider
 from charms.pulsar_k8s.v0.pulsar_workload import (
     InvalidConfigError,
     RemovalWatch,
+    cluster_domain,
     observe_lifecycle,
+    pod_fqdn,
     report_status,
 )
 from leader import LeaderWork
-from literals import BOOKKEEPER_RELATION, CLIENT_RELATION, CONTAINER, PEER, SUPERUSER_ROLE, Status
+from literals import (
+    BOOKKEEPER_RELATION,
+    CERTIFICATES_RELATION,
+    CLIENT_RELATION,
+    CONTAINER,
+    PEER,
+    SUPERUSER_ROLE,
+    Status,
+)
 from managers import auth
 from managers.config import CharmConfig, ConfigRenderer, broker_service_url, ledger_quorum, web_service_url
 from managers.ensemble import server_id
+from managers.tls import certificate_request
 from state import ClusterState
 from unit import UnitWork
 from workload import PulsarWorkload
@@ -43,22 +55,36 @@ class PulsarCharm(ops.CharmBase):
 
     def __init__(self, framework: ops.Framework) -> None:
         super().__init__(framework)
-        self.removal = RemovalWatch(self, [PEER, BOOKKEEPER_RELATION, CLIENT_RELATION])
+        self.removal = RemovalWatch(self, [PEER, BOOKKEEPER_RELATION, CLIENT_RELATION, CERTIFICATES_RELATION])
         self.workload = PulsarWorkload(self.unit.get_container(CONTAINER))
         self.bookkeeper = BookKeeperProvider(self, BOOKKEEPER_RELATION)
         self.clients = PulsarProvider(self, CLIENT_RELATION)
         self.renderer = ConfigRenderer()
+        domain = cluster_domain(self.model.name)
+        fqdn = pod_fqdn(self.unit.name, self.model.name, domain)
+        self.tls_request = certificate_request(self.unit.name, fqdn, self.app.name, self.model.name, domain)
+        # Before the reconcile is wired: the library handles the certificates relation's events
+        # first, and tells of a new certificate with certificate-available.
+        self.certificates = TLSCertificatesRequiresV4(self, CERTIFICATES_RELATION, [self.tls_request], mode=Mode.UNIT)
         self._state: ClusterState | None = None
         self._failures: list[ops.StatusBase] = []
         self._unit_status: ops.StatusBase | None = None
-        observe_lifecycle(self, self._reconcile, [CONTAINER], [PEER, BOOKKEEPER_RELATION, CLIENT_RELATION])
+        relations = [PEER, BOOKKEEPER_RELATION, CLIENT_RELATION, CERTIFICATES_RELATION]
+        observe_lifecycle(self, self._reconcile, [CONTAINER], relations)
+        framework.observe(self.certificates.on.certificate_available, self._reconcile)
         framework.observe(self.on.collect_unit_status, self._on_collect_unit_status)
         framework.observe(self.on.collect_app_status, self._on_collect_app_status)
         framework.observe(self.on.get_admin_credentials_action, self._on_get_admin_credentials)
         framework.observe(self.on.cluster_status_action, self._on_cluster_status)
 
     def _snapshot(self) -> ClusterState:
-        return ClusterState(self, self.workload, self.bookkeeper, dying=self.removal.dying)
+        provided, key = self.certificates.get_assigned_certificate(self.tls_request)
+        state = ClusterState(
+            self, self.workload, self.bookkeeper, dying=self.removal.dying, certificate=(provided, key)
+        )
+        # Brokers whose plaintext ports are closed are probed over TLS, verified with the CA.
+        self.workload.web_tls = state.tls.client_context() if state.tls and state.tls_only else None
+        return state
 
     def _reconcile(self, event: ops.EventBase) -> None:
         state = self._state = self._snapshot()
@@ -105,14 +131,16 @@ class PulsarCharm(ops.CharmBase):
         if key is None:
             event.fail("the token signing key does not exist yet: wait for the leader")
             return
-        event.set_results(
-            {
-                "role": SUPERUSER_ROLE,
-                "token": auth.token_for(SUPERUSER_ROLE, key),
-                "service-url": broker_service_url(state.members),
-                "web-service-url": web_service_url(state.members),
-            }
-        )
+        tls = state.cluster_serves_tls
+        results = {
+            "role": SUPERUSER_ROLE,
+            "token": auth.token_for(SUPERUSER_ROLE, key),
+            "service-url": broker_service_url(state.members, tls),
+            "web-service-url": web_service_url(state.members, tls),
+        }
+        if tls and state.tls:
+            results["tls-ca"] = state.tls.ca
+        event.set_results(results)
 
     def _on_cluster_status(self, event: ops.ActionEvent) -> None:
         state = self._snapshot()

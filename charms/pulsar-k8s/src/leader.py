@@ -16,7 +16,7 @@ import ops
 from charms.pulsar_k8s.v0.bookkeeper import BookKeeperProvider, MetadataStore
 from charms.pulsar_k8s.v0.pulsar import PulsarProvider
 from charms.pulsar_k8s.v0.pulsar_workload import InvalidConfigError, WorkloadCommandError
-from literals import BROKER_WEB_PORT, SUPERUSER_ROLE, Status
+from literals import BROKER_WEB_PORT, BROKER_WEB_PORT_TLS, SUPERUSER_ROLE, Status
 from managers import auth
 from managers.admin import PulsarAdmin
 from managers.clients import ClientAccess
@@ -115,7 +115,10 @@ class LeaderWork:
         """The admin API of a ready broker (this unit's first, if it is ready)."""
         brokers = self.state.ready_brokers
         host = brokers[0].host if brokers else self.state.fqdn
-        return PulsarAdmin(auth.token_for(SUPERUSER_ROLE, key), base_url=f"http://{host}:{BROKER_WEB_PORT}")
+        token = auth.token_for(SUPERUSER_ROLE, key)
+        if self.workload.web_tls is not None:  # the plaintext port is closed
+            return PulsarAdmin(token, f"https://{host}:{BROKER_WEB_PORT_TLS}", context=self.workload.web_tls)
+        return PulsarAdmin(token, base_url=f"http://{host}:{BROKER_WEB_PORT}")
 
     def _serve_clients(self) -> ops.StatusBase | None:
         state, key = self.state, self.state.signing_key
@@ -128,9 +131,11 @@ class LeaderWork:
         access.publish_cluster(facts)
         if not state.ready_brokers:
             return None
-        error = access.serve(
-            state.initialized, broker_service_url(state.members), web_service_url(state.members), facts
-        )
+        # TLS URLs once every broker serves them: a client verifies each with the CA.
+        tls = state.tls.ca if state.tls and state.cluster_serves_tls else None
+        service_url = broker_service_url(state.members, tls=tls is not None)
+        web_url = web_service_url(state.members, tls=tls is not None)
+        error = access.serve(state.initialized, service_url, web_url, facts, tls_ca=tls)
         return Status.CLIENT_FAILED(error=error) if error else None
 
     def _cluster_facts(self) -> dict[str, int | str]:

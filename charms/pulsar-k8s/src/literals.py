@@ -10,12 +10,17 @@ CONTAINER = "pulsar"
 PEER = "cluster"
 BOOKKEEPER_RELATION = "bookkeeper"
 CLIENT_RELATION = "pulsar"
+CERTIFICATES_RELATION = "certificates"
 
 PULSAR_HOME = "/pulsar"
 CONF_DIR = f"{PULSAR_HOME}/conf"
 ZOOKEEPER_CONF = f"{CONF_DIR}/zookeeper.conf"
 BROKER_CONF = f"{CONF_DIR}/broker.conf"
 BROKER_STATUS_FILE = f"{CONF_DIR}/broker-status"
+TLS_DIR = f"{CONF_DIR}/tls"
+TLS_CHAIN = f"{TLS_DIR}/broker-chain.pem"
+TLS_KEY = f"{TLS_DIR}/broker-key.pem"  # PKCS#8
+TLS_CA = f"{TLS_DIR}/ca.pem"
 # Every JVM of the unit (ZooKeeper, the broker, the charm's commands) logs in from this file.
 JAAS_CONF = f"{CONF_DIR}/jaas.conf"
 ZOOKEEPER_STORAGE = "/var/lib/pulsar/zookeeper"
@@ -32,6 +37,8 @@ ZOOKEEPER_ELECTION_PORT = 3888
 ZOOKEEPER_METRICS_PORT = 8000
 BROKER_SERVICE_PORT = 6650
 BROKER_WEB_PORT = 8080
+BROKER_SERVICE_PORT_TLS = 6651
+BROKER_WEB_PORT_TLS = 8443
 
 # The role the charms use for their own admin calls; a superuser of the broker.
 SUPERUSER_ROLE = "pulsar-k8s-admin"
@@ -72,6 +79,11 @@ class Status(StatusCatalog):
     NO_SIGNING_KEY = (ops.WaitingStatus, "waiting for the leader to create the token signing key")
     WAITING_FOR_INIT = (ops.WaitingStatus, "waiting for the leader to initialize cluster metadata")
     INIT_FAILED = (ops.WaitingStatus, "initialize-cluster-metadata failed, retrying: {error}")
+    TLS_NOT_RELATED = (
+        ops.BlockedStatus,
+        "tls-required needs certificates: juju integrate pulsar-k8s <provider of tls-certificates>",
+    )
+    WAITING_FOR_CERTIFICATE = (ops.WaitingStatus, "tls-required: waiting for this unit's certificate")
     NO_BOOKKEEPER_RELATION = (ops.BlockedStatus, "integrate with bookie-k8s: juju integrate pulsar-k8s bookie-k8s")
     WAITING_FOR_BOOKIES = (ops.WaitingStatus, "waiting for bookies: {ready}/{needed} ready")
     BROKER_STARTING = (ops.MaintenanceStatus, "broker starting")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import ops
+from charmlibs.interfaces.tls_certificates import PrivateKey, ProviderCertificate
 
 from charms.pulsar_k8s.v0.bookkeeper import Bookie, BookieCredentials, BookKeeperProvider
 from charms.pulsar_k8s.v0.pulsar_workload import (
@@ -25,6 +26,7 @@ from charms.pulsar_k8s.v0.rolling_restart import LockAppData, LockUnitData, Roll
 from literals import (
     BOOKIE_CREDENTIALS_LABEL,
     BOOKKEEPER_RELATION,
+    CERTIFICATES_RELATION,
     PEER,
     SECRET_KEY_LABEL,
     ZOOKEEPER_CREDENTIALS_LABEL,
@@ -33,6 +35,7 @@ from managers import auth, ensemble
 from managers.auth import ClusterCredentials, ZooKeeperCredentials
 from managers.config import CharmConfig
 from managers.ensemble import Member
+from managers.tls import BrokerTls
 from workload import PulsarWorkload, UnitProbe
 
 logger = logging.getLogger(__name__)
@@ -65,17 +68,24 @@ class PeerUnitData(LockUnitData):
     """A unit's `cluster` peer databag.
 
     - `host`: the unit's FQDN, as it computes it
+    - `tls`: true while its broker serves the TLS ports (6651, 8443) with its certificate
     - `restart-request`, `applied`: its use of the restart lock (`LockUnitData`)
     """
 
     host: str = ""
+    tls: bool = False
 
 
 class ClusterState:
     """What this event's reconcile knows: this unit, its peers, the ensemble, bookies, config."""
 
     def __init__(
-        self, charm: ops.CharmBase, workload: PulsarWorkload, bookkeeper: BookKeeperProvider, dying: bool
+        self,
+        charm: ops.CharmBase,
+        workload: PulsarWorkload,
+        bookkeeper: BookKeeperProvider,
+        dying: bool,
+        certificate: tuple[ProviderCertificate | None, PrivateKey | None] = (None, None),
     ) -> None:
         self._model = charm.model
         self._workload = workload
@@ -106,12 +116,33 @@ class ClusterState:
         self.bookkeeper_related = bool(charm.model.relations[BOOKKEEPER_RELATION])
         self.bookies: list[Bookie] = bookkeeper.bookies()
 
+        self.tls_related = bool(charm.model.relations[CERTIFICATES_RELATION])
+        provided, key = certificate
+        # This unit's certificate, once the provider signed it (gone with the relation).
+        self.tls: BrokerTls | None = BrokerTls.of(provided, key) if self.tls_related and provided and key else None
+
     # ------------------------------------------------------------ derived facts
 
     @property
     def leads(self) -> bool:
         """Whether this unit does the application-wide work: the leader, unless it is dying."""
         return self.leader and not self.dying and self.peers is not None and self.peer_data_error is None
+
+    @property
+    def tls_only(self) -> bool:
+        """Whether the config closes the plaintext ports (`tls-required`)."""
+        return bool(self.config and self.config.tls_required)
+
+    @property
+    def cluster_serves_tls(self) -> bool:
+        """Whether every member's broker serves TLS (each unit says so in its peer data)."""
+        if self.tls is None or not self.members:
+            return False
+        units = {
+            self.server_id: self.unit_data,
+            **{ensemble.server_id(u.name): self.peer_data.unit_data_of(u) for u in self.peer_units},
+        }
+        return all(m.id in units and units[m.id].tls for m in self.members)
 
     @property
     def members(self) -> list[Member]:

@@ -14,13 +14,18 @@ from literals import (
     BROKER_CONF,
     BROKER_SERVICE,
     BROKER_SERVICE_PORT,
+    BROKER_SERVICE_PORT_TLS,
     BROKER_STATUS_FILE,
     BROKER_WEB_PORT,
+    BROKER_WEB_PORT_TLS,
     JAAS_CONF,
     MYID_PATH,
     RESTART_WAIT,
     SERVING_MODES,
     SUPERUSER_ROLE,
+    TLS_CA,
+    TLS_CHAIN,
+    TLS_KEY,
     ZOOKEEPER_CONF,
     ZOOKEEPER_DATA_DIR,
     ZOOKEEPER_LOG_DIR,
@@ -85,8 +90,14 @@ class UnitWork:
             return Status.WAITING_FOR_INIT()
         if not isinstance(broker_conf, str):
             return broker_conf
-        state.unit.set_ports(BROKER_SERVICE_PORT, BROKER_WEB_PORT)
-        if not workload.broker_ready():
+        tls, tls_only = state.tls is not None, state.tls is not None and state.tls_only
+        ports = [] if tls_only else [BROKER_SERVICE_PORT, BROKER_WEB_PORT]
+        state.unit.set_ports(*ports, *([BROKER_SERVICE_PORT_TLS, BROKER_WEB_PORT_TLS] if tls else []))
+        ready = workload.broker_ready(state.fqdn)
+        if state.unit_data.tls != (tls and ready):
+            state.unit_data.tls = tls and ready
+            state.save()
+        if not ready:
             return Status.BROKER_STARTING()
         return Status.ACTIVE(role=mode)
 
@@ -99,6 +110,8 @@ class UnitWork:
         state = self.state
         if not state.bookkeeper_related:
             return Status.NO_BOOKKEEPER_RELATION()
+        if config.tls_required and state.tls is None:
+            return Status.WAITING_FOR_CERTIFICATE() if state.tls_related else Status.TLS_NOT_RELATED()
         key = state.signing_key
         if key is None:
             return Status.NO_SIGNING_KEY()
@@ -119,6 +132,7 @@ class UnitWork:
             quorum,
             secret_key_b64=key,
             superuser_token=auth.token_for(SUPERUSER_ROLE, key),
+            tls=state.tls is not None,
         )
 
     def _desired(self, config: CharmConfig, broker_conf: str | None) -> DesiredWorkload:
@@ -128,17 +142,27 @@ class UnitWork:
             WorkloadFile(MYID_PATH, f"{self.state.server_id}\n"),
             WorkloadFile(JAAS_CONF, self.renderer.jaas(self.state.credentials), 0o600),
         ]
+        broker_reads = [BROKER_CONF, JAAS_CONF]
         if broker_conf is not None:
             files += [WorkloadFile(BROKER_CONF, broker_conf, 0o600), WorkloadFile(BROKER_STATUS_FILE, "ok\n")]
-        layer = self.workload.layer(config.zookeeper_heap, config.broker_heap if broker_conf else None)
-        reads = {ZOOKEEPER_SERVICE: (ZOOKEEPER_CONF, MYID_PATH, JAAS_CONF), BROKER_SERVICE: (BROKER_CONF, JAAS_CONF)}
+            if tls := self.state.tls:
+                # A renewed certificate restarts the broker under the lock, like any change.
+                files += [
+                    WorkloadFile(TLS_CHAIN, tls.chain),
+                    WorkloadFile(TLS_KEY, tls.private_key, 0o600),
+                    WorkloadFile(TLS_CA, tls.ca),
+                ]
+                broker_reads += [TLS_CHAIN, TLS_KEY, TLS_CA]
+        tls_only = self.state.tls is not None and config.tls_required
+        layer = self.workload.layer(config.zookeeper_heap, config.broker_heap if broker_conf else None, tls_only)
+        reads = {ZOOKEEPER_SERVICE: (ZOOKEEPER_CONF, MYID_PATH, JAAS_CONF), BROKER_SERVICE: tuple(broker_reads)}
         return DesiredWorkload(LAYER, layer, tuple(files), reads)
 
     def _serving(self, services: list[str]) -> bool:
         """Whether each of the named services of this unit serves again."""
         checks = {
             ZOOKEEPER_SERVICE: lambda: self.workload.zookeeper_mode() in SERVING_MODES,
-            BROKER_SERVICE: self.workload.broker_ready,
+            BROKER_SERVICE: lambda: self.workload.broker_ready(self.state.fqdn),
         }
         return all(checks[name]() for name in services if name in checks)
 

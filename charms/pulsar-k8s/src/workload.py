@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from charms.pulsar_k8s.v0.pulsar_workload import (
 from literals import (
     BROKER_SERVICE,
     BROKER_WEB_PORT,
+    BROKER_WEB_PORT_TLS,
     INIT_HEAP,
     INIT_TIMEOUT,
     JAAS_CONF,
@@ -63,9 +65,15 @@ class PulsarWorkload(PebbleWorkload):
 
     def __init__(self, container: ops.Container) -> None:
         super().__init__(container, files_owner=(IMAGE_UID, IMAGE_GID))
+        # Set while the brokers' plaintext ports are closed: probes go to HTTPS, verified with it.
+        self.web_tls: ssl.SSLContext | None = None
 
-    def layer(self, zookeeper_heap: str, broker_heap: str | None) -> ops.pebble.LayerDict:
-        """The Pebble layer: ZooKeeper always, the broker once it may start (`broker_heap` set)."""
+    def layer(self, zookeeper_heap: str, broker_heap: str | None, tls_only: bool = False) -> ops.pebble.LayerDict:
+        """The Pebble layer: ZooKeeper always, the broker once it may start (`broker_heap` set).
+
+        With `tls_only` (no plaintext port) the broker's readiness check is its TLS port
+        accepting connections: Pebble's HTTP checks trust no private CA.
+        """
         services: dict[str, ops.pebble.ServiceDict] = {
             ZOOKEEPER_SERVICE: as_image_user(
                 {
@@ -93,9 +101,12 @@ class PulsarWorkload(PebbleWorkload):
                     "environment": jvm_environment(broker_heap, broker_heap, jaas_conf=JAAS_CONF),
                 }
             )
-            checks["broker-ready"] = readiness_check(
-                {"http": {"url": f"http://localhost:{BROKER_WEB_PORT}/status.html"}}
+            probe: dict[str, object] = (
+                {"tcp": {"port": BROKER_WEB_PORT_TLS}}
+                if tls_only
+                else {"http": {"url": f"http://localhost:{BROKER_WEB_PORT}/status.html"}}
             )
+            checks["broker-ready"] = readiness_check(probe)
         return {"summary": "Apache Pulsar", "services": services, "checks": checks}
 
     def zookeeper_command(self, command: str, host: str = "localhost") -> str | None:
@@ -133,7 +144,10 @@ class PulsarWorkload(PebbleWorkload):
                 return line.split(":", 1)[1].strip()
         return ""
 
-    def broker_ready(self, host: str = "localhost") -> bool:
+    def broker_ready(self, host: str) -> bool:
+        """Whether a broker's status page answers (over HTTPS with `web_tls`: then by its FQDN)."""
+        if self.web_tls is not None:
+            return http_ready(f"https://{host}:{BROKER_WEB_PORT_TLS}/status.html", context=self.web_tls)
         return http_ready(f"http://{host}:{BROKER_WEB_PORT}/status.html")
 
     def probe(self, hosts: list[str]) -> dict[str, UnitProbe]:

@@ -1,5 +1,5 @@
-"""cdc-k8s with ops.testing: both handshakes, the pipeline's layer and files, refusals, teardown,
-the peer state, resnapshot, a lost slot and a failing connector.
+"""cdc-k8s with ops.testing: both handshakes, the pipeline's layer and files, TLS to Pulsar,
+refusals, teardown, the peer state, resnapshot, a lost slot and a failing connector.
 
 PostgreSQL itself is not here: `readiness` and the teardown's statements go to a recorder that
 answers like a server would (the sandbox tests run against a real one).
@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shlex
+import subprocess
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -25,10 +28,16 @@ from cdc_k8s.literals import Status
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.cdc"
 PASSWORD = "pg-pass-1"
+PASSWORD_FILE = "postgresql-password"  # in /var/lib/cdc
 CONNECTOR = "pulsar-io-debezium-postgres-4.0.8.nar"
 
 
 SYSTEM = "7313570912838149437"
+TLS_SERVICE_URL = "pulsar+ssl://pulsar-k8s-0.pulsar-k8s-endpoints:6651,pulsar-k8s-1.pulsar-k8s-endpoints:6651"
+PULSAR_CA = "-----BEGIN CERTIFICATE-----\nMIIBpulsarCA1\n-----END CERTIFICATE-----\n"
+PULSAR_CA_FILE = "/var/lib/cdc/pulsar-ca.pem"
+# LocalRunner's TLS options (each takes a value); it hands them to the Python instance as its own.
+TLS_OPTIONS = {"--useTls": "true", "--tlsTrustCertFilePath": PULSAR_CA_FILE, "--tlsHostNameVerificationEnabled": "true"}
 
 
 class Server:
@@ -37,6 +46,7 @@ class Server:
     def __init__(self) -> None:
         self.statements: list[tuple[str, tuple[Any, ...]]] = []
         self.connected_as: list[str] = []
+        self.passwords: list[str] = []  # the password of each connection, in order
         self.wal_level = "logical"
         self.superuser = True
         self.slot = True  # whether cdc_cdc_k8s exists (Debezium makes it as it starts streaming)
@@ -53,6 +63,7 @@ class Server:
         if self.refuse:
             raise replication.psycopg.OperationalError(self.refuse)
         self.connected_as.append(f"{options['user']}@{options['host']}:{options['port']}/{options['dbname']}")
+        self.passwords.append(options["password"])
         return Connection(self)
 
 
@@ -143,7 +154,8 @@ def _container(image: Path, tmp_path: Path, **changes: Any) -> testing.Container
     )
 
 
-def _pulsar(token_secret: testing.Secret) -> testing.Relation:
+def _pulsar(token_secret: testing.Secret, tls_ca: str | None = None) -> testing.Relation:
+    """pulsar-k8s's grant; with `tls_ca`, as once every broker serves TLS: TLS URLs and the CA."""
     grant = {
         "service-url": "pulsar://pulsar-k8s-0.pulsar-k8s-endpoints:6650",
         "web-service-url": "http://pulsar-k8s-0.pulsar-k8s-endpoints:8080",
@@ -151,6 +163,12 @@ def _pulsar(token_secret: testing.Secret) -> testing.Relation:
         "role": "pulsar-k8s-client-4",
         "secret-credentials": token_secret.id,
     }
+    if tls_ca is not None:
+        grant["service-url"] = TLS_SERVICE_URL
+        grant["web-service-url"] = (
+            "https://pulsar-k8s-0.pulsar-k8s-endpoints:8443,pulsar-k8s-1.pulsar-k8s-endpoints:8443"
+        )
+        grant["tls-ca"] = tls_ca
     return testing.Relation(
         "pulsar", remote_app_name="pulsar-k8s", remote_app_data={k: json.dumps(v) for k, v in grant.items()}, id=4
     )
@@ -203,17 +221,29 @@ class World:
         enrichment: str = "",
         peers: dict[str, Any] | None = None,
         config: dict[str, str] | None = None,
+        pulsar_ca: str | None = None,
+        database_ca: str | None = None,
     ) -> testing.State:
-        """The unit; `peers` is the peer application data (None: no peer relation yet)."""
-        relations: list[testing.RelationBase] = [_pulsar(self.token)]
+        """The unit; `peers` is the peer application data (None: no peer relation yet).
+
+        `pulsar_ca`: pulsar-k8s serves TLS, signed by this CA; `database_ca`: so does PostgreSQL
+        (None: plaintext).
+        """
+        relations: list[testing.RelationBase] = [_pulsar(self.token, pulsar_ca)]
+        secrets = {self.token, self.user}
         if database:
-            relations.append(_database(self.user))
+            tls = {}
+            if database_ca is not None:
+                secret = testing.Secret({"tls": "True", "tls-ca": database_ca})
+                secrets.add(secret)
+                tls["secret-tls"] = secret.id
+            relations.append(_database(self.user, **tls))
         if peers is not None:
             relations.append(_peers(peers))
         return testing.State(
             leader=leader,
             relations=relations,
-            secrets={self.token, self.user},
+            secrets=secrets,
             containers={_container(self.image, self.tmp_path)},
             config={"tables": "public.customers", **(config or {})},
             resources={self.enrichment(enrichment)},
@@ -227,6 +257,46 @@ def world(image: Path, tmp_path: Path) -> World:
 
 def _files(world: World) -> Path:
     return world.tmp_path / "cdc"
+
+
+def _runner_options(service: dict[str, Any]) -> dict[str, str]:
+    """The options a service's function-localrunner gets after its config; "" for a flag alone."""
+    shell, dash_c, script = shlex.split(service["command"])
+    words = shlex.split(script)
+    runner = words.index("exec") + 1  # after what the shell does first (the source exports its password)
+    assert [shell, dash_c, words[runner]] == ["/bin/sh", "-c", "/pulsar/bin/function-localrunner"]
+    options = words[runner + 3 :]  # after the config flag and its "$(cat <config file>)"
+    return {
+        word: "" if following.startswith("--") else following
+        for word, following in zip(options, [*options[1:], "--"], strict=True)
+        if word.startswith("--")
+    }
+
+
+def _run_script(world: World, service: dict[str, Any]) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """Run a planned service's command in a real /bin/sh, as Pebble would, with nothing in its environment.
+
+    The container's paths are the test's mounts, and its function-localrunner a stand-in that
+    writes its PG_PASSWORD and its arguments to the returned directory (only if it runs).
+    """
+    record = world.tmp_path / "runner-record"
+    record.mkdir(exist_ok=True)
+    runner = world.image / "bin" / "function-localrunner"
+    runner.write_text(
+        '#!/bin/sh\nprintf %s "${PG_PASSWORD-unset}" > "$RECORD/password"\nprintf "%s\\n" "$@" > "$RECORD/args"\n'
+    )
+    runner.chmod(0o755)
+    shell, dash_c, script = shlex.split(service["command"])
+    script = script.replace("/pulsar/", f"{world.image}/").replace("/var/lib/cdc/", f"{_files(world)}/")
+    environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "RECORD": str(record)}
+    ran = subprocess.run([shell, dash_c, script], env=environment, capture_output=True, text=True, timeout=30)
+    return ran, record
+
+
+def _with_grant(state: testing.State, grant: testing.Relation) -> tuple[testing.State, testing.Relation]:
+    """`state` with pulsar-k8s's grant replaced (our side of the relation kept), and that relation."""
+    pulsar = dataclasses.replace(state.get_relation(grant.id), remote_app_data=grant.remote_app_data)
+    return dataclasses.replace(state, relations={pulsar, *(r for r in state.relations if r.id != grant.id)}), pulsar
 
 
 def test_the_database_request_asks_for_a_superuser_and_the_secret_fields(world: World, server: Server) -> None:
@@ -259,13 +329,16 @@ def test_the_leader_runs_source_and_function_as_the_image_user_with_no_secret_on
         assert PASSWORD not in service["command"]
         assert TOKEN not in service["command"]
         assert "--clientAuthParams file:///var/lib/cdc/pulsar-token" in service["command"]
-    assert plan["debezium-source"]["environment"]["PG_PASSWORD"] == PASSWORD
-    assert "PG_PASSWORD" not in plan["enrichment-function"]["environment"]
-    # and the files are rendered: the token private, no password in any file
+        assert "PG_PASSWORD" not in service["environment"]
+    # and the PostgreSQL password is nowhere in the plan
+    assert PASSWORD not in str(out.get_container("cdc").plan.to_dict())
+    # and the files are rendered: the token and the password private, the password in no other file
     files = _files(world)
     assert (files / "pulsar-token").read_text() == TOKEN + "\n"
     assert (files / "pulsar-token").stat().st_mode & 0o777 == 0o600
-    assert all(PASSWORD not in p.read_text() for p in files.rglob("*") if p.is_file())
+    assert (files / PASSWORD_FILE).read_text() == PASSWORD
+    assert (files / PASSWORD_FILE).stat().st_mode & 0o777 == 0o600
+    assert all(PASSWORD not in p.read_text() for p in files.rglob("*") if p.is_file() and p.name != PASSWORD_FILE)
     source = json.loads((files / "source.json").read_text())
     assert source["archive"] == f"/pulsar/connectors/{CONNECTOR}"
     assert source["configs"]["database.hostname"] == "10.1.2.3"
@@ -287,10 +360,160 @@ def test_a_rotated_password_restarts_only_the_source(world: World, server: Serve
     state = dataclasses.replace(first, secrets={world.token, rotated})
     out = ctx.run(ctx.on.secret_changed(rotated), state)
 
-    # Then the source's service changes (Pebble restarts it on replan), the function's does not
-    after = out.get_container("cdc").plan.to_dict()["services"]
-    assert after["debezium-source"]["environment"]["PG_PASSWORD"] == "pg-pass-2"
+    # Then the password file holds the new password, which is in the plan no more than the old one
+    assert (_files(world) / PASSWORD_FILE).read_text() == "pg-pass-2"
+    plan = out.get_container("cdc").plan.to_dict()
+    assert "pg-pass-2" not in str(plan)
+    assert PASSWORD not in str(plan)
+    # and the source's digest changes (Pebble restarts it on replan, and its shell reads the new
+    # file), its command stays; the function's service is as it was
+    after = plan["services"]
+    source_digest = after["debezium-source"]["environment"]["CDC_CONFIG_DIGEST"]
+    assert source_digest != before["debezium-source"]["environment"]["CDC_CONFIG_DIGEST"]
+    assert after["debezium-source"]["command"] == before["debezium-source"]["command"]
     assert after["enrichment-function"] == before["enrichment-function"]
+
+
+def test_the_source_shell_exports_the_password_from_its_file_to_the_runner_only(world: World, server: Server) -> None:
+    # Given the pipeline's plan and files
+    ctx = testing.Context(CdcCharm)
+    out = ctx.run(ctx.on.config_changed(), world.state())
+    services = out.get_container("cdc").plan.to_dict()["services"]
+    source = services["debezium-source"]
+
+    # When the source's command runs in a shell
+    ran, record = _run_script(world, source)
+
+    # Then the runner has the password in its environment, and on no command line: neither the
+    # shell's (the plan's command) nor the runner's
+    assert ran.returncode == 0, ran.stderr
+    assert (record / "password").read_text() == PASSWORD
+    assert PASSWORD not in (record / "args").read_text()
+    assert "--sourceConfig" in (record / "args").read_text().splitlines()
+    assert PASSWORD not in source["command"]
+
+    # When the function's command runs: Then its runner gets no password
+    ran, record = _run_script(world, services["enrichment-function"])
+    assert ran.returncode == 0, ran.stderr
+    assert (record / "password").read_text() == "unset"
+
+
+def test_a_source_whose_password_file_is_unreadable_fails_instead_of_starting_without_it(
+    world: World, server: Server
+) -> None:
+    # Given the source's plan, and its password file gone
+    ctx = testing.Context(CdcCharm)
+    out = ctx.run(ctx.on.config_changed(), world.state())
+    source = out.get_container("cdc").plan.to_dict()["services"]["debezium-source"]
+    (_files(world) / PASSWORD_FILE).unlink()
+
+    # When its command runs in a shell
+    ran, record = _run_script(world, source)
+
+    # Then the shell fails, saying which file, and the runner never starts
+    assert ran.returncode != 0
+    assert PASSWORD_FILE in ran.stderr
+    assert not (record / "password").exists()
+
+
+def test_a_tls_grant_makes_both_runners_verify_the_brokers_against_its_ca(world: World, server: Server) -> None:
+    # Given pulsar-k8s serving TLS: it hands out pulsar+ssl:// URLs and the CA of its brokers
+    ctx = testing.Context(CdcCharm)
+
+    # When the config is applied
+    out = ctx.run(ctx.on.config_changed(), world.state(pulsar_ca=PULSAR_CA))
+
+    # Then the CA is in its own private file
+    ca = _files(world) / "pulsar-ca.pem"
+    assert ca.read_text() == PULSAR_CA
+    assert ca.stat().st_mode & 0o777 == 0o600
+    # and both runners connect to the TLS URL, trust that CA by path and check each broker's name
+    plan = out.get_container("cdc").plan.to_dict()["services"]
+    for service in plan.values():
+        options = _runner_options(service)
+        assert options["--brokerServiceUrl"] == TLS_SERVICE_URL
+        assert {flag: options.get(flag) for flag in TLS_OPTIONS} == TLS_OPTIONS
+        assert "--tlsAllowInsecureConnection" not in options
+        # the token stays in its file; neither it nor the CA is in the plan
+        assert options["--clientAuthParams"] == "file:///var/lib/cdc/pulsar-token"
+        assert TOKEN not in json.dumps(service)
+        assert "BEGIN CERTIFICATE" not in json.dumps(service)
+    assert out.unit_status == Status.CAPTURING(tables="public.customers", database="cdc", source="relation")
+
+
+def test_the_pulsar_ca_and_the_postgresql_ca_are_separate_files(world: World, server: Server) -> None:
+    # Given TLS to both: pulsar-k8s's CA, and postgresql-k8s's, another one
+    ctx = testing.Context(CdcCharm)
+    database_ca = "-----BEGIN CERTIFICATE-----\nMIIBpostgresqlCA\n-----END CERTIFICATE-----\n"
+
+    # When the config is applied
+    out = ctx.run(ctx.on.config_changed(), world.state(pulsar_ca=PULSAR_CA, database_ca=database_ca))
+
+    # Then each CA has its file: Debezium verifies PostgreSQL with one, the runners Pulsar with the other
+    files = _files(world)
+    assert (files / "pulsar-ca.pem").read_text() == PULSAR_CA
+    assert (files / "postgresql-ca.pem").read_text() == database_ca
+    configs = json.loads((files / "source.json").read_text())["configs"]
+    assert (configs["database.sslmode"], configs["database.sslrootcert"]) == (
+        "verify-full",
+        "/var/lib/cdc/postgresql-ca.pem",
+    )
+    source = out.get_container("cdc").plan.to_dict()["services"]["debezium-source"]
+    assert _runner_options(source)["--tlsTrustCertFilePath"] == PULSAR_CA_FILE
+
+
+def test_a_plaintext_grant_removes_a_pulsar_ca_left_from_before(world: World, server: Server) -> None:
+    # Given a Pulsar CA file left from before, and pulsar-k8s handing out plaintext URLs and no CA
+    ctx = testing.Context(CdcCharm)
+    leftover = _files(world) / "pulsar-ca.pem"
+    leftover.parent.mkdir(exist_ok=True)
+    leftover.write_text(PULSAR_CA)
+
+    # When the config is applied
+    out = ctx.run(ctx.on.config_changed(), world.state())
+
+    # Then the file is gone, and neither runner is told of TLS
+    assert not leftover.exists()
+    for service in out.get_container("cdc").plan.to_dict()["services"].values():
+        options = _runner_options(service)
+        assert options["--brokerServiceUrl"] == "pulsar://pulsar-k8s-0.pulsar-k8s-endpoints:6650"
+        assert not {"--useTls", "--tlsTrustCertFilePath", "--tlsHostNameVerificationEnabled"} & set(options)
+
+
+def test_back_to_plaintext_the_runners_run_as_if_pulsar_never_had_tls(world: World, server: Server) -> None:
+    # Given a pipeline that never saw TLS, then the same pipeline moved to pulsar-k8s over TLS
+    ctx = testing.Context(CdcCharm)
+    plaintext = ctx.run(ctx.on.config_changed(), world.state()).get_container("cdc").plan.to_dict()["services"]
+    running = ctx.run(ctx.on.config_changed(), world.state(pulsar_ca=PULSAR_CA))
+    assert running.get_container("cdc").plan.to_dict()["services"] != plaintext
+
+    # When pulsar-k8s hands out plaintext URLs and no CA again (its TLS integration removed)
+    state, pulsar = _with_grant(running, _pulsar(world.token))
+    out = ctx.run(ctx.on.relation_changed(pulsar), state)
+
+    # Then the CA file is gone and both services are exactly what they were before TLS (digests included)
+    assert not (_files(world) / "pulsar-ca.pem").exists()
+    assert out.get_container("cdc").plan.to_dict()["services"] == plaintext
+
+
+def test_a_new_pulsar_ca_restarts_both_runners(world: World, server: Server) -> None:
+    # Given a pipeline running against pulsar-k8s over TLS
+    ctx = testing.Context(CdcCharm)
+    running = ctx.run(ctx.on.config_changed(), world.state(pulsar_ca=PULSAR_CA))
+    before = running.get_container("cdc").plan.to_dict()["services"]
+
+    # When pulsar-k8s hands out another CA (its brokers' certificates are signed by a new one)
+    renewed_ca = "-----BEGIN CERTIFICATE-----\nMIIBpulsarCA2\n-----END CERTIFICATE-----\n"
+    state, pulsar = _with_grant(running, _pulsar(world.token, renewed_ca))
+    out = ctx.run(ctx.on.relation_changed(pulsar), state)
+
+    # Then the file holds the new CA, and each service's digest changes (Pebble restarts it on
+    # replan) while its command stays the same
+    assert (_files(world) / "pulsar-ca.pem").read_text() == renewed_ca
+    after = out.get_container("cdc").plan.to_dict()["services"]
+    for name in ("debezium-source", "enrichment-function"):
+        assert after[name]["environment"]["CDC_CONFIG_DIGEST"] != before[name]["environment"]["CDC_CONFIG_DIGEST"]
+        assert after[name]["command"] == before[name]["command"]
 
 
 def test_a_non_leader_stands_by(world: World, server: Server) -> None:
@@ -374,10 +597,13 @@ def test_removing_the_database_relation_drops_the_slot_and_the_publication(world
     assert ("SELECT pg_drop_replication_slot(%s)", ("cdc_cdc_k8s",)) in server.statements
     assert 'DROP PUBLICATION IF EXISTS "cdc_cdc_k8s_publication"' in statements
     assert server.connected_as[-1] == "relation_id_7@10.1.2.3:5432/cdc"
-    # and both services are stopped, the source config forgotten
+    # with the password of its file
+    assert server.passwords[-1] == PASSWORD
+    # and both services are stopped, the source config and the password file removed
     services = out.get_container("cdc").service_statuses
     assert all(status != ops.pebble.ServiceStatus.ACTIVE for status in services.values())
     assert not (_files(world) / "source.json").exists()
+    assert not (_files(world) / PASSWORD_FILE).exists()
 
 
 def test_a_teardown_the_server_refuses_is_said_in_the_status(world: World, server: Server) -> None:
@@ -393,6 +619,69 @@ def test_a_teardown_the_server_refuses_is_said_in_the_status(world: World, serve
     assert out.unit_status == Status.TEARDOWN_FAILED(
         slot="cdc_cdc_k8s", reason='FATAL:  role "relation_id_7" does not exist'
     )
+    # and the password file stays, for the next event to try again with
+    assert (_files(world) / PASSWORD_FILE).read_text() == PASSWORD
+
+
+def test_a_teardown_with_no_source_config_left_removes_the_password_file(world: World, server: Server) -> None:
+    # Given a pipeline whose source config is gone: nothing says which slot to drop
+    ctx = testing.Context(CdcCharm)
+    running = ctx.run(ctx.on.config_changed(), world.state())
+    (_files(world) / "source.json").unlink()
+    server.statements.clear()
+
+    # When the database relation is removed
+    ctx.run(ctx.on.relation_broken(running.get_relation(7)), running)
+
+    # Then nothing is sent to the server, and the password is not kept
+    assert server.statements == []
+    assert not (_files(world) / PASSWORD_FILE).exists()
+
+
+def _planned_by_an_earlier_revision(running: testing.State, world: World) -> testing.State:
+    """`running` as an earlier revision of the charm left it: the password in the source's environment, no file."""
+    container = running.get_container("cdc")
+    layers = {}
+    for label, layer in container.layers.items():
+        content = layer.to_dict()
+        if "debezium-source" in content.get("services", {}):
+            content["services"]["debezium-source"]["environment"]["PG_PASSWORD"] = PASSWORD
+        layers[label] = ops.pebble.Layer(content)
+    (_files(world) / PASSWORD_FILE).unlink()
+    return dataclasses.replace(running, containers={dataclasses.replace(container, layers=layers)})
+
+
+def test_upgrading_from_a_plan_with_the_password_moves_it_to_its_file(world: World, server: Server) -> None:
+    # Given a source an earlier revision planned with its password in its environment
+    ctx = testing.Context(CdcCharm)
+    running = ctx.run(ctx.on.config_changed(), world.state())
+    state = _planned_by_an_earlier_revision(running, world)
+    assert PASSWORD in str(state.get_container("cdc").plan.to_dict())
+
+    # When the charm is upgraded
+    out = ctx.run(ctx.on.upgrade_charm(), state)
+
+    # Then the password is out of the plan, in its file
+    assert PASSWORD not in str(out.get_container("cdc").plan.to_dict())
+    assert (_files(world) / PASSWORD_FILE).read_text() == PASSWORD
+
+
+def test_a_source_planned_by_an_earlier_revision_is_torn_down_with_the_password_of_its_plan(
+    world: World, server: Server
+) -> None:
+    # Given a source an earlier revision planned with its password in its environment, and no file yet
+    ctx = testing.Context(CdcCharm)
+    running = ctx.run(ctx.on.config_changed(), world.state())
+    state = _planned_by_an_earlier_revision(running, world)
+    server.passwords.clear()
+
+    # When the database relation is removed before any event rendered the file
+    ctx.run(ctx.on.relation_broken(state.get_relation(7)), state)
+
+    # Then the slot is dropped all the same, with the password the source ran with
+    assert ("SELECT pg_drop_replication_slot(%s)", ("cdc_cdc_k8s",)) in server.statements
+    assert server.passwords
+    assert set(server.passwords) == {PASSWORD}
 
 
 def test_a_user_dropped_after_the_slot_does_not_make_a_done_teardown_fail(world: World, server: Server) -> None:

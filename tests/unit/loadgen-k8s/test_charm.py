@@ -18,7 +18,12 @@ from loadgen_k8s.workload import ENGINE_FILE
 
 APP = "loadgen-k8s"
 TOKEN = "eyJ0b2tlbi1mb3ItdGVzdHMifQ"
-SERVICE_URL = "pulsar://pulsar-k8s-0.pulsar-k8s-endpoints.test.svc.cluster.local:6650"
+BROKER = "pulsar-k8s-0.pulsar-k8s-endpoints.test.svc.cluster.local"
+SERVICE_URL = f"pulsar://{BROKER}:6650"
+TLS_SERVICE_URL = f"pulsar+ssl://{BROKER}:6651"
+CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBfirstCA\n-----END CERTIFICATE-----\n"
+NEW_CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBsecondCA\n-----END CERTIFICATE-----\n"
+CA_PATH = "/var/lib/loadgen/pulsar-ca.pem"
 PRODUCER = "loadgen-producer-0"
 CONSUMER = "loadgen-consumer-0"
 
@@ -53,14 +58,16 @@ class Unit:
             service_statuses=service_statuses or {},
         )
 
-    def pulsar_relation(self, topics: dict[str, int] | None = None) -> testing.Relation:
+    def pulsar_relation(self, topics: dict[str, int] | None = None, tls_ca: str | None = None) -> testing.Relation:
         grant = {
             "service-url": SERVICE_URL,
-            "web-service-url": "http://pulsar-k8s-0:8080",
+            "web-service-url": f"http://{BROKER}:8080",
             "namespace": f"{APP}/default",
             "role": "pulsar-k8s-client-3",
             "secret-credentials": self.secret.id,
         }
+        if tls_ca:  # pulsar-k8s hands out the TLS URLs with the CA
+            grant |= {"service-url": TLS_SERVICE_URL, "web-service-url": f"https://{BROKER}:8443", "tls-ca": tls_ca}
         if topics:
             grant["partitioned-topics"] = topics
         return testing.Relation("pulsar", remote_app_name="pulsar-k8s", remote_app_data=_json(grant), id=3)
@@ -74,6 +81,7 @@ class Unit:
         local_peer: dict[str, Any] | None = None,
         topics: dict[str, int] | None = None,
         related: bool = True,
+        tls_ca: str | None = None,
         layers: dict[str, Any] | None = None,
         service_statuses: dict[str, Any] | None = None,
     ) -> testing.State:
@@ -86,7 +94,7 @@ class Unit:
         )
         relations: set[testing.RelationBase] = {peers}
         if related:
-            relations.add(self.pulsar_relation(topics))
+            relations.add(self.pulsar_relation(topics, tls_ca))
         return testing.State(
             leader=leader,
             relations=relations,
@@ -454,3 +462,113 @@ def test_the_results_record_the_cluster_that_produced_them(ctx: testing.Context,
     assert (meta["brokers"], meta["bookies"]) == (3, 4)
     assert meta["ledger quorum (ensemble/write/ack)"] == "3/2/2"
     assert meta["payload encoded bytes"] == 60.0
+
+
+# ---------------------------------------------------------------- TLS to the brokers
+
+
+def _properties(unit: Unit, worker: str) -> str:
+    return (unit.storage / "tests" / "t1" / f"{worker}.properties").read_text()
+
+
+def test_a_tls_connection_pushes_the_ca_and_every_worker_trusts_it(ctx: testing.Context, unit: Unit) -> None:
+    # Given a running test this unit has not started, and pulsar-k8s handing out TLS URLs with its CA
+    state = unit.state(leader=False, peer_app={"test": _running_plan()}, tls_ca=CA_PEM)
+
+    # When the unit sees it
+    out = ctx.run(ctx.on.update_status(), state)
+
+    # Then the CA is pushed, readable by the workers (not a secret), next to the 0600 token
+    ca = unit.storage / "pulsar-ca.pem"
+    assert ca.read_text() == CA_PEM
+    assert ca.stat().st_mode & 0o777 == 0o644
+    assert (unit.storage / "pulsar-token").stat().st_mode & 0o777 == 0o600
+    # and both workers connect to the TLS URL, verifying the brokers against that file
+    for worker in ("producer-0", "consumer-0"):
+        properties = _properties(unit, worker)
+        assert f"service.url={TLS_SERVICE_URL}\n" in properties
+        assert f"tls.trust.certs.file={CA_PATH}\n" in properties
+        assert TOKEN not in properties
+    # and neither the token nor the CA's content is in the plan
+    plan = str(out.get_container("loadgen").plan.to_dict())
+    assert TOKEN not in plan
+    assert "MIIB" not in plan
+
+
+def test_pulsar_perf_trusts_the_ca_by_file_and_checks_the_brokers_names(ctx: testing.Context, unit: Unit) -> None:
+    # Given a pulsar-perf test on a TLS connection
+    plan = _running_plan(engine="pulsar-perf", payload="bytes", size=100)
+    state = unit.state(leader=False, peer_app={"test": plan}, tls_ca=CA_PEM)
+
+    # When the unit starts its worker
+    out = ctx.run(ctx.on.update_status(), state)
+
+    # Then pulsar-perf is told where the CA is, to verify hostnames, and never to allow insecure TLS
+    command = out.get_container("loadgen").plan.services[PRODUCER].command
+    assert f"--service-url {TLS_SERVICE_URL} " in command
+    assert f"--trust-cert-file {CA_PATH} --tls-enable-hostname-verification " in command
+    assert "--tls-allow-insecure" not in command
+    assert (unit.storage / "pulsar-ca.pem").read_text() == CA_PEM
+
+
+@pytest.mark.parametrize("related", [True, False], ids=["plaintext grant", "relation gone"])
+def test_without_tls_no_trust_settings_and_a_ca_left_from_before_is_removed(
+    ctx: testing.Context, unit: Unit, related: bool
+) -> None:
+    # Given a CA file left from a TLS connection before, and a running test this unit has not started
+    (unit.storage / "pulsar-ca.pem").write_text(CA_PEM)
+    state = unit.state(leader=False, peer_app={"test": _running_plan()}, related=related)
+
+    # When the unit sees a plaintext grant (or no relation at all)
+    out = ctx.run(ctx.on.update_status(), state)
+
+    # Then the CA file is gone
+    assert not (unit.storage / "pulsar-ca.pem").exists()
+    if not related:
+        return
+    # and the workers connect in plaintext with no TLS setting at all, as before TLS existed
+    for worker in ("producer-0", "consumer-0"):
+        properties = _properties(unit, worker)
+        assert f"service.url={SERVICE_URL}\n" in properties
+        assert "tls." not in properties
+    assert {PRODUCER, CONSUMER} <= set(out.get_container("loadgen").plan.services)
+
+
+def test_a_plaintext_pulsar_perf_worker_gets_no_tls_flags(ctx: testing.Context, unit: Unit) -> None:
+    plan = _running_plan(engine="pulsar-perf", payload="bytes", size=100)
+    out = ctx.run(ctx.on.update_status(), unit.state(leader=False, peer_app={"test": plan}))
+    command = out.get_container("loadgen").plan.services[PRODUCER].command
+    assert f"--service-url {SERVICE_URL} " in command
+    assert "--trust-cert-file" not in command
+    assert "--tls-" not in command
+
+
+def test_a_changed_ca_replaces_the_file_the_running_workers_read(ctx: testing.Context, unit: Unit) -> None:
+    # Given this unit's producer runs test t1 over TLS, trusting the first CA by file
+    directory = unit.storage / "tests" / "t1"
+    directory.mkdir(parents=True)
+    (directory / "workers.json").write_text('{"producer-0": "java"}')
+    properties = f"service.url={TLS_SERVICE_URL}\ntls.trust.certs.file={CA_PATH}\n"
+    (directory / "producer-0.properties").write_text(properties)
+    (unit.storage / "pulsar-ca.pem").write_text(CA_PEM)
+    layers = {"loadgen": ops.pebble.Layer({"services": {PRODUCER: {"override": "replace", "command": "java x"}}})}
+    state = unit.state(
+        leader=False,
+        peer_app={"test": _running_plan()},
+        local_peer={"report": {"test_id": "t1", "state": "running"}},
+        tls_ca=NEW_CA_PEM,
+        layers=layers,
+        service_statuses={PRODUCER: ops.pebble.ServiceStatus.ACTIVE},
+    )
+
+    # When pulsar-k8s hands out a new CA (a new certificates provider)
+    out = ctx.run(ctx.on.relation_changed(unit.pulsar_relation(tls_ca=NEW_CA_PEM)), state)
+
+    # Then the file the workers' clients reload holds the new CA, at the same path, still 0644
+    ca = unit.storage / "pulsar-ca.pem"
+    assert ca.read_text() == NEW_CA_PEM
+    assert ca.stat().st_mode & 0o777 == 0o644
+    assert (directory / "producer-0.properties").read_text() == properties
+    # and the running worker is left running (as with a new token): no restart breaks the measurement
+    assert out.get_container("loadgen").service_statuses[PRODUCER] == ops.pebble.ServiceStatus.ACTIVE
+    assert out.get_container("loadgen").plan.services[PRODUCER].command == "java x"

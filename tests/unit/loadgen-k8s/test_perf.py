@@ -334,6 +334,19 @@ def test_command_never_carries_the_token() -> None:
     assert "--auth-params" not in command(token_file=None)
 
 
+def test_command_with_tls_trusts_the_ca_file_and_checks_hostnames() -> None:
+    argv = command(service_url="pulsar+ssl://broker-0:6651", trust_certs_file="/var/lib/loadgen/pulsar-ca.pem")
+    assert option(argv, "--trust-cert-file") == "/var/lib/loadgen/pulsar-ca.pem"
+    assert "--tls-enable-hostname-verification" in argv
+    # insecure TLS stays off: its flag, a bare switch, would turn it on
+    assert "--tls-allow-insecure" not in argv
+    assert argv[-1] == "persistent://loadgen-k8s/default/sensor-readings"
+
+
+def test_command_in_plaintext_has_no_tls_flags() -> None:
+    assert not any(arg.startswith(("--trust-cert-file", "--tls-")) for arg in command())
+
+
 @pytest.mark.parametrize(
     "overrides", [{"rate": 0}, {"rate": 1, "threads": 2}, {"size": 0}, {"duration_s": 0}, {"warmup_s": -1}]
 )

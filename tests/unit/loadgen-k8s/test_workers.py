@@ -10,9 +10,11 @@ from loadgen_k8s.managers.workers import MAX_SEARCH_START_RATE, budget_s, plan_w
 UNITS = ["lg/0", "lg/1", "lg/10", "lg/2"]
 
 
-def _workers(unit: str, **params: object) -> list:
+def _workers(unit: str, trust_certs_file: str | None = None, **params: object) -> list:
     spec = LoadTestSpec.parse({"rate": "1000003", "device-count": 100, **params})
-    return plan_workers(spec, "t1", UNITS, unit, "pulsar://b:6650", "persistent://lg/default/s", "/out", "/token")
+    url = "pulsar+ssl://b:6651" if trust_certs_file else "pulsar://b:6650"
+    topic = "persistent://lg/default/s"
+    return plan_workers(spec, "t1", UNITS, unit, url, topic, "/out", "/token", trust_certs_file)
 
 
 def test_rates_and_devices_add_up_across_units_and_producers() -> None:
@@ -92,3 +94,13 @@ def test_our_engine_is_the_jdk_running_one_source_file_with_a_bounded_heap() -> 
         "-cp", "/pulsar/lib/*", "/pulsar/loadgen/LoadWorker.java", "/out/producer-0.properties",
     ]  # fmt: skip
     assert consumer.command[-1] == "/out/consumer-0.properties"
+
+
+def test_with_tls_every_worker_gets_the_ca_file_and_without_none() -> None:
+    # Our engine's workers carry it for their properties file; pulsar-perf as its flags
+    assert {w.values["tls_trust_certs_file"] for w in _workers("lg/0", "/ca.pem")} == {"/ca.pem"}
+    (perf,) = _workers("lg/0", "/ca.pem", engine="pulsar-perf", payload="bytes")
+    assert "--trust-cert-file /ca.pem --tls-enable-hostname-verification" in perf.command[2]
+    assert {w.values["tls_trust_certs_file"] for w in _workers("lg/0")} == {""}
+    (perf,) = _workers("lg/0", engine="pulsar-perf", payload="bytes")
+    assert "--trust-cert-file" not in perf.command[2]

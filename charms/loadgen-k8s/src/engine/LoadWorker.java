@@ -7,7 +7,9 @@
  *   java -Xms<heap> -Xmx<heap> -XX:+UseParallelGC -cp '/pulsar/lib/*' LoadWorker.java <worker>.properties
  *
  * The properties file (rendered by the charm from templates/worker.properties.j2) names the role,
- * topic, rate, payload, batching and where to write. The engine writes, in output.dir, atomically
+ * topic, rate, payload, batching, where to write and, with TLS, the CA file the brokers are
+ * verified with (tls.trust.certs.file: their names are checked, insecure connections refused; the
+ * client reloads the file when the charm replaces it). The engine writes, in output.dir, atomically
  * (temporary file, then rename): <worker>.progress.json every progress.seconds, <worker>.hlog (an
  * HdrHistogram interval log, one interval per interval.seconds, measured phase only) and
  * <worker>.result.json once at the end, with state finished, stopped (SIGTERM: the shutdown hook
@@ -121,6 +123,7 @@ import org.HdrHistogram.HistogramLogWriter;
 import org.HdrHistogram.Recorder;
 import org.HdrHistogram.SingleWriterRecorder;
 import org.apache.pulsar.client.api.AuthenticationFactory;
+import org.apache.pulsar.client.api.ClientBuilder;
 import org.apache.pulsar.client.api.CompressionType;
 import org.apache.pulsar.client.api.Consumer;
 import org.apache.pulsar.client.api.Message;
@@ -205,6 +208,7 @@ public final class LoadWorker {
         String worker;
         String serviceUrl;
         String tokenFile;
+        String tlsTrustCertsFile; // "" in plaintext
         String topic;
         String subscription;
         double rate;
@@ -249,6 +253,10 @@ public final class LoadWorker {
             c.worker = text(p, "worker");
             c.serviceUrl = text(p, "service.url");
             c.tokenFile = text(p, "auth.token.file");
+            c.tlsTrustCertsFile = p.getProperty("tls.trust.certs.file", "").trim();
+            if (!c.tlsTrustCertsFile.isEmpty() && !Files.isReadable(Path.of(c.tlsTrustCertsFile))) {
+                throw new IOException("tls.trust.certs.file " + c.tlsTrustCertsFile + " is not readable");
+            }
             c.topic = text(p, "topic");
             c.subscription = c.role.equals("consumer") ? text(p, "subscription") : p.getProperty("subscription", "");
             c.maxSearch = bool(p, "max.search");
@@ -493,14 +501,20 @@ public final class LoadWorker {
                 endToEnd = new Family("end_to_end", E2E_HIGHEST_MS, false);
             }
             ticker.start();
-            client = PulsarClient.builder()
+            ClientBuilder builder = PulsarClient.builder()
                     .serviceUrl(cfg.serviceUrl)
                     .authentication(AuthenticationFactory.token(tokenSupplier(Path.of(cfg.tokenFile))))
                     .ioThreads(cfg.ioThreads)
                     .listenerThreads(1)
                     .memoryLimit(cfg.memoryLimitMb, SizeUnit.MEGA_BYTES)
-                    .statsInterval(0, TimeUnit.SECONDS) // ProducerStats cost a lock per acknowledgement
-                    .build();
+                    .statsInterval(0, TimeUnit.SECONDS); // ProducerStats cost a lock per acknowledgement
+            if (!cfg.tlsTrustCertsFile.isEmpty()) {
+                // Trust the cluster's CA only, and check that each broker's certificate names the host dialled.
+                builder.tlsTrustCertsFilePath(cfg.tlsTrustCertsFile)
+                        .enableTlsHostnameVerification(true)
+                        .allowTlsInsecureConnection(false);
+            }
+            client = builder.build();
             if (cfg.producer()) {
                 runProducer();
             } else {

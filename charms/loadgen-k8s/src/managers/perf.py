@@ -72,6 +72,7 @@ def perf_command(
     memory_limit_mb: int = 64,
     keys: bool = False,
     token_file: str | None = None,
+    trust_certs_file: str | None = None,
     perf_bin: str = PERF_BIN,
 ) -> list[str]:
     """The argv of `pulsar-perf produce` for one process on an existing topic.
@@ -80,7 +81,9 @@ def perf_command(
     warm-up plus the duration, because pulsar-perf's test time includes its warm-up. Batching
     off (delay 0) is `-db`. With keys, `-mk random` gives every message a random key, the closest
     pulsar-perf has to device-id keys (keys change how messages spread over partitions). The
-    token is passed as a file reference, never as a value.
+    token is passed as a file reference, never as a value. With `trust_certs_file` (TLS URLs)
+    the brokers are verified against that CA and by name; insecure connections stay refused
+    (the image's client.conf default, which no flag here turns on).
     """
     if rate < 1 or size < 1 or duration_s < 1 or warmup_s < 0 or threads < 1 or producers < 1:
         raise ValueError("rate, size, duration, producers and threads must be positive, warm-up not negative")
@@ -130,6 +133,8 @@ def perf_command(
         argv += ["--message-key-generation-mode", "random"]
     if token_file:
         argv += ["--auth-plugin", TOKEN_AUTH_PLUGIN, "--auth-params", f"file://{token_file}"]
+    if trust_certs_file:
+        argv += ["--trust-cert-file", trust_certs_file, "--tls-enable-hostname-verification"]
     argv.append(topic)
     return argv
 

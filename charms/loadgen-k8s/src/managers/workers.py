@@ -41,7 +41,8 @@ class Worker:
     """One worker JVM: its name (`producer-0`, `consumer-0`), role, command and properties' values.
 
     Our engine reads `<output_dir>/<name>.properties` (rendered from `values`); pulsar-perf takes
-    its flags as arguments (its token by file) and its stdout goes to `<name>.out` for the summary.
+    its flags as arguments (its token and CA by file) and its stdout goes to `<name>.out` for the
+    summary. `values["tls_trust_certs_file"]` is the CA file with TLS, "" in plaintext.
     """
 
     name: str
@@ -91,6 +92,7 @@ def _perf_worker(spec: LoadTestSpec, name: str, values: dict[str, str | int | fl
         memory_limit_mb=CLIENT_MEMORY_LIMIT_MB,
         keys=spec.keys,
         token_file=str(values["auth_token_file"]),
+        trust_certs_file=str(values["tls_trust_certs_file"]) or None,
     )
     # pulsar-perf prints its summary and failures on stdout: kept in a file for the result. It
     # cannot say it is done, so its shell records its exit status (the charm's sign that the
@@ -129,8 +131,12 @@ def plan_workers(
     topic: str,
     output_dir: str,
     token_file: str,
+    trust_certs_file: str | None = None,
 ) -> list[Worker]:
-    """The workers `unit` runs for this test (empty when the unit does not take part)."""
+    """The workers `unit` runs for this test (empty when the unit does not take part).
+
+    `trust_certs_file` is the CA file the clients verify the brokers with (TLS URLs); None in plaintext.
+    """
     if unit not in units:
         return []
     index = sorted(units, key=lambda u: int(u.rpartition("/")[2])).index(unit)
@@ -142,6 +148,7 @@ def plan_workers(
         "unit": unit,
         "service_url": service_url,
         "auth_token_file": token_file,
+        "tls_trust_certs_file": trust_certs_file or "",
         "topic": topic,
         "subscription": f"loadgen-{test_id}",
         "warmup_seconds": spec.warm_up_s,

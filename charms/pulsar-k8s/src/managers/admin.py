@@ -8,6 +8,7 @@ Pulsar's v1 names) go to the v1 paths.
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -34,9 +35,12 @@ class AdminError(Exception):
 class PulsarAdmin:
     """Calls the local broker (the charm shares the pod's network) with a superuser token."""
 
-    def __init__(self, token: str, base_url: str = f"http://localhost:{BROKER_WEB_PORT}") -> None:
+    def __init__(
+        self, token: str, base_url: str = f"http://localhost:{BROKER_WEB_PORT}", context: ssl.SSLContext | None = None
+    ) -> None:
         self.token = token
         self.base_url = base_url
+        self.context = context  # verifies an HTTPS broker
 
     def _call(
         self, method: str, path: str, body: Any = None, ok_if_exists: bool = False, ok_if_missing: bool = False
@@ -47,7 +51,7 @@ class PulsarAdmin:
         if data is not None:
             request.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310 - our broker's URL
+            with urllib.request.urlopen(request, timeout=TIMEOUT, context=self.context) as response:  # noqa: S310
                 payload = response.read()
         except urllib.error.HTTPError as error:
             if (ok_if_exists and error.code == 409) or (ok_if_missing and error.code == 404):

@@ -180,12 +180,14 @@ class ClientAccess:
         service_url: str,
         web_service_url: str,
         cluster: Mapping[str, int | str] | None = None,
+        tls_ca: str | None = None,
     ) -> str | None:
         """Grant every valid request, refuse invalid ones, sweep permissions of departed clients.
 
         `cluster` holds the facts about the cluster known now (the library's `cluster` keys);
-        each grant carries them. Returns an error message if the broker could not be reached or
-        refused a call (the charm shows it in a status and retries), else None.
+        each grant carries them, and `tls_ca` when the URLs are TLS ones. Returns an error
+        message if the broker could not be reached or refused a call (the charm shows it in a
+        status and retries), else None.
         """
         try:
             view = self._read_access()
@@ -196,7 +198,7 @@ class ClientAccess:
         relations = self.provider.relations
         for relation in relations:
             try:
-                self._serve(relation, view, cluster_name, service_url, web_service_url, cluster or {})
+                self._serve(relation, view, cluster_name, (service_url, web_service_url, tls_ca), cluster or {})
             except AdminError as error:
                 app = relation.app.name if relation.app else f"relation {relation.id}"
                 logger.error("serving client %s failed: %s", app, error)
@@ -241,10 +243,10 @@ class ClientAccess:
         relation: ops.Relation,
         view: AccessView,
         cluster_name: str,
-        service_url: str,
-        web_service_url: str,
+        endpoints: tuple[str, str, str | None],
         facts: Mapping[str, int | str],
     ) -> None:
+        """`endpoints`: the service URL, the web service URL, and the CA when they are TLS ones."""
         role = client_role(relation.id)
         published = self.provider.granted(relation)
         previous = published.namespace
@@ -263,7 +265,10 @@ class ClientAccess:
             self._revoke_namespace(view, previous, role)
         token = auth.token_for(role, self.signing_key)
         cluster = cluster_object(published.cluster, facts)
-        grant = Grant(service_url, web_service_url, request.namespace, role, token, ready, topic_errors, cluster)
+        service_url, web_service_url, tls_ca = endpoints
+        grant = Grant(
+            service_url, web_service_url, request.namespace, role, token, ready, topic_errors, cluster, tls_ca
+        )
         self.provider.grant(relation, grant)
 
     def _grant(self, view: AccessView, request: ClientRequest, role: str, cluster_name: str) -> None:

@@ -11,11 +11,16 @@ from typing import Any
 from charms.pulsar_k8s.v0.pulsar_workload import InvalidConfigError, check_size, template_environment
 from literals import (
     BROKER_SERVICE_PORT,
+    BROKER_SERVICE_PORT_TLS,
     BROKER_STATUS_FILE,
     BROKER_WEB_PORT,
+    BROKER_WEB_PORT_TLS,
     PULSAR_ZOOKEEPER_USER,
     QUORUM_USER,
     SUPERUSER_ROLE,
+    TLS_CA,
+    TLS_CHAIN,
+    TLS_KEY,
     ZOOKEEPER_CLIENT_PORT,
     ZOOKEEPER_DATA_DIR,
     ZOOKEEPER_ELECTION_PORT,
@@ -40,6 +45,7 @@ class CharmConfig:
     ensemble_size: int
     write_quorum: int
     ack_quorum: int
+    tls_required: bool = False
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> CharmConfig:
@@ -59,6 +65,7 @@ class CharmConfig:
             ensemble_size=int(raw["ensemble-size"]),
             write_quorum=int(raw["write-quorum"]),
             ack_quorum=int(raw["ack-quorum"]),
+            tls_required=bool(raw.get("tls-required", False)),
         )
 
 
@@ -67,6 +74,7 @@ class LedgerQuorum:
     ensemble_size: int
     write_quorum: int
     ack_quorum: int
+    tls_required: bool = False
 
 
 def ledger_quorum(config: CharmConfig, ready_bookies: int) -> LedgerQuorum:
@@ -84,14 +92,19 @@ def ledger_quorum(config: CharmConfig, ready_bookies: int) -> LedgerQuorum:
     return LedgerQuorum(ensemble, write, ack)
 
 
-def broker_service_url(members: list[Member]) -> str:
-    """`pulsar://h1:6650,h2:6650`: one scheme, then every broker (Pulsar's multi-host URL)."""
-    return "pulsar://" + ",".join(f"{m.host}:{BROKER_SERVICE_PORT}" for m in members)
+def broker_service_url(members: list[Member], tls: bool = False) -> str:
+    """`pulsar://h1:6650,h2:6650`: one scheme, then every broker (Pulsar's multi-host URL).
+
+    With `tls`, `pulsar+ssl://h1:6651,...`.
+    """
+    scheme, port = ("pulsar+ssl", BROKER_SERVICE_PORT_TLS) if tls else ("pulsar", BROKER_SERVICE_PORT)
+    return f"{scheme}://" + ",".join(f"{m.host}:{port}" for m in members)
 
 
-def web_service_url(members: list[Member]) -> str:
-    """`http://h1:8080,h2:8080`: one scheme, then every broker's web service."""
-    return "http://" + ",".join(f"{m.host}:{BROKER_WEB_PORT}" for m in members)
+def web_service_url(members: list[Member], tls: bool = False) -> str:
+    """`http://h1:8080,h2:8080`: one scheme, then every broker's web service (`https://h1:8443,...`)."""
+    scheme, port = ("https", BROKER_WEB_PORT_TLS) if tls else ("http", BROKER_WEB_PORT)
+    return f"{scheme}://" + ",".join(f"{m.host}:{port}" for m in members)
 
 
 def zookeeper_connect(members: list[Member]) -> str:
@@ -133,7 +146,9 @@ class ConfigRenderer:
         quorum: LedgerQuorum,
         secret_key_b64: str,
         superuser_token: str,
+        tls: bool = False,
     ) -> str:
+        """broker.conf; with `tls` the TLS ports serve too, and `config.tls_required` closes the others."""
         return self.env.get_template("broker.conf.j2").render(
             cluster_name=config.cluster_name,
             metadata_store_url=f"zk:{zookeeper_connect(members)}",
@@ -148,4 +163,11 @@ class ConfigRenderer:
             superuser_role=SUPERUSER_ROLE,
             secret_key_b64=secret_key_b64,
             superuser_token=superuser_token,
+            tls=tls,
+            tls_only=tls and config.tls_required,
+            broker_service_port_tls=BROKER_SERVICE_PORT_TLS,
+            web_service_port_tls=BROKER_WEB_PORT_TLS,
+            tls_chain=TLS_CHAIN,
+            tls_key=TLS_KEY,
+            tls_ca=TLS_CA,
         )

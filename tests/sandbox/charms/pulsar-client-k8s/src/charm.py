@@ -89,10 +89,16 @@ class PulsarClientCharm(ops.CharmBase):
             return
         token = connection.token if event.params["authenticate"] else ""
         topic = self._topic(event, event.params.get("namespace") or connection.namespace)
-        request = {"mode": "produce", "url": connection.service_url, "token": token, "topic": topic}
+        request = {
+            "mode": "produce",
+            "url": connection.service_url,
+            "token": token,
+            "topic": topic,
+            "ca": connection.tls_ca,
+        }
         result = self._run(event, {**request, "count": event.params["count"]})
         if result is not None:
-            event.set_results({k: str(v) for k, v in result.items()})
+            event.set_results({k: v if isinstance(v, str) else json.dumps(v) for k, v in result.items()})
 
     def _on_consume(self, event: ops.ActionEvent) -> None:
         connection = self._connection(event)
@@ -106,10 +112,12 @@ class PulsarClientCharm(ops.CharmBase):
             "topic": topic,
             "count": event.params["count"],
             "subscription": event.params["subscription"],
+            "ca": connection.tls_ca,
+            "indices": event.params.get("indices", False),
         }
         result = self._run(event, request)
         if result is not None:
-            event.set_results({k: str(v) for k, v in result.items()})
+            event.set_results({k: v if isinstance(v, str) else json.dumps(v) for k, v in result.items()})
 
     def _on_admin(self, event: ops.ActionEvent) -> None:
         connection = self._connection(event)
@@ -122,10 +130,11 @@ class PulsarClientCharm(ops.CharmBase):
             "token": token,
             "method": event.params.get("method", "GET"),
             "path": event.params["path"],
+            "ca": connection.tls_ca,
         }
         result = self._run(event, request)
         if result is not None:
-            event.set_results({k: str(v) for k, v in result.items()})
+            event.set_results({k: v if isinstance(v, str) else json.dumps(v) for k, v in result.items()})
 
     def _on_connection(self, event: ops.ActionEvent) -> None:
         connection = self._connection(event)

@@ -24,8 +24,12 @@ own names, its superuser role `pulsar-k8s-admin` among them). Deploy such a clie
 another application name.
 
 Provider (pulsar-k8s) application data (`ClientGrantData`), written by the provider's leader:
-- `service-url`: `"pulsar://host1:6650,host2:6650"`, every broker
-- `web-service-url`: `"http://host1:8080,host2:8080"`, every broker
+- `service-url`: `"pulsar://host1:6650,host2:6650"`, every broker; `"pulsar+ssl://host1:6651,..."`
+  once every broker serves TLS (pulsar-k8s integrated with a certificates provider)
+- `web-service-url`: `"http://host1:8080,host2:8080"`, every broker; `"https://host1:8443,..."`
+  with TLS
+- `tls-ca`: with TLS, the PEM of the CA that signed the brokers' certificates: the client
+  verifies the brokers with it (each broker's certificate names its FQDN)
 - `namespace`: the namespace granted
 - `role`: the role the token carries, `"pulsar-k8s-client-<relation id>"`: one per relation,
   never the same for two relations (Juju never reuses a relation id in a model), never a
@@ -70,7 +74,7 @@ import ops
 
 LIBID = "24e9bbc0699e4782a67a2453be440f52"
 LIBAPI = 0
-LIBPATCH = 4
+LIBPATCH = 5
 
 DEFAULT_RELATION = "pulsar"
 ALL_PERMISSIONS = ("consume", "produce")
@@ -169,9 +173,10 @@ class ClientGrantData:
     partitioned_topics: dict[str, int] | None = field(default=None, metadata={"alias": "partitioned-topics"})
     topic_errors: dict[str, str] | None = field(default=None, metadata={"alias": "topic-errors"})
     cluster: dict[str, int | str] | None = None
+    tls_ca: str | None = field(default=None, metadata={"alias": "tls-ca"})
 
     def __post_init__(self) -> None:
-        for key in ("service_url", "web_service_url", "namespace", "role", "secret_credentials", "error"):
+        for key in ("service_url", "web_service_url", "namespace", "role", "secret_credentials", "error", "tls_ca"):
             _check_str(key.replace("_", "-"), getattr(self, key), optional=True)
         _check_map("partitioned-topics", self.partitioned_topics, int)
         _check_map("topic-errors", self.topic_errors, str)
@@ -206,17 +211,23 @@ class Grant:
     partitioned_topics: dict[str, int] = field(default_factory=dict)  # as they exist now
     topic_errors: dict[str, str] = field(default_factory=dict)
     cluster: dict[str, int | str] = field(default_factory=dict)  # the `cluster` object; {}: absent
+    tls_ca: str | None = None  # the CA's PEM when the URLs are TLS ones
 
 
 @dataclass(frozen=True)
 class Connection:
-    """What a client needs to connect: URLs, its namespace, its role and its token."""
+    """What a client needs to connect: URLs, its namespace, its role and its token.
+
+    `tls_ca` is set when the URLs are TLS ones (`pulsar+ssl://`, `https://`): the PEM of the
+    CA to verify the brokers with (e.g. the Python client's `tls_trust_certs_file_path`).
+    """
 
     service_url: str
     web_service_url: str
     namespace: str
     role: str
     token: str
+    tls_ca: str | None = None
 
 
 def is_reserved_tenant(tenant: str) -> bool:
@@ -334,6 +345,7 @@ class PulsarProvider(ops.Object):
             partitioned_topics=dict(grant.partitioned_topics) or None,
             topic_errors=dict(grant.topic_errors) or None,
             cluster=dict(grant.cluster) or None,
+            tls_ca=grant.tls_ca,
         )
         if self.granted(relation) != data:
             _erase_unset(relation, self.charm.app, data)
@@ -491,7 +503,7 @@ class PulsarRequirer(ops.Object):
             token = self.charm.model.get_secret(id=data.secret_credentials).get_content(refresh=True)["token"]
         except (ops.SecretNotFoundError, ops.ModelError, KeyError):
             return None
-        return Connection(data.service_url, data.web_service_url, data.namespace, data.role, token)
+        return Connection(data.service_url, data.web_service_url, data.namespace, data.role, token, data.tls_ca)
 
     def partitioned_topics(self) -> dict[str, int]:
         """The requested partitioned topics that exist, with their partition counts now.

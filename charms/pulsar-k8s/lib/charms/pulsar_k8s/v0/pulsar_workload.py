@@ -31,6 +31,7 @@ import dataclasses
 import json
 import logging
 import re
+import ssl
 import types
 import typing
 import urllib.error
@@ -289,10 +290,13 @@ def readiness_check(probe: dict[str, object]) -> ops.pebble.CheckDict:
     return check  # type: ignore[return-value]
 
 
-def http_ready(url: str, timeout: float = PROBE_TIMEOUT) -> bool:
-    """Whether a GET of `url` answers 200 within `timeout` (a readiness endpoint)."""
+def http_ready(url: str, timeout: float = PROBE_TIMEOUT, context: ssl.SSLContext | None = None) -> bool:
+    """Whether a GET of `url` answers 200 within `timeout` (a readiness endpoint).
+
+    `context` verifies an HTTPS server (e.g. with the CA that signed its certificate).
+    """
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - our workload's URL
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:  # noqa: S310 - our workload's URL
             return response.status == 200
     except (urllib.error.URLError, OSError, ValueError):
         return False
