@@ -7,6 +7,7 @@ hand to that pod, unless the test says it plays a stolen one.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Callable
@@ -311,3 +312,37 @@ def _broker_check_up(model: Model, n: int) -> bool:
 def _all_active(model: Model) -> bool:
     units = [u for name, u in model.units.items() if name.startswith("pulsar-k8s/")]
     return all(isinstance(u.workload_status, ops.ActiveStatus) for u in units)
+
+
+# ---------------------------------------------------------------- token expiry
+
+
+def _expiry(token: str) -> int:
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["exp"]
+
+
+def test_client_tokens_expire_and_the_leader_renews_them(model: Model) -> None:
+    # Given client tokens that live two minutes, and a leader that reconciles every 10 s
+    model.update_status_interval = 10
+    model.config("pulsar-k8s", {"token-lifetime": "2m"})
+    model.wait_for_idle(timeout=300)
+    secret_id = _grant(model)["secret-credentials"]
+    first = model.secret_content(secret_id)["token"]
+    assert _expiry(first) - time.time() <= 120
+
+    # When a third of its lifetime is left, and then it has expired
+    model.drive_until(lambda m: m.secret_content(secret_id)["token"] != first, timeout=180)
+    renewed = model.secret_content(secret_id)["token"]
+    model.drive_until(lambda _: time.time() > _expiry(first) + 5, timeout=180)
+
+    # Then the broker refuses the expired token, and the client works on with its renewed one
+    path = "/admin/v2/namespaces/client"
+    assert model.run("client/0", "admin", {"path": path, "token": first}).results["status"] == "401"
+    assert model.run("client/0", "admin", {"path": path, "token": renewed}).results["status"] == "200"
+    produced = model.run("client/0", "produce", {"topic": "after-renewal", "count": 100})
+    assert produced.results == {"acked": "100", "failed": "0"}, produced.message
+
+    model.config("pulsar-k8s", {"token-lifetime": "28d"})
+    model.update_status_interval = 3600
+    model.wait_for_idle(timeout=300)

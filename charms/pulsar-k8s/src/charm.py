@@ -9,6 +9,8 @@ through collect-status from what the reconcile found.
 from __future__ import annotations
 
 import logging
+import time
+from datetime import UTC, datetime
 
 import ops
 from charmlibs.interfaces.tls_certificates import Mode, TLSCertificatesRequiresV4
@@ -132,9 +134,12 @@ class PulsarCharm(ops.CharmBase):
             event.fail("the token signing key does not exist yet: wait for the leader")
             return
         tls = state.cluster_serves_tls
+        lifetime = state.config.token_lifetime if state.config else CharmConfig.token_lifetime
+        expires_at = int(time.time()) + lifetime
         results = {
             "role": SUPERUSER_ROLE,
-            "token": auth.token_for(SUPERUSER_ROLE, key),
+            "token": auth.token_for(SUPERUSER_ROLE, key, expires_at=expires_at),
+            "expires-at": datetime.fromtimestamp(expires_at, UTC).isoformat(),
             "service-url": broker_service_url(state.members, tls),
             "web-service-url": web_service_url(state.members, tls),
         }

@@ -10,6 +10,7 @@ the peers shrinks as they depart from it, and the next leader takes over.
 from __future__ import annotations
 
 import logging
+import time
 
 import ops
 
@@ -21,6 +22,7 @@ from managers import auth
 from managers.admin import PulsarAdmin
 from managers.clients import ClientAccess
 from managers.config import (
+    CharmConfig,
     bookkeeper_metadata_service_uri,
     broker_service_url,
     ledger_quorum,
@@ -32,6 +34,8 @@ from state import ClusterState
 from workload import PulsarWorkload
 
 logger = logging.getLogger(__name__)
+
+ADMIN_CALL_TOKEN_LIFETIME = 3600
 
 
 class LeaderWork:
@@ -115,7 +119,8 @@ class LeaderWork:
         """The admin API of a ready broker (this unit's first, if it is ready)."""
         brokers = self.state.ready_brokers
         host = brokers[0].host if brokers else self.state.fqdn
-        token = auth.token_for(SUPERUSER_ROLE, key)
+        # The charm's own calls carry a token that expires soon: it is never kept anywhere.
+        token = auth.token_for(SUPERUSER_ROLE, key, expires_at=int(time.time()) + ADMIN_CALL_TOKEN_LIFETIME)
         if self.workload.web_tls is not None:  # the plaintext port is closed
             return PulsarAdmin(token, f"https://{host}:{BROKER_WEB_PORT_TLS}", context=self.workload.web_tls)
         return PulsarAdmin(token, base_url=f"http://{host}:{BROKER_WEB_PORT}")
@@ -124,7 +129,8 @@ class LeaderWork:
         state, key = self.state, self.state.signing_key
         if key is None or state.initialized is None or not state.members:
             return None
-        access = ClientAccess(self.clients, self._admin(key), key)
+        lifetime = state.config.token_lifetime if state.config else CharmConfig.token_lifetime
+        access = ClientAccess(self.clients, self._admin(key), key, lifetime)
         facts = self._cluster_facts()
         # First, without the broker: the grants follow a broker or bookie that went away even
         # when no broker is left to take admin calls.

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import jwt
 import pytest
 from helpers.pulsar_k8s_builders import (
     FQDN0,
@@ -361,6 +364,18 @@ def test_get_admin_credentials_returns_a_superuser_token(ctx: testing.Context, u
     results = ctx.action_results or {}
     assert auth.role_of(results["token"], KEY) == "pulsar-k8s-admin"
     assert results["service-url"] == f"pulsar://{FQDN0}:6650"
+    # The token expires after token-lifetime (28 days by default), as the results say
+    claims = jwt.decode(results["token"], base64.b64decode(KEY), algorithms=["HS256"])
+    expires = datetime.fromisoformat(results["expires-at"])
+    assert claims["exp"] == int(expires.timestamp())
+    assert abs(expires - datetime.now(UTC) - timedelta(days=28)) < timedelta(minutes=1)
+
+
+def test_an_invalid_token_lifetime_blocks(ctx: testing.Context, unit: Unit) -> None:
+    out = ctx.run(ctx.on.config_changed(), unit.state(config={"token-lifetime": "forever"}))
+    assert out.unit_status == Status.INVALID_CONFIG(
+        error="invalid config token-lifetime: 'forever' (a duration such as 28d, 12h or 30m, at least 1m)"
+    )
 
 
 def test_get_admin_credentials_fails_before_the_key_exists(ctx: testing.Context, unit: Unit) -> None:

@@ -49,6 +49,7 @@ SUPERUSER_TOKEN = auth.token_for(SUPERUSER, KEY)
 SERVICE_URL = "pulsar://a:6650,b:6650"
 WEB_SERVICE_URL = "http://a:8080,b:8080"
 UNREACHABLE = "http://127.0.0.1:9"
+TOKEN_LIFETIME = 30 * 86400
 
 
 # ---------------------------------------------------------------- a stand-in broker
@@ -234,6 +235,7 @@ class ProviderCharm(ops.CharmBase):
 
     broker_url: ClassVar[str] = UNREACHABLE
     cluster: ClassVar[dict[str, int | str]] = {}  # the facts pulsar-k8s's leader would know
+    now: ClassVar[float] = 1_800_000_000.0  # the leader's clock, in epoch seconds
 
     def __init__(self, framework: ops.Framework) -> None:
         super().__init__(framework)
@@ -243,7 +245,8 @@ class ProviderCharm(ops.CharmBase):
         framework.observe(self.on.pulsar_relation_broken, self._on_broken)
 
     def _access(self) -> ClientAccess:
-        return ClientAccess(self.provider, PulsarAdmin(SUPERUSER_TOKEN, self.broker_url), KEY)
+        admin = PulsarAdmin(SUPERUSER_TOKEN, self.broker_url)
+        return ClientAccess(self.provider, admin, KEY, TOKEN_LIFETIME, clock=lambda: ProviderCharm.now)
 
     def _show(self, error: str | None) -> None:
         self.unit.status = ops.WaitingStatus(error) if error else ops.ActiveStatus()
@@ -1180,3 +1183,68 @@ def test_the_cluster_granted_by_the_provider_is_read_by_the_requirer(
     info, _ = _asking(requirer, testing.State(leader=False, relations={grant}), lambda p: p.cluster_info())
     # Then it knows the cluster it talks to
     assert info == CLUSTER
+
+
+# ---------------------------------------------------------------- ClientAccess: token expiry
+
+
+class TestTokenExpiry:
+    @pytest.fixture(autouse=True)
+    def clock(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(ProviderCharm, "now", 1_800_000_000.0)
+
+    def test_a_client_token_expires_after_the_lifetime(self, provider: testing.Context, broker: BrokerState) -> None:
+        # When the leader grants a client
+        out = provider.run(provider.on.update_status(), testing.State(leader=True, relations={client("client", 7)}))
+
+        # Then its token carries an expiry one lifetime away
+        claims = jwt_claims(token_of(out, 7))
+        assert claims == {"sub": "pulsar-k8s-client-7", "exp": int(ProviderCharm.now) + TOKEN_LIFETIME}
+
+    def test_the_token_is_kept_until_a_third_of_its_lifetime_is_left(
+        self, provider: testing.Context, broker: BrokerState
+    ) -> None:
+        # Given a client granted a token
+        out = provider.run(provider.on.update_status(), testing.State(leader=True, relations={client("client", 7)}))
+        first = token_of(out, 7)
+
+        # When the leader reconciles later, with more than a third of the lifetime left
+        ProviderCharm.now += TOKEN_LIFETIME * 0.6
+        kept = provider.run(provider.on.update_status(), out)
+
+        # Then the client keeps its token: the secret is not rewritten
+        assert token_of(kept, 7) == first
+        secret = next(s for s in kept.secrets if s.label == "pulsar-client-7")
+        assert secret.latest_content == secret.tracked_content
+
+        # When less than a third is left
+        ProviderCharm.now += TOKEN_LIFETIME * 0.1
+        renewed = provider.run(provider.on.update_status(), kept)
+
+        # Then the same secret holds a new token, expiring a lifetime from now
+        token = token_of(renewed, 7)
+        assert token != first
+        assert jwt_claims(token)["exp"] == int(ProviderCharm.now) + TOKEN_LIFETIME
+        assert {s.id for s in renewed.secrets} == {s.id for s in kept.secrets}
+
+    def test_a_token_from_before_expiry_was_configured_is_replaced(
+        self, provider: testing.Context, broker: BrokerState
+    ) -> None:
+        # Given a client granted a token that never expires (an earlier revision of the charm)
+        relation = client("client", 7)
+        state = granted_state(relation, "pulsar-k8s-client-7")
+
+        # When the leader reconciles
+        out = provider.run(provider.on.update_status(), state)
+
+        # Then the client gets a token that expires
+        assert jwt_claims(token_of(out, 7))["exp"] == int(ProviderCharm.now) + TOKEN_LIFETIME
+
+
+def jwt_claims(token: str) -> dict[str, Any]:
+    """A token's claims, its signature checked with the cluster's key (not its expiry)."""
+    import base64
+
+    import jwt
+
+    return jwt.decode(token, base64.b64decode(KEY), algorithms=["HS256"], options={"verify_exp": False})

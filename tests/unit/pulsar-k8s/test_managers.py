@@ -13,7 +13,7 @@ import pytest
 
 from pulsar_k8s.managers import auth
 from pulsar_k8s.managers.admin import AdminError, PulsarAdmin
-from pulsar_k8s.managers.config import CharmConfig, InvalidConfigError, LedgerQuorum, ledger_quorum
+from pulsar_k8s.managers.config import CharmConfig, InvalidConfigError, LedgerQuorum, ledger_quorum, parse_duration
 from pulsar_k8s.managers.ensemble import Member, next_ensemble, server_id
 
 DEFAULTS = {
@@ -229,3 +229,38 @@ class TestAdmin:
         with pytest.raises(AdminError) as unreachable:
             PulsarAdmin("tok", base_url="http://127.0.0.1:9").partitioned_topics("app/default")
         assert (unreachable.value.status, unreachable.value.refused) == (None, False)
+
+
+# ---------------------------------------------------------------- token lifetime
+
+
+@pytest.mark.parametrize(
+    ("left", "lifetime", "reusable"),
+    [(20 * 86400, 28 * 86400, True), (9 * 86400, 28 * 86400, False), (20 * 86400, 14 * 86400, False)],
+)
+def test_a_token_is_reused_only_with_more_than_a_third_of_its_lifetime_left(
+    left: int, lifetime: int, reusable: bool
+) -> None:
+    key, now = auth.new_secret_key(), 1_800_000_000
+    token = auth.token_for("role", key, expires_at=now + left)
+    assert auth.reusable(token, "role", key, now, lifetime) is reusable
+
+
+def test_a_token_of_another_key_role_or_without_expiry_is_not_reused() -> None:
+    key, now, lifetime = auth.new_secret_key(), 1_800_000_000, 86400
+    fresh = now + lifetime
+    assert not auth.reusable(auth.token_for("role", auth.new_secret_key(), fresh), "role", key, now, lifetime)
+    assert not auth.reusable(auth.token_for("other", key, fresh), "role", key, now, lifetime)
+    assert not auth.reusable(auth.token_for("role", key), "role", key, now, lifetime)
+    assert not auth.reusable("not-a-token", "role", key, now, lifetime)
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("28d", 28 * 86400), ("12h", 43200), ("1m", 60)])
+def test_token_lifetimes_are_durations(value: str, seconds: int) -> None:
+    assert parse_duration("token-lifetime", value) == seconds
+
+
+@pytest.mark.parametrize("value", ["", "0m", "30s", "28", "1w", "-1d", "soon"])
+def test_a_token_lifetime_that_is_no_duration_is_refused(value: str) -> None:
+    with pytest.raises(InvalidConfigError, match="invalid config token-lifetime"):
+        parse_duration("token-lifetime", value)

@@ -1,20 +1,21 @@
 """The cluster's credentials: JWT tokens for clients, passwords for ZooKeeper and BookKeeper.
 
-JWT (HS256) tokens for Pulsar's token authentication are signed with the cluster's secret key.
+JWT (HS256) tokens for Pulsar's token authentication are signed with the cluster's secret key;
+clients' tokens expire (`token-lifetime`) and are renewed by the leader before they do.
 
-Pulsar's AuthenticationProviderToken takes the role from the `sub` claim and verifies the
-signature with `tokenSecretKey`. HS256 is HMAC-SHA256 over `header.payload`, so the
-standard library is enough.
+Pulsar's AuthenticationProviderToken takes the role from the `sub` claim, verifies the
+signature with `tokenSecretKey`, and refuses a token past its `exp`, at connect time and on
+live connections (it checks them every minute and asks the client for its current token).
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
-import json
 import secrets
 from dataclasses import dataclass
+from typing import Any
+
+import jwt
 
 from charms.pulsar_k8s.v0.bookkeeper import BookieCredentials
 from literals import BOOKIE_ZOOKEEPER_USER, BOOKKEEPER_CLIENT_USER
@@ -28,30 +29,44 @@ def new_secret_key() -> str:
     return base64.b64encode(secrets.token_bytes(SECRET_KEY_BYTES)).decode()
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+def token_for(role: str, secret_key_b64: str, expires_at: int | None = None) -> str:
+    """A token for `role`, signed with the key; with `expires_at` (epoch seconds) it expires then.
+
+    Without it the token never expires, as `bin/pulsar tokens create --subject role` makes it:
+    only the broker's own client uses one, from its 0600 config.
+    """
+    claims: dict[str, object] = {"sub": role}
+    if expires_at is not None:
+        claims["exp"] = expires_at
+    return jwt.encode(claims, base64.b64decode(secret_key_b64), algorithm="HS256")
 
 
-def token_for(role: str, secret_key_b64: str) -> str:
-    """A non-expiring token for `role`, as `bin/pulsar tokens create --subject role` makes."""
-    header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
-    payload = _b64url(json.dumps({"sub": role}, separators=(",", ":")).encode())
-    signing_input = f"{header}.{payload}".encode()
-    signature = hmac.new(base64.b64decode(secret_key_b64), signing_input, hashlib.sha256).digest()
-    return f"{header}.{payload}.{_b64url(signature)}"
+def _claims(token: str, secret_key_b64: str) -> dict[str, Any] | None:
+    """The token's claims if its signature is valid for this key (expired or not)."""
+    try:
+        return jwt.decode(token, base64.b64decode(secret_key_b64), algorithms=["HS256"], options={"verify_exp": False})
+    except jwt.InvalidTokenError:
+        return None
 
 
 def role_of(token: str, secret_key_b64: str) -> str | None:
     """The role a token carries, if its signature is valid for this key."""
-    try:
-        header, payload, signature = token.split(".")
-    except ValueError:
-        return None
-    expected = hmac.new(base64.b64decode(secret_key_b64), f"{header}.{payload}".encode(), hashlib.sha256).digest()
-    if not hmac.compare_digest(_b64url(expected), signature):
-        return None
-    padded = payload + "=" * (-len(payload) % 4)
-    return json.loads(base64.urlsafe_b64decode(padded)).get("sub")
+    claims = _claims(token, secret_key_b64)
+    return claims.get("sub") if claims else None
+
+
+def reusable(token: str | None, role: str, secret_key_b64: str, now: int, lifetime: int) -> bool:
+    """Whether a token issued before may still be handed out, rather than a new one.
+
+    It must be this key's, for this role, and expire within `lifetime` (a shorter lifetime
+    configured since replaces it), with more than a third of the lifetime left: renewal
+    comes well before expiry, whenever the leader next reconciles.
+    """
+    claims = _claims(token, secret_key_b64) if token else None
+    if not claims or claims.get("sub") != role or not isinstance(claims.get("exp"), int):
+        return False
+    left = claims["exp"] - now
+    return lifetime / 3 < left <= lifetime
 
 
 def new_password() -> str:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -169,10 +170,19 @@ def stale_access(view: AccessView, live_relation_ids: Iterable[int]) -> list[Rev
 class ClientAccess:
     """Leader only: grants and revocations for the applications related over `pulsar`."""
 
-    def __init__(self, provider: PulsarProvider, admin: PulsarAdmin, signing_key: str) -> None:
+    def __init__(
+        self,
+        provider: PulsarProvider,
+        admin: PulsarAdmin,
+        signing_key: str,
+        token_lifetime: int = 28 * 86400,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.provider = provider
         self.admin = admin
         self.signing_key = signing_key
+        self.token_lifetime = token_lifetime  # seconds a client's token is valid
+        self.clock = clock
 
     def serve(
         self,
@@ -263,7 +273,12 @@ class ClientAccess:
         ready, topic_errors = self._partitioned_topics(request, request.namespace in view.namespaces)
         if previous and previous != request.namespace:
             self._revoke_namespace(view, previous, role)
-        token = auth.token_for(role, self.signing_key)
+        # The token handed out before, until it is due for renewal; then a new one.
+        now, issued = int(self.clock()), self.provider.issued_token(relation)
+        if issued and auth.reusable(issued, role, self.signing_key, now, self.token_lifetime):
+            token = issued
+        else:
+            token = auth.token_for(role, self.signing_key, expires_at=now + self.token_lifetime)
         cluster = cluster_object(published.cluster, facts)
         service_url, web_service_url, tls_ca = endpoints
         grant = Grant(

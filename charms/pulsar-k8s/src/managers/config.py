@@ -33,6 +33,9 @@ from managers.ensemble import Member
 
 TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
 _CLUSTER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$")
+_DURATION = re.compile(r"^([1-9][0-9]*)([dhm])$")
+_DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60}
+MIN_TOKEN_LIFETIME = 60
 MAX_AUTO_ENSEMBLE = 3
 MAX_AUTO_QUORUM = 2
 
@@ -46,6 +49,7 @@ class CharmConfig:
     write_quorum: int
     ack_quorum: int
     tls_required: bool = False
+    token_lifetime: int = 28 * 86400  # seconds
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> CharmConfig:
@@ -66,7 +70,17 @@ class CharmConfig:
             write_quorum=int(raw["write-quorum"]),
             ack_quorum=int(raw["ack-quorum"]),
             tls_required=bool(raw.get("tls-required", False)),
+            token_lifetime=parse_duration("token-lifetime", raw.get("token-lifetime", "28d")),
         )
+
+
+def parse_duration(option: str, value: object) -> int:
+    """Seconds in `28d`, `12h` or `30m`; raise InvalidConfigError for anything else or under a minute."""
+    match = _DURATION.match(str(value).strip())
+    seconds = int(match.group(1)) * _DURATION_UNITS[match.group(2)] if match else 0
+    if seconds < MIN_TOKEN_LIFETIME:
+        raise InvalidConfigError(option, f"{value!r} (a duration such as 28d, 12h or 30m, at least 1m)")
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -75,6 +89,7 @@ class LedgerQuorum:
     write_quorum: int
     ack_quorum: int
     tls_required: bool = False
+    token_lifetime: int = 28 * 86400  # seconds
 
 
 def ledger_quorum(config: CharmConfig, ready_bookies: int) -> LedgerQuorum:

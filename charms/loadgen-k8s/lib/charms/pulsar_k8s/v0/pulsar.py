@@ -55,9 +55,13 @@ Provider (pulsar-k8s) application data (`ClientGrantData`), written by the provi
 - `error`: set instead of the keys above when the request cannot be granted, and says why
   (the request is invalid, reserved, or does not decode)
 
+Tokens expire (pulsar-k8s's `token-lifetime`, 28 days by default): the provider puts a new one
+in the same secret when a third of the lifetime is left, and the requirer sees secret-changed.
+A client reads the token from the secret (or a file the charm rewrites) whenever it connects.
+
 Revocation: when the relation is removed, the provider removes the role's permissions
 everywhere (namespaces, topics, tenant admins) and the token's secret; the role is never
-granted again, so the token, which does not expire, authorizes nothing. The client's data
+granted again, so the token authorizes nothing, even before it expires. The client's data
 (tenant, namespace, topics, messages) is kept: relating the application again gives a new role
 access to the same namespace. Delete the data with the admin credentials if it must go.
 
@@ -74,7 +78,7 @@ import ops
 
 LIBID = "24e9bbc0699e4782a67a2453be440f52"
 LIBAPI = 0
-LIBPATCH = 5
+LIBPATCH = 6
 
 DEFAULT_RELATION = "pulsar"
 ALL_PERMISSIONS = ("consume", "produce")
@@ -324,6 +328,14 @@ class PulsarProvider(ops.Object):
             return relation.load(ClientGrantData, self.charm.app)
         except (ValueError, TypeError):
             return ClientGrantData()
+
+    def issued_token(self, relation: ops.Relation) -> str | None:
+        """The token last handed out on the relation (leader only), None if none was."""
+        try:
+            secret = self.charm.model.get_secret(label=self._secret_label(relation))
+            return secret.get_content(refresh=True).get("token")
+        except (ops.SecretNotFoundError, ops.ModelError):
+            return None
 
     def grant(self, relation: ops.Relation, grant: Grant) -> None:
         """Publish a grant (leader only): the token goes in a Juju secret granted to the relation."""
