@@ -17,6 +17,8 @@ import ops
 import pytest
 
 from sandbox import Model
+from tests.sandbox.conftest import CHARMS
+from tests.sandbox.test_loadgen import _finished_on_target
 
 TEST_CHARMS = Path(__file__).resolve().parent / "charms"
 ATTACKER = ("client/0", "client")
@@ -75,6 +77,12 @@ def _client_jaas(section: str, username: str, password: str) -> str:
         f"{section} {{\n    org.apache.zookeeper.server.auth.DigestLoginModule required\n"
         f'    username="{username}"\n    password="{password}";\n}};\n'
     )
+
+
+def _charm_secret(model: Model, secret_id: str) -> dict[str, str]:
+    """A charm secret's latest content, as its owner sees it."""
+    secret = next(s for s in model.secrets.values() if s.id == secret_id)
+    return secret.revisions[secret.latest]
 
 
 def _secret_by_label(model: Model, label: str) -> dict[str, str]:
@@ -259,10 +267,25 @@ def test_tls_required_refuses_plaintext(model: Model) -> None:
     assert produced.results == {"acked": "100", "failed": "0"}, produced.message
 
 
+def test_a_load_test_runs_over_tls(model: Model) -> None:
+    # Given a load generator integrated while only TLS is open
+    model.deploy(CHARMS / "loadgen-k8s", "loadgen-k8s")
+    model.integrate("loadgen-k8s", "pulsar-k8s")
+    model.wait_for_idle(timeout=600)
+
+    # When the user runs a short load test
+    params = {"rate": 500, "duration": "10s", "warm-up": "2s", "partitions": 2, "device-count": 100, "topic": "tls"}
+    started = model.run("loadgen-k8s/0", "start-load-test", params)
+    assert started.status == "completed", started.message
+
+    # Then it reaches its rate with no failed message: its clients trust the CA pulsar-k8s handed over
+    _finished_on_target(model, "loadgen-k8s/0", started.results["test-id"], target=500, tolerance=0.1)
+
+
 def test_a_renewal_rolls_the_brokers_one_at_a_time_and_loses_no_acknowledged_message(model: Model) -> None:
     # Given a writer that keeps writing over TLS, every acknowledgement recorded
     grant = _grant(model)
-    secret = model.secret_content(grant["secret-credentials"])
+    secret = _charm_secret(model, grant["secret-credentials"])
     chains = {n: _chain(model, n) for n in range(3)}
     request = {
         "mode": "produce", "url": grant["service-url"], "token": secret["token"], "ca": grant["tls-ca"],
@@ -305,7 +328,7 @@ def _chain(model: Model, n: int) -> str:
 
 
 def _broker_check_up(model: Model, n: int) -> bool:
-    checks = model.pebble(f"pulsar-k8s/{n}", "pulsar").get_checks("broker-ready")
+    checks = model.pebble(f"pulsar-k8s/{n}", "pulsar").get_checks(names=["broker-ready"])
     return bool(checks) and checks[0].status == ops.pebble.CheckStatus.UP
 
 
@@ -328,16 +351,17 @@ def test_client_tokens_expire_and_the_leader_renews_them(model: Model) -> None:
     model.config("pulsar-k8s", {"token-lifetime": "2m"})
     model.wait_for_idle(timeout=300)
     secret_id = _grant(model)["secret-credentials"]
-    first = model.secret_content(secret_id)["token"]
+    first = _charm_secret(model, secret_id)["token"]
     assert _expiry(first) - time.time() <= 120
 
     # When a third of its lifetime is left, and then it has expired
-    model.drive_until(lambda m: m.secret_content(secret_id)["token"] != first, timeout=180)
-    renewed = model.secret_content(secret_id)["token"]
+    model.drive_until(lambda m: _charm_secret(m, secret_id)["token"] != first, timeout=180)
+    renewed = _charm_secret(model, secret_id)["token"]
     model.drive_until(lambda _: time.time() > _expiry(first) + 5, timeout=180)
 
     # Then the broker refuses the expired token, and the client works on with its renewed one
-    path = "/admin/v2/namespaces/client"
+    # (listing its namespace's topics: a call its role may make)
+    path = "/admin/v2/persistent/client/default"
     assert model.run("client/0", "admin", {"path": path, "token": first}).results["status"] == "401"
     assert model.run("client/0", "admin", {"path": path, "token": renewed}).results["status"] == "200"
     produced = model.run("client/0", "produce", {"topic": "after-renewal", "count": 100})

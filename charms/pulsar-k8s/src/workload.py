@@ -29,11 +29,20 @@ from literals import (
     JAAS_CONF,
     PULSAR_HOME,
     SERVING_MODES,
+    TLS_CA,
     ZOOKEEPER_CLIENT_PORT,
     ZOOKEEPER_SERVICE,
 )
 
 LAYER = "pulsar"
+# With the plaintext ports closed, the broker's readiness is its status page over HTTPS, as
+# the charm asks it: Pebble's HTTP checks trust no private CA, and the TLS port accepts
+# connections before the page answers. The CA is checked, not the name (it is localhost here).
+TLS_STATUS_PROBE = (
+    "python3 -c 'import ssl, urllib.request; "
+    f'context = ssl.create_default_context(cafile="{TLS_CA}"); context.check_hostname = False; '
+    f'urllib.request.urlopen("https://localhost:{BROKER_WEB_PORT_TLS}/status.html", timeout=2, context=context)\''
+)
 # A Pebble exec check: bash (bin/pulsar needs it anyway) speaks the four-letter word.
 ZOOKEEPER_SERVING_PROBE = (
     f"bash -c 'exec 3<>/dev/tcp/localhost/{ZOOKEEPER_CLIENT_PORT} && printf srvr >&3 && grep -q \"^Mode: \" <&3'"
@@ -71,8 +80,8 @@ class PulsarWorkload(PebbleWorkload):
     def layer(self, zookeeper_heap: str, broker_heap: str | None, tls_only: bool = False) -> ops.pebble.LayerDict:
         """The Pebble layer: ZooKeeper always, the broker once it may start (`broker_heap` set).
 
-        With `tls_only` (no plaintext port) the broker's readiness check is its TLS port
-        accepting connections: Pebble's HTTP checks trust no private CA.
+        With `tls_only` (no plaintext port) the broker's readiness check fetches its status
+        page over HTTPS (`TLS_STATUS_PROBE`).
         """
         services: dict[str, ops.pebble.ServiceDict] = {
             ZOOKEEPER_SERVICE: as_image_user(
@@ -102,7 +111,7 @@ class PulsarWorkload(PebbleWorkload):
                 }
             )
             probe: dict[str, object] = (
-                {"tcp": {"port": BROKER_WEB_PORT_TLS}}
+                {"exec": {"command": TLS_STATUS_PROBE}}
                 if tls_only
                 else {"http": {"url": f"http://localhost:{BROKER_WEB_PORT}/status.html"}}
             )

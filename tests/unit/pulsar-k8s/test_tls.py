@@ -151,9 +151,11 @@ def test_tls_required_closes_the_plaintext_ports(
         assert line in conf
     assert "brokerClientTrustCertsFilePath=/pulsar/conf/tls/ca.pem" in conf
     assert out.opened_ports == {testing.TCPPort(6651), testing.TCPPort(8443)}
-    # And Pebble's readiness check is the TLS port (its HTTP checks trust no private CA)
+    # And Pebble's readiness check fetches the status page over HTTPS, trusting the CA
     check = out.get_container("pulsar").plan.checks["broker-ready"]
-    assert check.tcp == {"port": 8443}
+    assert check.exec is not None
+    assert "https://localhost:8443/status.html" in check.exec["command"]
+    assert 'cafile="/pulsar/conf/tls/ca.pem"' in check.exec["command"]
     assert check.http is None
 
 
