@@ -217,6 +217,7 @@ def test_no_secret_is_on_a_command_line_or_in_a_plan(model: Model) -> None:
 
 TLS_PROVIDER = "self-signed-certificates"
 WRITER_TOPIC = "persistent://client/default/renewals"
+SUSTAINED_DOWN = 5.0  # seconds
 
 
 def _grant(model: Model) -> dict[str, str]:
@@ -299,10 +300,19 @@ def test_a_renewal_rolls_the_brokers_one_at_a_time_and_loses_no_acknowledged_mes
     # When the provider renews every certificate
     time.sleep(10)
     model.run(f"{TLS_PROVIDER}/0", "renew-certificates")
+    # A restarting broker's readiness check stays down for tens of seconds; a probe that missed
+    # once on a loaded machine (its threshold is 1) is down for a second: only the first counts.
+    down_since: dict[int, float] = {}
     down: list[int] = []
 
     def renewed(model: Model) -> bool:
-        down.append(sum(not _broker_check_up(model, n) for n in range(3)))
+        now = time.monotonic()
+        for n in range(3):
+            if _broker_check_up(model, n):
+                down_since.pop(n, None)
+            else:
+                down_since.setdefault(n, now)
+        down.append(sum(now - since >= SUSTAINED_DOWN for since in down_since.values()))
         return all(_chain(model, n) != chains[n] for n in range(3)) and _all_active(model)
 
     model.drive_until(renewed, timeout=600)
