@@ -301,21 +301,29 @@ def _absorb_secrets(
             known.set_rotation(secret.rotate, now)
             model.secrets[secret.id] = known
             continue
-        known.label = secret.label
-        known.description = secret.description
-        known.grants = {rid: frozenset(names) for rid, names in secret.remote_grants.items() if names}
+        # Only what this hook did counts: a unit that ran alongside another that changed the
+        # secret (units run in parallel) ends its hook with what it was shown, which is no
+        # change (Juju takes secret-set and secret-grant calls, not a view of the secret).
+        shown = seen_before.get(secret.id)
+        if shown is None or secret.label != shown.label:
+            known.label = secret.label
+        if shown is None or secret.description != shown.description:
+            known.description = secret.description
+        grants = {rid: frozenset(names) for rid, names in secret.remote_grants.items() if names}
+        if shown is None or grants != {rid: frozenset(names) for rid, names in shown.remote_grants.items() if names}:
+            known.grants = grants
         # Juju 3.6 merges a hook's secret-set calls: an expire time set in the hook goes with
         # the new revision if there is one, else onto the latest revision.
-        shown = seen_before.get(secret.id)
         new_expire = secret.expire if shown is None or secret.expire != shown.expire else None
-        if dict(secret.latest_content) != known.revisions[known.latest]:
+        written = shown is None or dict(secret.latest_content) != dict(shown.latest_content or {})
+        if written and dict(secret.latest_content) != known.revisions[known.latest]:
             known.latest += 1
             known.revisions[known.latest] = dict(secret.latest_content)
             for observer in model.tracking(known):
                 events.append((observer.name, EventSpec("secret_changed", secret_id=known.id)))
         if new_expire is not None:
             known.expiry[known.latest] = juju_time(new_expire)
-        if secret.rotate != known.rotate:
+        if (shown is None or secret.rotate != shown.rotate) and secret.rotate != known.rotate:
             known.set_rotation(secret.rotate, now)
     for removed in set(seen_before) - seen_after:
         known = model.secrets.get(removed)

@@ -19,7 +19,7 @@ from sandbox.charmspec import CharmSpec
 from sandbox.pods import Pod
 from sandbox.projection import absorb, hidden_secrets, unit_view
 from sandbox.scenario_compat import accept_juju_secret_uris
-from sandbox.state import AppState, ModelState, UnitState
+from sandbox.state import AppState, ModelState, SecretState, UnitState
 from sandbox.wire import EventReply, EventRequest, EventSpec
 
 GREETER = Path(__file__).resolve().parents[1] / "sandbox" / "charms" / "greeter-k8s"
@@ -337,3 +337,24 @@ def test_cli_refuses_a_bad_secret_value_in_one_line(model: Model, capsys: pytest
     error = capsys.readouterr().err
     assert error.startswith('ERROR cannot read the value of "token"')
     assert len(error.strip().splitlines()) == 1
+
+
+def test_a_unit_that_ran_alongside_the_writer_does_not_undo_its_revision(model: Model) -> None:
+    # Given an application secret of alpha at revision 1, shown to alpha/1 as a hook of its starts
+    secret = SecretState(
+        id="secret:alphasecret000000000", owner="alpha", owner_is_unit=False, revisions={1: {"k": "a"}}
+    )
+    model.state.secrets[secret.id] = secret
+    follower = model.units["alpha/1"]
+    before = unit_view(model.state, follower, {})
+
+    # When the leader writes revision 2 and grants the secret to a relation while that hook runs
+    # (units run in parallel), and the hook ends having only read the secret
+    secret.latest, secret.revisions[2] = 2, {"k": "b"}
+    secret.grants = {7: frozenset({"beta"})}
+    absorb(model.state, follower, before, before)
+
+    # Then revision 2 stays the latest, and the grant stays: what the follower was shown is no write
+    assert (secret.latest, secret.revisions[2]) == (2, {"k": "b"})
+    assert set(secret.revisions) == {1, 2}
+    assert secret.grants == {7: frozenset({"beta"})}
