@@ -216,7 +216,6 @@ def test_no_secret_is_on_a_command_line_or_in_a_plan(model: Model) -> None:
 # ---------------------------------------------------------------- TLS
 
 TLS_PROVIDER = "self-signed-certificates"
-WRITER_TOPIC = "persistent://client/default/renewals"
 SUSTAINED_DOWN = 5.0  # seconds
 
 
@@ -283,19 +282,38 @@ def test_a_load_test_runs_over_tls(model: Model) -> None:
     _finished_on_target(model, "loadgen-k8s/0", started.results["test-id"], target=500, tolerance=0.1)
 
 
-def test_a_renewal_rolls_the_brokers_one_at_a_time_and_loses_no_acknowledged_message(model: Model) -> None:
-    # Given a writer that keeps writing over TLS, every acknowledgement recorded
+def _start_writer(model: Model, token: str, topic: str, count: int) -> ops.pebble.ExecProcess[str]:
+    """A producer in the client's pod writing `count` messages at 40/s, recording every acknowledgement.
+
+    An audit subscription on the topic exists before it writes, so every message stays to be read.
+    """
     grant = _grant(model)
-    secret = _charm_secret(model, grant["secret-credentials"])
-    chains = {n: _chain(model, n) for n in range(3)}
+    model.run("client/0", "consume", {"topic": topic, "count": 0, "subscription": "audit"})
     request = {
-        "mode": "produce", "url": grant["service-url"], "token": secret["token"], "ca": grant["tls-ca"],
-        "topic": WRITER_TOPIC, "count": 4000, "rate": 40,
+        "mode": "produce", "url": grant["service-url"], "token": token, "ca": grant.get("tls-ca"),
+        "topic": f"persistent://client/default/{topic}", "count": count, "rate": 40,
     }  # fmt: skip
-    model.run("client/0", "consume", {"topic": "renewals", "count": 0, "subscription": "audit"})
-    writer = model.pebble(*ATTACKER).exec(
+    return model.pebble(*ATTACKER).exec(
         ["python3", "/pulsar/tester/client.py"], stdin=json.dumps(request), user_id=IMAGE_UID, group_id=0, timeout=600
     )
+
+
+def _acknowledged_and_lost(model: Model, writer: ops.pebble.ExecProcess[str], topic: str) -> tuple[set[int], set[int]]:
+    """Once the writer is done: the indices it saw acknowledged, and those of them the audit cannot read."""
+    output, _ = writer.wait_output()
+    acked = set(json.loads(output.strip().splitlines()[-1])["acked-indices"])
+    consumed = model.run(
+        "client/0", "consume", {"topic": topic, "count": len(acked), "subscription": "audit", "indices": True}
+    )
+    assert consumed.status == "completed", consumed.message
+    return acked, acked - set(json.loads(consumed.results["indices"]))
+
+
+def test_a_renewal_rolls_the_brokers_one_at_a_time_and_loses_no_acknowledged_message(model: Model) -> None:
+    # Given a writer that keeps writing over TLS, every acknowledgement recorded
+    secret = _charm_secret(model, _grant(model)["secret-credentials"])
+    chains = {n: _chain(model, n) for n in range(3)}
+    writer = _start_writer(model, secret["token"], "renewals", 4000)
 
     # When the provider renews every certificate
     time.sleep(10)
@@ -321,16 +339,9 @@ def test_a_renewal_rolls_the_brokers_one_at_a_time_and_loses_no_acknowledged_mes
     # Then each broker got its new certificate, and never more than one was down at a time
     assert max(down) <= 1, down
     # And every message the writer saw acknowledged is there to read
-    output, _ = writer.wait_output()
-    written = json.loads(output.strip().splitlines()[-1])
-    acked = set(written["acked-indices"])
-    assert len(acked) > 3000, written
-    consumed = model.run(
-        "client/0", "consume", {"topic": "renewals", "count": len(acked), "subscription": "audit", "indices": True}
-    )
-    assert consumed.status == "completed", consumed.message
-    received = set(json.loads(consumed.results["indices"]))
-    assert acked - received == set()
+    acked, lost = _acknowledged_and_lost(model, writer, "renewals")
+    assert len(acked) > 3000
+    assert lost == set()
 
 
 def _chain(model: Model, n: int) -> str:
@@ -380,3 +391,70 @@ def test_client_tokens_expire_and_the_leader_renews_them(model: Model) -> None:
     model.config("pulsar-k8s", {"token-lifetime": "28d"})
     model.update_status_interval = 3600
     model.wait_for_idle(timeout=300)
+
+
+# ---------------------------------------------------------------- signing key rotation
+
+
+def _header(token: str) -> dict[str, str]:
+    header = token.split(".")[0]
+    return json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+
+
+def _signing_key_ids(model: Model) -> list[str]:
+    content = _secret_by_label(model, "token-signing-key")
+    return sorted(value for key, value in content.items() if key.endswith("-kid"))
+
+
+def _admin_status(model: Model, token: str) -> str:
+    """What the broker answers the client's pod for a call its role may make, with `token`."""
+    path = "/admin/v2/persistent/client/default"
+    return model.run("client/0", "admin", {"path": path, "token": token}).results["status"]
+
+
+def test_rotate_signing_key_reissues_every_token_and_refuses_the_old_key_with_no_outage(model: Model) -> None:
+    # Given a writer that keeps writing with the client's token, every acknowledgement recorded,
+    # and an admin token printed before
+    leader = model.leader("pulsar-k8s")
+    assert leader is not None
+    grant = _grant(model)
+    secret_id = grant["secret-credentials"]
+    old_token = _charm_secret(model, secret_id)["token"]
+    old_admin = model.run(leader, "get-admin-credentials").results["token"]
+    [old_kid] = _signing_key_ids(model)
+    writer = _start_writer(model, old_token, "rotation", 3000)
+
+    # When the operator rotates the signing key
+    time.sleep(10)
+    rotated = model.run(leader, "rotate-signing-key")
+    assert rotated.status == "completed", rotated.message
+    new_kid = rotated.results["new-key-id"]
+    assert rotated.results["retiring-key-id"] == old_kid
+    # A second rotation is refused while this one runs
+    again = model.run(leader, "rotate-signing-key")
+    assert again.status == "failed"
+    assert "under way" in again.message
+
+    # Then the old key leaves once every broker and the client hold tokens of the new one
+    model.drive_until(lambda m: _signing_key_ids(m) == [new_kid], timeout=600)
+    model.wait_for_idle(timeout=300)
+    new_token = _charm_secret(model, secret_id)["token"]
+    assert _header(new_token)["kid"] == new_kid
+    # The brokers refuse the old key's tokens once they read their key set again (each minute)
+    deadline = time.monotonic() + 180
+    while _admin_status(model, old_token) != "401":
+        assert time.monotonic() < deadline, "the old key's token is still accepted"
+        time.sleep(5)
+    assert _admin_status(model, old_admin) == "401"
+    # And the new ones work: the client's (read through secret-changed), and a new admin token
+    assert _admin_status(model, new_token) == "200"
+    new_admin = model.run(leader, "get-admin-credentials").results["token"]
+    assert _header(new_admin)["kid"] == new_kid
+    assert _admin_status(model, new_admin) == "200"
+    produced = model.run("client/0", "produce", {"topic": "after-rotation", "count": 100})
+    assert produced.results == {"acked": "100", "failed": "0"}, produced.message
+    # And every message the writer saw acknowledged is there to read, all of them acknowledged: no
+    # broker restarted
+    acked, lost = _acknowledged_and_lost(model, writer, "rotation")
+    assert len(acked) == 3000
+    assert lost == set()

@@ -71,12 +71,18 @@ class PulsarCharm(ops.CharmBase):
         self._state: ClusterState | None = None
         self._failures: list[ops.StatusBase] = []
         self._unit_status: ops.StatusBase | None = None
+        self._rotation: str | None = None
         relations = [PEER, BOOKKEEPER_RELATION, CLIENT_RELATION, CERTIFICATES_RELATION]
         observe_lifecycle(self, self._reconcile, [CONTAINER], relations)
         framework.observe(self.certificates.on.certificate_available, self._reconcile)
         framework.observe(self.on.collect_unit_status, self._on_collect_unit_status)
         framework.observe(self.on.collect_app_status, self._on_collect_app_status)
+        # The certificates library removes every obsolete revision of this application's
+        # secrets (it observes secret-remove for all of them); the reconcile learns which client
+        # no longer reads a token of the retiring key.
+        framework.observe(self.on.secret_remove, self._reconcile)
         framework.observe(self.on.get_admin_credentials_action, self._on_get_admin_credentials)
+        framework.observe(self.on.rotate_signing_key_action, self._on_rotate_signing_key)
         framework.observe(self.on.cluster_status_action, self._on_cluster_status)
 
     def _snapshot(self) -> ClusterState:
@@ -92,8 +98,12 @@ class PulsarCharm(ops.CharmBase):
         state = self._state = self._snapshot()
         broken = event.relation if isinstance(event, ops.RelationBrokenEvent) else None
         broken_client = broken if broken is not None and broken.name == CLIENT_RELATION else None
-        self._failures = LeaderWork(state, self.workload, self.bookkeeper, self.clients).run(broken_client)
+        obsolete = (event.secret.id or "", event.revision) if isinstance(event, ops.SecretRemoveEvent) else None
+        leader = LeaderWork(state, self.workload, self.bookkeeper, self.clients)
+        self._failures = leader.run(broken_client, obsolete)
         self._unit_status = UnitWork(state, self.workload, self.renderer).run()
+        # After this unit's own work: what it published this time counts.
+        self._rotation = leader.rotation_waits_for()
 
     # ------------------------------------------------------------------ statuses
 
@@ -123,22 +133,25 @@ class PulsarCharm(ops.CharmBase):
             "bookies": _count(bookies, len(state.bookies), "bookie"),
         }
         healthy = serving == brokers == members and bookies == len(state.bookies) > 0
+        if healthy and self._rotation:
+            return Status.APP_ACTIVE_ROTATING(**fields, step=self._rotation)
         return Status.APP_ACTIVE(**fields) if healthy else Status.APP_DEGRADED(**fields)
 
     # ------------------------------------------------------------------ actions
 
     def _on_get_admin_credentials(self, event: ops.ActionEvent) -> None:
         state = self._snapshot()
-        key = state.signing_key
-        if key is None:
+        issuer = state.token_issuer
+        if issuer is None:
             event.fail("the token signing key does not exist yet: wait for the leader")
             return
         tls = state.cluster_serves_tls
-        lifetime = state.config.token_lifetime if state.config else CharmConfig.token_lifetime
-        expires_at = int(time.time()) + lifetime
+        lifetime = state.token_lifetime
+        now = int(time.time())
+        expires_at = now + lifetime
         results = {
             "role": SUPERUSER_ROLE,
-            "token": auth.token_for(SUPERUSER_ROLE, key, expires_at=expires_at),
+            "token": issuer.token(SUPERUSER_ROLE, now, expires_at),
             "expires-at": datetime.fromtimestamp(expires_at, UTC).isoformat(),
             "service-url": broker_service_url(state.members, tls),
             "web-service-url": web_service_url(state.members, tls),
@@ -146,6 +159,34 @@ class PulsarCharm(ops.CharmBase):
         if tls and state.tls:
             results["tls-ca"] = state.tls.ca
         event.set_results(results)
+
+    def _on_rotate_signing_key(self, event: ops.ActionEvent) -> None:
+        """Start moving the cluster to a new token signing key; the reconcile takes it from there."""
+        if not self.unit.is_leader():
+            event.fail("run it on the leader unit (the one marked * in juju status)")
+            return
+        state = self._snapshot()
+        keys = state.signing_keys
+        if keys is None or not state.leads:
+            event.fail("the token signing key does not exist yet: wait for the leader")
+            return
+        if keys.rotating:
+            event.fail("a rotation is under way; run it again once the application status no longer mentions it")
+            return
+        rotated = keys.begin_rotation(auth.SigningKey.generate(int(time.time())))
+        state.store_signing_keys(rotated)
+        logger.info("token signing key rotation: %s -> %s", keys.active.kid, rotated.next and rotated.next.kid)
+        event.set_results(
+            {
+                "new-key-id": rotated.next.kid if rotated.next else "",
+                "retiring-key-id": keys.active.kid,
+                "message": (
+                    "the brokers publish the new key, then every token is issued again with it; the old"
+                    " key's tokens are refused once every client has read its new token"
+                ),
+            }
+        )
+        self._reconcile(event)
 
     def _on_cluster_status(self, event: ops.ActionEvent) -> None:
         state = self._snapshot()

@@ -22,7 +22,6 @@ from managers import auth
 from managers.admin import PulsarAdmin
 from managers.clients import ClientAccess
 from managers.config import (
-    CharmConfig,
     bookkeeper_metadata_service_uri,
     broker_service_url,
     ledger_quorum,
@@ -38,6 +37,11 @@ logger = logging.getLogger(__name__)
 ADMIN_CALL_TOKEN_LIFETIME = 3600
 
 
+def secret_key(secret_id: str) -> str:
+    """A secret's unique part: ids come as `secret:<id>` or `secret://<model>/<id>`."""
+    return secret_id.rsplit("/", 1)[-1].removeprefix("secret:")
+
+
 class LeaderWork:
     """Signing key, ensemble, restart lock, cluster metadata, bookies and clients."""
 
@@ -49,13 +53,18 @@ class LeaderWork:
         self.bookkeeper = bookkeeper
         self.clients = clients
 
-    def run(self, broken_client: ops.Relation | None = None) -> list[ops.StatusBase]:
-        """Do the application-wide work this event calls for; return the failures to show."""
+    def run(
+        self, broken_client: ops.Relation | None = None, obsolete_revision: tuple[str, int] | None = None
+    ) -> list[ops.StatusBase]:
+        """Do the application-wide work this event calls for; return the failures to show.
+
+        `obsolete_revision`: a secret revision no consumer tracks any more (secret-remove).
+        """
         if not self.state.leads:
             return []
         failures: list[ops.StatusBase] = []
-        if self.state.signing_key is None:
-            self.state.create_signing_key(auth.new_secret_key())
+        if self.state.signing_keys is None:
+            self.state.store_signing_keys(auth.SigningKeys(auth.SigningKey.generate(int(time.time()))))
         if self.state.credentials is None:
             self.state.create_credentials()
         self._update_ensemble()
@@ -65,10 +74,59 @@ class LeaderWork:
         self._publish_metadata_store()
         if broken_client is not None:
             self._revoke(broken_client)
+        self._track_client_tokens(obsolete_revision)
+        self._advance_rotation()
         if failure := self._serve_clients():
             failures.append(failure)
         self.state.save()
         return failures
+
+    def _track_client_tokens(self, obsolete_revision: tuple[str, int] | None) -> None:
+        """Forget the pending client tokens whose old revision no one reads, or whose relation is gone."""
+        pending = self.state.app_data.tokens_pending
+        if not pending:
+            return
+        live = {secret_key(info[0]) for r in self.clients.relations if (info := self.clients.token_revision(r))}
+        kept = {secret: revision for secret, revision in pending.items() if secret in live}
+        if obsolete_revision is not None:
+            secret, revision = secret_key(obsolete_revision[0]), obsolete_revision[1]
+            if kept.get(secret) == revision:
+                del kept[secret]
+        if kept != pending:
+            logger.info("clients still holding a token of the retiring key: %d", len(kept))
+            self.state.app_data.tokens_pending = kept
+
+    def _rotation_step(self) -> tuple[auth.SigningKeys | None, str | None]:
+        keys = self.state.signing_keys
+        if keys is None or not keys.rotating:
+            return None, None
+        units = self.state.broker_units
+        verifying = {unit: self.state.unit_data_by_name(unit).token_keys for unit in units}
+        signing = {unit: self.state.unit_data_by_name(unit).token_key for unit in units}
+        return auth.rotation_step(keys, verifying, signing, len(self.state.app_data.tokens_pending))
+
+    def _advance_rotation(self) -> None:
+        """Take the signing key rotation a step further, if one runs and may."""
+        state, keys = self.state, self.state.signing_keys
+        moved, _ = self._rotation_step()
+        if moved is None or keys is None:
+            return
+        state.store_signing_keys(moved)
+        if moved.retiring is None:
+            logger.info("token signing key %s retired: its tokens are refused", keys.retiring and keys.retiring.kid)
+            return
+        # Promoted: `_serve_clients` issues every client's token again, as a new revision of
+        # its secret; the one before is the last a client may still read.
+        revisions = [info for r in self.clients.relations if (info := self.clients.token_revision(r))]
+        state.app_data.tokens_pending = {secret_key(secret): revision for secret, revision in revisions}
+        logger.info("token signing key %s now signs; %s retires", moved.active.kid, moved.retiring.kid)
+
+    def rotation_waits_for(self) -> str | None:
+        """What a signing key rotation under way waits for; None when none runs (leader only)."""
+        if not self.state.leads:
+            return None
+        _, waiting = self._rotation_step()
+        return waiting
 
     def _update_ensemble(self) -> None:
         state = self.state
@@ -115,22 +173,23 @@ class LeaderWork:
         store = MetadataStore(uri, cluster_name, initialized=bool(state.initialized), credentials_secret=secret_id)
         self.bookkeeper.publish(store, secret)
 
-    def _admin(self, key: str) -> PulsarAdmin:
+    def _admin(self, issuer: auth.TokenIssuer) -> PulsarAdmin:
         """The admin API of a ready broker (this unit's first, if it is ready)."""
         brokers = self.state.ready_brokers
         host = brokers[0].host if brokers else self.state.fqdn
         # The charm's own calls carry a token that expires soon: it is never kept anywhere.
-        token = auth.token_for(SUPERUSER_ROLE, key, expires_at=int(time.time()) + ADMIN_CALL_TOKEN_LIFETIME)
+        now = int(time.time())
+        token = issuer.token(SUPERUSER_ROLE, now, now + ADMIN_CALL_TOKEN_LIFETIME)
         if self.workload.web_tls is not None:  # the plaintext port is closed
             return PulsarAdmin(token, f"https://{host}:{BROKER_WEB_PORT_TLS}", context=self.workload.web_tls)
         return PulsarAdmin(token, base_url=f"http://{host}:{BROKER_WEB_PORT}")
 
     def _serve_clients(self) -> ops.StatusBase | None:
-        state, key = self.state, self.state.signing_key
-        if key is None or state.initialized is None or not state.members:
+        state, issuer = self.state, self.state.token_issuer
+        if issuer is None or state.initialized is None or not state.members:
             return None
-        lifetime = state.config.token_lifetime if state.config else CharmConfig.token_lifetime
-        access = ClientAccess(self.clients, self._admin(key), key, lifetime)
+        lifetime = state.token_lifetime
+        access = ClientAccess(self.clients, self._admin(issuer), issuer, lifetime)
         facts = self._cluster_facts()
         # First, without the broker: the grants follow a broker or bookie that went away even
         # when no broker is left to take admin calls.
@@ -168,10 +227,10 @@ class LeaderWork:
         return facts
 
     def _revoke(self, relation: ops.Relation) -> None:
-        key = self.state.signing_key
-        if key is None:
+        issuer = self.state.token_issuer
+        if issuer is None:
             return
-        if error := ClientAccess(self.clients, self._admin(key), key).revoke(relation):
+        if error := ClientAccess(self.clients, self._admin(issuer), issuer).revoke(relation):
             logger.warning(
                 "revoking the access of relation %s: %s (the next reconcile completes it)", relation.id, error
             )

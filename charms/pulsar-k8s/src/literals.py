@@ -21,6 +21,12 @@ TLS_DIR = f"{CONF_DIR}/tls"
 TLS_CHAIN = f"{TLS_DIR}/broker-chain.pem"
 TLS_KEY = f"{TLS_DIR}/broker-key.pem"  # PKCS#8
 TLS_CA = f"{TLS_DIR}/ca.pem"
+# The token signing keys' public halves, served on localhost for the broker (see managers/auth.py).
+TOKEN_KEYS_DIR = f"{CONF_DIR}/token-keys"
+OPENID_CONFIGURATION = f"{TOKEN_KEYS_DIR}/.well-known/openid-configuration"
+KEY_SET = f"{TOKEN_KEYS_DIR}/jwks.json"
+# The broker's own superuser token, read from this file each time it connects (0600).
+BROKER_TOKEN_FILE = f"{CONF_DIR}/broker-token"
 # Every JVM of the unit (ZooKeeper, the broker, the charm's commands) logs in from this file.
 JAAS_CONF = f"{CONF_DIR}/jaas.conf"
 ZOOKEEPER_STORAGE = "/var/lib/pulsar/zookeeper"
@@ -30,6 +36,7 @@ MYID_PATH = f"{ZOOKEEPER_DATA_DIR}/myid"
 
 ZOOKEEPER_SERVICE = "zookeeper"
 BROKER_SERVICE = "broker"
+TOKEN_KEYS_SERVICE = "token-keys"  # noqa: S105 - a Pebble service name
 
 ZOOKEEPER_CLIENT_PORT = 2181
 ZOOKEEPER_PEER_PORT = 2888
@@ -39,6 +46,7 @@ BROKER_SERVICE_PORT = 6650
 BROKER_WEB_PORT = 8080
 BROKER_SERVICE_PORT_TLS = 6651
 BROKER_WEB_PORT_TLS = 8443
+TOKEN_KEYS_PORT = 8079  # on 127.0.0.1 only
 
 # The role the charms use for their own admin calls; a superuser of the broker.
 SUPERUSER_ROLE = "pulsar-k8s-admin"
@@ -93,3 +101,7 @@ class Status(StatusCatalog):
     APP_WAITING_FOR_UNITS = (ops.WaitingStatus, "waiting for units to join: {joined}/{planned}")
     APP_DEGRADED = (ops.WaitingStatus, "{brokers}, ZooKeeper {serving}/{members}, {bookies}")
     APP_ACTIVE = (ops.ActiveStatus, "{brokers}, ZooKeeper {serving}/{members}, {bookies}")
+    APP_ACTIVE_ROTATING = (
+        ops.ActiveStatus,
+        "{brokers}, ZooKeeper {serving}/{members}, {bookies}; token key rotation: {step}",
+    )

@@ -32,7 +32,7 @@ from literals import (
     ZOOKEEPER_CREDENTIALS_LABEL,
 )
 from managers import auth, ensemble
-from managers.auth import ClusterCredentials, ZooKeeperCredentials
+from managers.auth import ClusterCredentials, SigningKeys, TokenIssuer, ZooKeeperCredentials
 from managers.config import CharmConfig
 from managers.ensemble import Member
 from managers.tls import BrokerTls
@@ -47,7 +47,13 @@ class PeerAppData(LockAppData):
 
     - `zk-members`: the ZooKeeper ensemble, `[{"id": 1, "host": "<fqdn>"}, ...]`; every
       unit renders its zookeeper.conf from it
-    - `signing-key-secret`: id of the Juju secret that holds the token signing key
+    - `signing-key-secret`: id of the Juju secret that holds the token signing keys
+      (`auth.SigningKeys`); only this application reads it
+    - `token-keys`: the ids of the keys brokers verify tokens with now (public: a change
+      wakes every unit to publish the new key set)
+    - `tokens-pending`: during a rotation, each client token secret (by id) -> the last
+      revision signed with the retiring key; an entry goes once Juju says no unit of the
+      client tracks that revision any more (secret-remove)
     - `zookeeper-credentials-secret`: id of the Juju secret with ZooKeeper's passwords
       (`ZooKeeperCredentials`); only this application reads it
     - `bookie-credentials-secret`: id of the Juju secret bookies authenticate with
@@ -58,6 +64,8 @@ class PeerAppData(LockAppData):
 
     zk_members: list[Member] = field(default_factory=list, metadata={"alias": "zk-members"})
     signing_key_secret: str = field(default="", metadata={"alias": "signing-key-secret"})
+    token_keys: list[str] = field(default_factory=list, metadata={"alias": "token-keys"})
+    tokens_pending: dict[str, int] = field(default_factory=dict, metadata={"alias": "tokens-pending"})
     zookeeper_credentials_secret: str = field(default="", metadata={"alias": "zookeeper-credentials-secret"})
     bookie_credentials_secret: str = field(default="", metadata={"alias": "bookie-credentials-secret"})
     initialized: str = ""
@@ -69,11 +77,15 @@ class PeerUnitData(LockUnitData):
 
     - `host`: the unit's FQDN, as it computes it
     - `tls`: true while its broker serves the TLS ports (6651, 8443) with its certificate
+    - `token-keys`: the ids of the keys its key set serves (its broker accepts their tokens)
+    - `token-key`: the id of the key that signed its broker's own token
     - `restart-request`, `applied`: its use of the restart lock (`LockUnitData`)
     """
 
     host: str = ""
     tls: bool = False
+    token_keys: list[str] = field(default_factory=list, metadata={"alias": "token-keys"})
+    token_key: str = field(default="", metadata={"alias": "token-key"})
 
 
 class ClusterState:
@@ -130,8 +142,8 @@ class ClusterState:
 
     @property
     def tls_only(self) -> bool:
-        """Whether the config closes the plaintext ports (`tls-required`)."""
-        return bool(self.config and self.config.tls_required)
+        """Whether the brokers' plaintext ports are closed: `tls-required`, and this unit has its certificate."""
+        return self.tls is not None and bool(self.config and self.config.tls_required)
 
     @property
     def cluster_serves_tls(self) -> bool:
@@ -203,8 +215,31 @@ class ClusterState:
             return {}
 
     @functools.cached_property
-    def signing_key(self) -> str | None:
-        return self._content(self.app_data.signing_key_secret).get("signing-key")
+    def signing_keys(self) -> SigningKeys | None:
+        return SigningKeys.from_content(self._content(self.app_data.signing_key_secret))
+
+    @property
+    def token_lifetime(self) -> int:
+        """Seconds a client token is valid: the config's, or the default while the config is invalid."""
+        return self.config.token_lifetime if self.config else CharmConfig.token_lifetime
+
+    @property
+    def token_issuer(self) -> TokenIssuer | None:
+        """What signs tokens now (the active key), for this application's brokers."""
+        keys = self.signing_keys
+        return TokenIssuer(keys.active, audience=self.app.name) if keys else None
+
+    @property
+    def broker_units(self) -> list[str]:
+        """The units whose broker runs or may run: the ensemble's members, by unit name."""
+        names = {ensemble.server_id(name): name for name in [self.unit.name, *(u.name for u in self.peer_units)]}
+        return [names[m.id] for m in self.members if m.id in names]
+
+    def unit_data_by_name(self, name: str) -> PeerUnitData:
+        if name == self.unit.name:
+            return self.unit_data
+        unit = next(u for u in self.peer_units if u.name == name)
+        return self.peer_data.unit_data_of(unit)
 
     @functools.cached_property
     def credentials(self) -> ClusterCredentials | None:
@@ -236,11 +271,20 @@ class ClusterState:
         self.__dict__.pop("credentials", None)  # read again on next use
         self.save()
 
-    def create_signing_key(self, key: str) -> None:
-        """Leader: keep a new signing key in a Juju secret, and its id in peer data."""
-        secret = self.app.add_secret({"signing-key": key}, label=SECRET_KEY_LABEL)
-        self.app_data.signing_key_secret = secret.id or ""
-        self.signing_key = key
+    def store_signing_keys(self, keys: SigningKeys) -> None:
+        """Leader: keep the signing keys in their Juju secret (made on first use), and their ids in peer data.
+
+        A secret that holds no keys of this kind (an older charm's HS256 key) gets them as its
+        next revision.
+        """
+        secret = self._secret(self.app_data.signing_key_secret)
+        if secret is None:
+            secret = self.app.add_secret(keys.to_content(), label=SECRET_KEY_LABEL)
+            self.app_data.signing_key_secret = secret.id or ""
+        else:
+            secret.set_content(keys.to_content())
+        self.app_data.token_keys = keys.kids
+        self.signing_keys = keys
         self.save()
 
     # ------------------------------------------------------------ writing back

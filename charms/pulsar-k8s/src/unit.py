@@ -16,10 +16,13 @@ from literals import (
     BROKER_SERVICE_PORT,
     BROKER_SERVICE_PORT_TLS,
     BROKER_STATUS_FILE,
+    BROKER_TOKEN_FILE,
     BROKER_WEB_PORT,
     BROKER_WEB_PORT_TLS,
     JAAS_CONF,
+    KEY_SET,
     MYID_PATH,
+    OPENID_CONFIGURATION,
     RESTART_WAIT,
     SERVING_MODES,
     SUPERUSER_ROLE,
@@ -82,6 +85,7 @@ class UnitWork:
             if waiting.holder:
                 return Status.RESTART_HELD(services=services, holder=waiting.holder)
             return Status.WAITING_TO_RESTART(services=services)
+        self._report_token_keys()
 
         mode = workload.zookeeper_mode()
         if mode not in SERVING_MODES:
@@ -90,8 +94,8 @@ class UnitWork:
             return Status.WAITING_FOR_INIT()
         if not isinstance(broker_conf, str):
             return broker_conf
-        tls, tls_only = state.tls is not None, state.tls is not None and state.tls_only
-        ports = [] if tls_only else [BROKER_SERVICE_PORT, BROKER_WEB_PORT]
+        tls = state.tls is not None
+        ports = [] if state.tls_only else [BROKER_SERVICE_PORT, BROKER_WEB_PORT]
         state.unit.set_ports(*ports, *([BROKER_SERVICE_PORT_TLS, BROKER_WEB_PORT_TLS] if tls else []))
         ready = workload.broker_ready(state.fqdn)
         if state.unit_data.tls != (tls and ready):
@@ -112,8 +116,7 @@ class UnitWork:
             return Status.NO_BOOKKEEPER_RELATION()
         if config.tls_required and state.tls is None:
             return Status.WAITING_FOR_CERTIFICATE() if state.tls_related else Status.TLS_NOT_RELATED()
-        key = state.signing_key
-        if key is None:
+        if state.signing_keys is None:
             return Status.NO_SIGNING_KEY()
         try:
             # Defaults follow the bookies that exist (published), not the ones ready right
@@ -130,8 +133,7 @@ class UnitWork:
             state.members,
             state.fqdn,
             quorum,
-            secret_key_b64=key,
-            superuser_token=auth.token_for(SUPERUSER_ROLE, key),
+            audience=state.app.name,
             tls=state.tls is not None,
         )
 
@@ -143,6 +145,14 @@ class UnitWork:
             WorkloadFile(JAAS_CONF, self.renderer.jaas(self.state.credentials), 0o600),
         ]
         broker_reads = [BROKER_CONF, JAAS_CONF]
+        # Read by the broker as it goes (no restart): the key set it verifies tokens with, and
+        # its own token, read from the file for each connection it makes.
+        if (keys := self.state.signing_keys) and (issuer := self.state.token_issuer):
+            files += [
+                WorkloadFile(OPENID_CONFIGURATION, auth.openid_configuration()),
+                WorkloadFile(KEY_SET, keys.key_set()),
+                WorkloadFile(BROKER_TOKEN_FILE, issuer.broker_token(SUPERUSER_ROLE), 0o600),
+            ]
         if broker_conf is not None:
             files += [WorkloadFile(BROKER_CONF, broker_conf, 0o600), WorkloadFile(BROKER_STATUS_FILE, "ok\n")]
             if tls := self.state.tls:
@@ -153,10 +163,24 @@ class UnitWork:
                     WorkloadFile(TLS_CA, tls.ca),
                 ]
                 broker_reads += [TLS_CHAIN, TLS_KEY, TLS_CA]
-        tls_only = self.state.tls is not None and config.tls_required
-        layer = self.workload.layer(config.zookeeper_heap, config.broker_heap if broker_conf else None, tls_only)
+        broker_heap = config.broker_heap if broker_conf else None
+        layer = self.workload.layer(config.zookeeper_heap, broker_heap, self.state.tls_only)
         reads = {ZOOKEEPER_SERVICE: (ZOOKEEPER_CONF, MYID_PATH, JAAS_CONF), BROKER_SERVICE: tuple(broker_reads)}
         return DesiredWorkload(LAYER, layer, tuple(files), reads)
+
+    def _report_token_keys(self) -> None:
+        """Say in peer data which keys this unit's broker verifies, and which signed its own token.
+
+        The files are written (the roll did not wait), and the broker reads them as it goes:
+        the leader moves a rotation on from these.
+        """
+        state, keys = self.state, self.state.signing_keys
+        if keys is None:
+            return
+        if state.unit_data.token_keys != keys.kids or state.unit_data.token_key != keys.active.kid:
+            state.unit_data.token_keys = keys.kids
+            state.unit_data.token_key = keys.active.kid
+            state.save()
 
     def _serving(self, services: list[str]) -> bool:
         """Whether each of the named services of this unit serves again."""

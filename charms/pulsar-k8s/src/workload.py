@@ -30,6 +30,9 @@ from literals import (
     PULSAR_HOME,
     SERVING_MODES,
     TLS_CA,
+    TOKEN_KEYS_DIR,
+    TOKEN_KEYS_PORT,
+    TOKEN_KEYS_SERVICE,
     ZOOKEEPER_CLIENT_PORT,
     ZOOKEEPER_SERVICE,
 )
@@ -43,6 +46,7 @@ TLS_STATUS_PROBE = (
     f'context = ssl.create_default_context(cafile="{TLS_CA}"); context.check_hostname = False; '
     f'urllib.request.urlopen("https://localhost:{BROKER_WEB_PORT_TLS}/status.html", timeout=2, context=context)\''
 )
+TOKEN_KEYS_COMMAND = f"python3 -m http.server {TOKEN_KEYS_PORT} --bind 127.0.0.1 --directory {TOKEN_KEYS_DIR}"
 # A Pebble exec check: bash (bin/pulsar needs it anyway) speaks the four-letter word.
 ZOOKEEPER_SERVING_PROBE = (
     f"bash -c 'exec 3<>/dev/tcp/localhost/{ZOOKEEPER_CLIENT_PORT} && printf srvr >&3 && grep -q \"^Mode: \" <&3'"
@@ -100,13 +104,22 @@ class PulsarWorkload(PebbleWorkload):
             "zookeeper-ready": readiness_check({"exec": {"command": ZOOKEEPER_SERVING_PROBE}}),
         }
         if broker_heap:
+            # The broker fetches the token keys from here (see managers/auth.py); only the pod sees it.
+            services[TOKEN_KEYS_SERVICE] = as_image_user(
+                {
+                    "override": "replace",
+                    "summary": "token signing keys (public) for the broker",
+                    "command": TOKEN_KEYS_COMMAND,
+                    "startup": "enabled",
+                }
+            )
             services[BROKER_SERVICE] = as_image_user(
                 {
                     "override": "replace",
                     "summary": "Pulsar broker",
                     "command": f"{PULSAR_HOME}/bin/pulsar broker",
                     "startup": "enabled",
-                    "after": [ZOOKEEPER_SERVICE],
+                    "after": [ZOOKEEPER_SERVICE, TOKEN_KEYS_SERVICE],
                     "environment": jvm_environment(broker_heap, broker_heap, jaas_conf=JAAS_CONF),
                 }
             )

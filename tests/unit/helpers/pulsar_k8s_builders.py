@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from ops import testing
 
 
@@ -21,7 +23,15 @@ def fqdn(unit: int, app: str = "pulsar-k8s", domain: str = "cluster.local") -> s
 FQDN0 = fqdn(0)
 FQDN1 = fqdn(1)
 FQDN2 = fqdn(2)
-KEY = "c2VjcmV0LWtleS1mb3ItdGVzdHMtMDEyMzQ1Njc4OWFiY2Q="
+# The token signing key of the tests' clusters (an RSA key made once per run).
+KEY_ID = "0123456789abcdef"
+KEY_PEM = (
+    rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    .decode()
+)
+KEY_SINCE = 1_800_000_000
+SIGNING_KEYS = {"active-kid": KEY_ID, "active-key": KEY_PEM, "active-since": str(KEY_SINCE)}
 INIT = ["/pulsar/bin/pulsar", "initialize-cluster-metadata"]
 
 
@@ -174,7 +184,7 @@ def credential_secrets() -> tuple[testing.Secret, testing.Secret]:
 
 
 def signing_key_secret() -> testing.Secret:
-    return testing.Secret({"signing-key": KEY}, owner="app", label="token-signing-key")
+    return testing.Secret(dict(SIGNING_KEYS), owner="app", label="token-signing-key")
 
 
 def initialized_app_data(secret: testing.Secret) -> dict[str, Any]:

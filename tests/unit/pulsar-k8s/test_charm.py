@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import jwt
 import pytest
 from helpers.pulsar_k8s_builders import (
     FQDN0,
     FQDN1,
     INIT,
-    KEY,
+    KEY_ID,
+    KEY_PEM,
+    KEY_SINCE,
+    SIGNING_KEYS,
     Probes,
     Unit,
     bookie_data,
@@ -33,6 +34,8 @@ from ops import pebble, testing
 from pulsar_k8s.literals import Status
 from pulsar_k8s.managers import auth
 from pulsar_k8s.managers.clients import client_role
+
+ISSUER = auth.TokenIssuer(auth.SigningKey(KEY_ID, KEY_PEM, KEY_SINCE), "pulsar-k8s")
 
 
 def test_invalid_config_blocks_naming_the_option_and_leaves_the_workload(
@@ -92,6 +95,10 @@ def test_a_single_unit_starts_zookeeper_and_creates_the_signing_key(
     secret = next(s for s in out.secrets if s.label == "token-signing-key")
     assert decoded(peer.local_app_data)["signing-key-secret"] == secret.id
     assert out.unit_status == Status.ZK_QUORUM(ready=0, total=1)
+    # And it is made once: the next events keep it
+    again = ctx.run(ctx.on.update_status(), ctx.run(ctx.on.update_status(), out))
+    kept = next(s for s in again.secrets if s.label == "token-signing-key")
+    assert kept.latest_content == secret.latest_content
 
 
 def test_the_leader_creates_the_cluster_credentials_once(ctx: testing.Context, unit: Unit, probes: Probes) -> None:
@@ -299,8 +306,10 @@ def test_the_broker_starts_with_its_whole_config_rendered(ctx: testing.Context, 
         "authenticationEnabled=true",
         "authorizationEnabled=true",
         "superUserRoles=pulsar-k8s-admin",
-        f"tokenSecretKey=data:;base64,{KEY}",
-        f"brokerClientAuthenticationParameters=token:{auth.token_for('pulsar-k8s-admin', KEY)}",
+        "authenticationProviders=org.apache.pulsar.broker.authentication.oidc.AuthenticationProviderOpenID",
+        "openIDAllowedTokenIssuers=http://127.0.0.1:8079",
+        "openIDAllowedAudiences=pulsar-k8s",
+        "brokerClientAuthenticationParameters=file:///pulsar/conf/broker-token",
         "bookkeeperClientAuthenticationPlugin=org.apache.bookkeeper.sasl.SASLClientProviderFactory",
     ):
         assert line in conf
@@ -313,8 +322,20 @@ def test_the_broker_starts_with_its_whole_config_rendered(ctx: testing.Context, 
         "-Dpulsar.allocator.exit_on_oom=true -Dio.netty.recycler.maxCapacityPerThread=4096 "
         "-Djava.security.auth.login.config=/pulsar/conf/jaas.conf -Dzookeeper.fips-mode=false"
     )
-    assert plan.services["broker"].after == ["zookeeper"]
+    assert plan.services["broker"].after == ["zookeeper", "token-keys"]
     assert plan.services["broker"].environment["PULSAR_MEM"] == "-Xms512m -Xmx512m -XX:MaxDirectMemorySize=512m"
+    # And it verifies tokens with the key set its pod serves on localhost only, and reads its own
+    # token from a 0600 file
+    keys = plan.services["token-keys"]
+    assert keys.command == "python3 -m http.server 8079 --bind 127.0.0.1 --directory /pulsar/conf/token-keys"
+    assert (keys.user_id, keys.group) == (10000, "root")
+    discovery = json.loads((unit.conf / "token-keys/.well-known/openid-configuration").read_text())
+    assert discovery == {"issuer": "http://127.0.0.1:8079", "jwks_uri": "http://127.0.0.1:8079/jwks.json"}
+    key_set = json.loads((unit.conf / "token-keys/jwks.json").read_text())
+    assert [(k["kid"], k["alg"]) for k in key_set["keys"]] == [(KEY_ID, "RS256")]
+    token_file = unit.conf / "broker-token"
+    assert ISSUER.role_of(token_file.read_text()) == "pulsar-k8s-admin"
+    assert token_file.stat().st_mode & 0o777 == 0o600
     assert plan.checks["broker-ready"].http == {"url": "http://localhost:8080/status.html"}
     assert out.opened_ports == {testing.TCPPort(6650), testing.TCPPort(8080)}
     assert out.unit_status == Status.BROKER_STARTING()
@@ -349,7 +370,7 @@ def test_cluster_name_cannot_change_once_initialized(ctx: testing.Context, unit:
 
 def test_non_leaders_wait_for_initialization(ctx: testing.Context, unit: Unit, probes: Probes) -> None:
     probes.zookeeper_mode = "follower"
-    secret = testing.Secret({"signing-key": KEY}, owner="app")
+    secret = testing.Secret(dict(SIGNING_KEYS), owner="app")
     app_data = {"zk-members": [{"id": 1, "host": FQDN0}], "signing-key-secret": secret.id}
     out = ctx.run(ctx.on.update_status(), unit.state(leader=False, app_data=app_data, secrets=(secret,)))
     assert out.unit_status == Status.WAITING_FOR_INIT()
@@ -362,10 +383,11 @@ def test_get_admin_credentials_returns_a_superuser_token(ctx: testing.Context, u
         ctx.on.action("get-admin-credentials"), unit.state(app_data=initialized_app_data(secret), secrets=(secret,))
     )
     results = ctx.action_results or {}
-    assert auth.role_of(results["token"], KEY) == "pulsar-k8s-admin"
+    assert ISSUER.role_of(results["token"]) == "pulsar-k8s-admin"
     assert results["service-url"] == f"pulsar://{FQDN0}:6650"
     # The token expires after token-lifetime (28 days by default), as the results say
-    claims = jwt.decode(results["token"], base64.b64decode(KEY), algorithms=["HS256"])
+    claims = ISSUER.claims(results["token"])
+    assert claims is not None
     expires = datetime.fromisoformat(results["expires-at"])
     assert claims["exp"] == int(expires.timestamp())
     assert abs(expires - datetime.now(UTC) - timedelta(days=28)) < timedelta(minutes=1)
@@ -420,7 +442,7 @@ def test_the_leader_gives_a_client_its_namespace_permissions_and_token(
     assert data["web-service-url"] == f"http://{FQDN0}:8080"
     assert data["namespace"] == "client/default"
     secret = next(s for s in out.secrets if s.id == data["secret-credentials"])
-    assert auth.role_of(secret.latest_content["token"], KEY) == role
+    assert ISSUER.role_of(secret.latest_content["token"]) == role
     assert secret.remote_grants == {client.id: {"client"}}
     assert out.unit_status == Status.ACTIVE(role="standalone")
 
@@ -552,7 +574,7 @@ def test_a_dip_of_ready_bookies_does_not_later_restart_a_running_broker(
     started = ctx.run(ctx.on.update_status(), state)
     assert started.unit_status == Status.ACTIVE(role="standalone")
     applied = decoded(started.get_relations("cluster")[0].local_unit_data)["applied"]
-    assert set(applied) == {"zookeeper", "broker"}
+    assert set(applied) == {"zookeeper", "broker", "token-keys"}
 
     # When a bookie stops being ready, so that fewer than the ensemble size are
     bookies = started.get_relations("bookkeeper")[0]

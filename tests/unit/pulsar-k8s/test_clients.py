@@ -43,9 +43,9 @@ from pulsar_k8s.managers.clients import (
     short_names,
 )
 
-KEY = auth.new_secret_key()
+ISSUER = auth.TokenIssuer(auth.SigningKey.generate(1_700_000_000), "pulsar-k8s")
 SUPERUSER = "pulsar-k8s-admin"
-SUPERUSER_TOKEN = auth.token_for(SUPERUSER, KEY)
+SUPERUSER_TOKEN = ISSUER.broker_token(SUPERUSER)
 SERVICE_URL = "pulsar://a:6650,b:6650"
 WEB_SERVICE_URL = "http://a:8080,b:8080"
 UNREACHABLE = "http://127.0.0.1:9"
@@ -246,7 +246,7 @@ class ProviderCharm(ops.CharmBase):
 
     def _access(self) -> ClientAccess:
         admin = PulsarAdmin(SUPERUSER_TOKEN, self.broker_url)
-        return ClientAccess(self.provider, admin, KEY, TOKEN_LIFETIME, clock=lambda: ProviderCharm.now)
+        return ClientAccess(self.provider, admin, ISSUER, TOKEN_LIFETIME, clock=lambda: ProviderCharm.now)
 
     def _show(self, error: str | None) -> None:
         self.unit.status = ops.WaitingStatus(error) if error else ops.ActiveStatus()
@@ -308,7 +308,7 @@ def granted_state(relation: testing.Relation, role: str, namespace: str = "") ->
     """A leader that granted `relation` earlier: its secret and its published data."""
     namespace = namespace or f"{relation.remote_app_name}/default"
     secret = testing.Secret(
-        {"token": auth.token_for(role, KEY)},
+        {"token": ISSUER.broker_token(role)},
         label=f"pulsar-client-{relation.id}",
         owner="app",
         remote_grants={relation.id: {relation.remote_app_name}},
@@ -461,7 +461,7 @@ class TestGrants:
             "namespace": "client/default",
             "role": "pulsar-k8s-client-7",
         }
-        assert auth.role_of(token_of(out, 7), KEY) == "pulsar-k8s-client-7"
+        assert ISSUER.role_of(token_of(out, 7)) == "pulsar-k8s-client-7"
         secret = next(s for s in out.secrets if s.id == data["secret-credentials"])
         assert secret.remote_grants == {7: {"client"}}
 
@@ -824,7 +824,7 @@ class TestRequirer:
         }
 
     def test_a_grant_gives_the_connection_with_its_role(self, requirer: testing.Context) -> None:
-        token = auth.token_for("pulsar-k8s-client-7", KEY)
+        token = ISSUER.broker_token("pulsar-k8s-client-7")
         secret = testing.Secret({"token": token}, owner=None)
         data = {
             "service-url": SERVICE_URL,
@@ -1199,7 +1199,15 @@ class TestTokenExpiry:
 
         # Then its token carries an expiry one lifetime away
         claims = jwt_claims(token_of(out, 7))
-        assert claims == {"sub": "pulsar-k8s-client-7", "exp": int(ProviderCharm.now) + TOKEN_LIFETIME}
+        now = int(ProviderCharm.now)
+        assert claims == {
+            "sub": "pulsar-k8s-client-7",
+            "iss": auth.ISSUER,
+            "aud": "pulsar-k8s",
+            "iat": now - auth.CLOCK_SKEW,
+            "nbf": now - auth.CLOCK_SKEW,
+            "exp": now + TOKEN_LIFETIME,
+        }
 
     def test_the_token_is_kept_until_a_third_of_its_lifetime_is_left(
         self, provider: testing.Context, broker: BrokerState
@@ -1243,8 +1251,6 @@ class TestTokenExpiry:
 
 def jwt_claims(token: str) -> dict[str, Any]:
     """A token's claims, its signature checked with the cluster's key (not its expiry)."""
-    import base64
-
-    import jwt
-
-    return jwt.decode(token, base64.b64decode(KEY), algorithms=["HS256"], options={"verify_exp": False})
+    claims = ISSUER.claims(token)
+    assert claims is not None
+    return claims

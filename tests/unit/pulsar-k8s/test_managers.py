@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import ClassVar
 
+import jwt
 import pytest
 
 from pulsar_k8s.managers import auth
@@ -115,17 +115,76 @@ class TestConfig:
         assert raised.value.option == option
 
 
-class TestAuth:
-    def test_tokens_carry_the_role_and_verify_only_with_their_key(self) -> None:
-        key, other = auth.new_secret_key(), auth.new_secret_key()
-        token = auth.token_for("client-app", key)
-        assert auth.role_of(token, key) == "client-app"
-        assert auth.role_of(token, other) is None
-        assert auth.role_of("not-a-token", key) is None
+KEY_A = auth.SigningKey.generate(1_700_000_000)
+KEY_B = auth.SigningKey.generate(1_700_000_100)
+ISSUER_A = auth.TokenIssuer(KEY_A, "pulsar-k8s")
 
-    def test_the_token_is_a_standard_hs256_jwt(self) -> None:
-        header = auth.token_for("r", auth.new_secret_key()).split(".")[0]
-        assert json.loads(base64.urlsafe_b64decode(header + "==")) == {"alg": "HS256", "typ": "JWT"}
+
+class TestAuth:
+    def test_tokens_carry_the_role_and_verify_only_with_their_key_and_audience(self) -> None:
+        token = ISSUER_A.token("client-app", 1_800_000_000, 1_800_086_400)
+        assert ISSUER_A.role_of(token) == "client-app"
+        assert auth.TokenIssuer(KEY_B, "pulsar-k8s").role_of(token) is None
+        assert auth.TokenIssuer(KEY_A, "other-app").role_of(token) is None
+        assert ISSUER_A.role_of("not-a-token") is None
+
+    def test_the_token_carries_every_claim_the_openid_provider_requires(self) -> None:
+        # Pulsar's AuthenticationProviderOpenID refuses a token without iss, aud, sub, iat, nbf, exp;
+        # it picks the key by kid and refuses any algorithm but RS*/ES*
+        token = ISSUER_A.token("r", 1_800_000_000, 1_800_000_600)
+        header = jwt.get_unverified_header(token)
+        assert header == {"alg": "RS256", "kid": KEY_A.kid, "typ": "JWT"}
+        claims = jwt.decode(token, options={"verify_signature": False})
+        assert claims == {
+            "sub": "r", "iss": "http://127.0.0.1:8079", "aud": "pulsar-k8s",
+            "iat": 1_800_000_000 - 60, "nbf": 1_800_000_000 - 60, "exp": 1_800_000_600,
+        }  # fmt: skip
+
+    def test_the_key_set_verifies_tokens_of_each_key_it_holds(self) -> None:
+        keys = auth.SigningKeys(KEY_A).begin_rotation(KEY_B)
+        key_set = json.loads(keys.key_set())
+        assert [k["kid"] for k in key_set["keys"]] == [KEY_A.kid, KEY_B.kid]
+        for key in (KEY_A, KEY_B):
+            jwk = next(k for k in key_set["keys"] if k["kid"] == key.kid)
+            public = jwt.algorithms.RSAAlgorithm.from_jwk(json.dumps(jwk))
+            token = auth.TokenIssuer(key, "pulsar-k8s").token("r", 1_800_000_000, 1_800_000_600)
+            options = {"verify_exp": False, "verify_nbf": False, "verify_iat": False}
+            claims = jwt.decode(token, public, algorithms=["RS256"], audience="pulsar-k8s", options=options)  # type: ignore[arg-type]
+            assert claims["sub"] == "r"
+        assert json.loads(auth.openid_configuration()) == {
+            "issuer": "http://127.0.0.1:8079", "jwks_uri": "http://127.0.0.1:8079/jwks.json",
+        }  # fmt: skip
+
+    def test_the_broker_token_is_the_same_on_every_render(self) -> None:
+        assert ISSUER_A.broker_token("admin") == ISSUER_A.broker_token("admin")
+        assert ISSUER_A.role_of(ISSUER_A.broker_token("admin")) == "admin"
+
+    def test_the_keys_survive_their_secret(self) -> None:
+        keys = auth.SigningKeys(KEY_B, retiring=KEY_A)
+        assert auth.SigningKeys.from_content(keys.to_content()) == keys
+        # An older charm's HS256 key is no key of this kind: the leader replaces it
+        assert auth.SigningKeys.from_content({"signing-key": "c2VjcmV0"}) is None
+
+
+class TestRotation:
+    def test_the_new_key_signs_once_every_broker_verifies_it(self) -> None:
+        keys = auth.SigningKeys(KEY_A).begin_rotation(KEY_B)
+        verifying = {"pulsar-k8s/0": [KEY_A.kid, KEY_B.kid], "pulsar-k8s/1": [KEY_A.kid]}
+        assert auth.rotation_step(keys, verifying, {}, 0) == (None, "publishing the new key: pulsar-k8s/1")
+        verifying["pulsar-k8s/1"].append(KEY_B.kid)
+        assert auth.rotation_step(keys, verifying, {}, 0) == (auth.SigningKeys(KEY_B, retiring=KEY_A), None)
+
+    def test_the_old_key_retires_once_every_broker_and_client_uses_the_new_one(self) -> None:
+        keys = auth.SigningKeys(KEY_B, retiring=KEY_A)
+        signing = {"pulsar-k8s/0": KEY_B.kid, "pulsar-k8s/1": KEY_A.kid}
+        waiting = "waiting for pulsar-k8s/1 to use the new key"
+        assert auth.rotation_step(keys, {}, signing, 0) == (None, waiting)
+        signing["pulsar-k8s/1"] = KEY_B.kid
+        assert auth.rotation_step(keys, {}, signing, 2) == (None, "waiting for 2 client(s) to take their new token")
+        assert auth.rotation_step(keys, {}, signing, 0) == (auth.SigningKeys(KEY_B), None)
+
+    def test_no_rotation_no_step(self) -> None:
+        assert auth.rotation_step(auth.SigningKeys(KEY_A), {}, {}, 0) == (None, None)
 
 
 class _Recorder(BaseHTTPRequestHandler):
@@ -241,18 +300,19 @@ class TestAdmin:
 def test_a_token_is_reused_only_with_more_than_a_third_of_its_lifetime_left(
     left: int, lifetime: int, reusable: bool
 ) -> None:
-    key, now = auth.new_secret_key(), 1_800_000_000
-    token = auth.token_for("role", key, expires_at=now + left)
-    assert auth.reusable(token, "role", key, now, lifetime) is reusable
+    now = 1_800_000_000
+    token = ISSUER_A.token("role", now, now + left)
+    assert ISSUER_A.reusable(token, "role", now, lifetime) is reusable
 
 
-def test_a_token_of_another_key_role_or_without_expiry_is_not_reused() -> None:
-    key, now, lifetime = auth.new_secret_key(), 1_800_000_000, 86400
+def test_a_token_of_another_key_or_role_is_not_reused() -> None:
+    now, lifetime = 1_800_000_000, 86400
     fresh = now + lifetime
-    assert not auth.reusable(auth.token_for("role", auth.new_secret_key(), fresh), "role", key, now, lifetime)
-    assert not auth.reusable(auth.token_for("other", key, fresh), "role", key, now, lifetime)
-    assert not auth.reusable(auth.token_for("role", key), "role", key, now, lifetime)
-    assert not auth.reusable("not-a-token", "role", key, now, lifetime)
+    other = auth.TokenIssuer(KEY_B, "pulsar-k8s")
+    assert not ISSUER_A.reusable(other.token("role", now, fresh), "role", now, lifetime)
+    assert not ISSUER_A.reusable(ISSUER_A.token("other", now, fresh), "role", now, lifetime)
+    assert not ISSUER_A.reusable(ISSUER_A.broker_token("role"), "role", now, lifetime)
+    assert not ISSUER_A.reusable("not-a-token", "role", now, lifetime)
 
 
 @pytest.mark.parametrize(("value", "seconds"), [("28d", 28 * 86400), ("12h", 43200), ("1m", 60)])

@@ -174,13 +174,13 @@ class ClientAccess:
         self,
         provider: PulsarProvider,
         admin: PulsarAdmin,
-        signing_key: str,
+        issuer: auth.TokenIssuer,
         token_lifetime: int = 28 * 86400,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.provider = provider
         self.admin = admin
-        self.signing_key = signing_key
+        self.issuer = issuer
         self.token_lifetime = token_lifetime  # seconds a client's token is valid
         self.clock = clock
 
@@ -275,10 +275,10 @@ class ClientAccess:
             self._revoke_namespace(view, previous, role)
         # The token handed out before, until it is due for renewal; then a new one.
         now, issued = int(self.clock()), self.provider.issued_token(relation)
-        if issued and auth.reusable(issued, role, self.signing_key, now, self.token_lifetime):
+        if issued and self.issuer.reusable(issued, role, now, self.token_lifetime):
             token = issued
         else:
-            token = auth.token_for(role, self.signing_key, expires_at=now + self.token_lifetime)
+            token = self.issuer.token(role, now, now + self.token_lifetime)
         cluster = cluster_object(published.cluster, facts)
         service_url, web_service_url, tls_ca = endpoints
         grant = Grant(

@@ -13,6 +13,7 @@ from literals import (
     BROKER_SERVICE_PORT,
     BROKER_SERVICE_PORT_TLS,
     BROKER_STATUS_FILE,
+    BROKER_TOKEN_FILE,
     BROKER_WEB_PORT,
     BROKER_WEB_PORT_TLS,
     PULSAR_ZOOKEEPER_USER,
@@ -28,7 +29,7 @@ from literals import (
     ZOOKEEPER_METRICS_PORT,
     ZOOKEEPER_PEER_PORT,
 )
-from managers.auth import ClusterCredentials
+from managers.auth import ISSUER, ClusterCredentials
 from managers.ensemble import Member
 
 TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
@@ -88,8 +89,6 @@ class LedgerQuorum:
     ensemble_size: int
     write_quorum: int
     ack_quorum: int
-    tls_required: bool = False
-    token_lifetime: int = 28 * 86400  # seconds
 
 
 def ledger_quorum(config: CharmConfig, ready_bookies: int) -> LedgerQuorum:
@@ -159,11 +158,14 @@ class ConfigRenderer:
         members: list[Member],
         advertised_address: str,
         quorum: LedgerQuorum,
-        secret_key_b64: str,
-        superuser_token: str,
+        audience: str,
         tls: bool = False,
     ) -> str:
-        """broker.conf; with `tls` the TLS ports serve too, and `config.tls_required` closes the others."""
+        """broker.conf; with `tls` the TLS ports serve too, and `config.tls_required` closes the others.
+
+        Tokens are verified by the OpenID provider with the key set served on localhost, for
+        `audience` (the application's name); the broker's own token is read from its file.
+        """
         return self.env.get_template("broker.conf.j2").render(
             cluster_name=config.cluster_name,
             metadata_store_url=f"zk:{zookeeper_connect(members)}",
@@ -176,8 +178,9 @@ class ConfigRenderer:
             ack_quorum=quorum.ack_quorum,
             status_file=BROKER_STATUS_FILE,
             superuser_role=SUPERUSER_ROLE,
-            secret_key_b64=secret_key_b64,
-            superuser_token=superuser_token,
+            token_issuer=ISSUER,
+            token_audience=audience,
+            broker_token_file=BROKER_TOKEN_FILE,
             tls=tls,
             tls_only=tls and config.tls_required,
             broker_service_port_tls=BROKER_SERVICE_PORT_TLS,

@@ -58,6 +58,9 @@ Provider (pulsar-k8s) application data (`ClientGrantData`), written by the provi
 Tokens expire (pulsar-k8s's `token-lifetime`, 28 days by default): the provider puts a new one
 in the same secret when a third of the lifetime is left, and the requirer sees secret-changed.
 A client reads the token from the secret (or a file the charm rewrites) whenever it connects.
+When the cluster's signing key is rotated, every token is issued again the same way; the old
+key's tokens are refused once each client's units have read the new revision (reading it with
+`refresh=True`, as `PulsarRequirer` does, is what tells the provider).
 
 Revocation: when the relation is removed, the provider removes the role's permissions
 everywhere (namespaces, topics, tenant admins) and the token's secret; the role is never
@@ -78,7 +81,7 @@ import ops
 
 LIBID = "24e9bbc0699e4782a67a2453be440f52"
 LIBAPI = 0
-LIBPATCH = 6
+LIBPATCH = 7
 
 DEFAULT_RELATION = "pulsar"
 ALL_PERMISSIONS = ("consume", "produce")
@@ -336,6 +339,18 @@ class PulsarProvider(ops.Object):
             return secret.get_content(refresh=True).get("token")
         except (ops.SecretNotFoundError, ops.ModelError):
             return None
+
+    def token_revision(self, relation: ops.Relation) -> tuple[str, int] | None:
+        """The id and latest revision of the relation's token secret (leader only), None if there is none.
+
+        Once no unit of the client tracks that revision any more (each read the next one),
+        Juju tells the leader with secret-remove for it.
+        """
+        try:
+            info = self.charm.model.get_secret(label=self._secret_label(relation)).get_info()
+        except (ops.SecretNotFoundError, ops.ModelError):
+            return None
+        return info.id, info.revision
 
     def grant(self, relation: ops.Relation, grant: Grant) -> None:
         """Publish a grant (leader only): the token goes in a Juju secret granted to the relation."""
