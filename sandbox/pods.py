@@ -7,8 +7,10 @@ network namespace, so every address lives only inside this machine.
 A container is `ip netns exec <pod> unshare --mount --uts --pid --fork` around Pebble:
 Pebble is pid 1 of its own pid namespace (killing it ends every workload process, as a
 container runtime does), the image tree is an overlay whose upper layer is thrown away
-on restart, /tmp is a private tmpfs, and Juju storage is bind-mounted from a directory
-that outlives the pod (and the unit: a StatefulSet keeps a removed pod's volume claims, and
+on restart, /tmp is a private tmpfs, the host's /var, /opt, /srv and /home are seen through
+overlays of the container's own (what a workload writes there is its container's alone and
+goes with the pod, as on a container's root file system), and Juju storage is bind-mounted
+from a directory that outlives the pod (and the unit: a StatefulSet keeps a removed pod's volume claims, and
 a pod of the same ordinal gets them back).
 """
 
@@ -27,6 +29,9 @@ from pathlib import Path
 
 from sandbox.errors import SandboxError
 from sandbox.procs import ProcessRef, run, spawn
+
+# Host directories each container sees through an overlay of its own (see the module docstring).
+PRIVATE_ROOT_DIRS = ("/home", "/opt", "/srv", "/var")
 
 SUBNET = ipaddress.ip_network("10.97.0.0/16")
 NETNS_DIR = Path("/etc/netns")
@@ -206,6 +211,14 @@ class Pod:
             f"hostname {shlex.quote(self.hostname)}",
             "mount -t tmpfs -o mode=1777 tmpfs /tmp",
         ]
+        # A container's root file system is its own: writes outside the image trees and the
+        # storage must not reach the host, another pod, or a later model.
+        for index, target in enumerate(PRIVATE_ROOT_DIRS):
+            layer, work = upper / f"root{index}", upper / f"root-work{index}"
+            layer.mkdir(exist_ok=True)
+            work.mkdir(exist_ok=True)
+            options = f"lowerdir={target},upperdir={layer},workdir={work}"
+            script.append(f"mount -t overlay overlay -o {options} {shlex.quote(target)}")
         for index, (target, source) in enumerate(sorted(image.trees.items())):
             layer, work = upper / f"layer{index}", upper / f"work{index}"
             layer.mkdir(exist_ok=True)

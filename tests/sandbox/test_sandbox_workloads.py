@@ -62,6 +62,29 @@ def test_a_pod_with_an_empty_plan_is_ready(model: Model) -> None:
     model.wait_for_idle(["empty"], timeout=90)
 
 
+def test_what_a_container_writes_outside_storage_is_its_own(model: Model) -> None:
+    # Given two units of an application
+    model.deploy(GREETER, "private", num_units=2)
+    model.wait_for_idle(["private"], timeout=120)
+
+    # When one container writes under /var and /opt, outside its image and storage
+    script = "mkdir -p /var/lib/private-test /opt/private-test && echo mine > /var/lib/private-test/f"
+    model.pebble("private/0", "web").exec(["sh", "-c", script]).wait()
+
+    # Then it reads its file back, the other pod and the host do not see it
+    own = model.pebble("private/0", "web").exec(["cat", "/var/lib/private-test/f"]).wait_output()[0]
+    assert own == "mine\n"
+    other = model.pebble("private/1", "web").exec(["ls", "/var/lib"]).wait_output()[0]
+    assert "private-test" not in other.split()
+    assert not Path("/var/lib/private-test").exists()
+    assert not Path("/opt/private-test").exists()
+
+    # And a new pod of that unit starts without it, as a container's root file system does
+    model.restart_pod("private/0")
+    after = model.pebble("private/0", "web").exec(["ls", "/var/lib"]).wait_output()[0]
+    assert "private-test" not in after.split()
+
+
 def test_ready_checks_gate_the_pods_readiness(model: Model) -> None:
     # Given a ready pod
     assert model.pod_ready("probe/0")
