@@ -190,7 +190,9 @@ class Capture:
         if archive is None:
             self.statuses.append(Status.NO_CONNECTOR())
             return False
-        self.workload.write_private(TOKEN_FILE, inputs.pulsar.token + "\n")
+        # No newline: the C++ client of the Python function sends the file's bytes as they are,
+        # and the broker's token verifier refuses a token with trailing whitespace.
+        self.workload.write_private(TOKEN_FILE, inputs.pulsar.token)
         # The source's shell exports it for `${PG_PASSWORD}`: in a file, not in the plan.
         self.workload.write_private(PASSWORD_FILE, inputs.database.password)
         database_ca = inputs.database.tls_ca if inputs.database.tls else None

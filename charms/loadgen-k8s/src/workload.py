@@ -41,7 +41,8 @@ class LoadgenWorkload(PebbleWorkload):
         self.write(ENGINE_SOURCE, ENGINE_FILE.read_text())
 
     def write_token(self, token: str) -> None:
-        self.write(TOKEN_FILE, token + "\n", permissions=0o600)
+        # No newline: a client that sends the file's bytes as they are would be refused for it.
+        self.write(TOKEN_FILE, token, permissions=0o600)
 
     def remove_token(self) -> None:
         self.remove(TOKEN_FILE)

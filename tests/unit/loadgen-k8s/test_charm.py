@@ -232,7 +232,7 @@ def test_a_running_test_starts_the_workers_as_pebble_services_with_files_not_arg
     # and the engine, the token (0600) and the properties are pushed; the token is in no argument or property
     assert (unit.pulsar / "LoadWorker.java").read_text() == ENGINE_FILE.read_text()
     token = unit.storage / "pulsar-token"
-    assert token.read_text() == TOKEN + "\n"
+    assert token.read_text() == TOKEN
     properties = (unit.storage / "tests" / "t1" / "producer-0.properties").read_text()
     assert "auth.token.file=/var/lib/loadgen/pulsar-token" in properties
     assert TOKEN not in properties

@@ -58,6 +58,8 @@ Provider (pulsar-k8s) application data (`ClientGrantData`), written by the provi
 Tokens expire (pulsar-k8s's `token-lifetime`, 28 days by default): the provider puts a new one
 in the same secret when a third of the lifetime is left, and the requirer sees secret-changed.
 A client reads the token from the secret (or a file the charm rewrites) whenever it connects.
+A token file holds the token alone, with no trailing newline: the C++ and Python clients send a
+file's bytes as they are, and the brokers refuse a token with whitespace around it.
 When the cluster's signing key is rotated, every token is issued again the same way; the old
 key's tokens are refused once each client's units have read the new revision (reading it with
 `refresh=True`, as `PulsarRequirer` does, is what tells the provider).
