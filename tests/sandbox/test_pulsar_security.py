@@ -252,9 +252,25 @@ def test_a_certificates_provider_gives_brokers_tls_and_clients_the_ca(model: Mod
     assert consumed.results == {"received": "100"}, consumed.message
 
 
-def test_tls_required_refuses_plaintext(model: Model) -> None:
-    # When the user closes the plaintext ports
-    model.config("pulsar-k8s", {"tls-required": True})
+def _metrics_status_without_token(model: Model, host: str) -> str:
+    """The HTTP status a broker's /metrics answers the attacker's pod, over TLS, with no token."""
+    _put(model, "/tmp/attacker-ca.pem", _grant(model)["tls-ca"])
+    script = (
+        "import ssl, urllib.error, urllib.request\n"
+        "context = ssl.create_default_context(cafile='/tmp/attacker-ca.pem')\n"
+        "try:\n"
+        f"    print(urllib.request.urlopen('https://{host}:8443/metrics/', timeout=10, context=context).status)\n"
+        "except urllib.error.HTTPError as error:\n"
+        "    print(error.code)\n"
+    )
+    exit_code, output = _attack(model, ["python3", "-c", script])
+    assert exit_code == 0, output
+    return output.strip().splitlines()[-1]
+
+
+def test_tls_required_refuses_plaintext_and_metrics_can_ask_for_a_token(model: Model) -> None:
+    # When the user closes the plaintext ports, and asks for a token on /metrics (one roll for both)
+    model.config("pulsar-k8s", {"tls-required": True, "metrics-authentication": True})
     model.wait_for_idle(timeout=600)
 
     # Then no broker accepts a plaintext connection, and the TLS ones still serve the client
@@ -265,6 +281,13 @@ def test_tls_required_refuses_plaintext(model: Model) -> None:
         assert _reachable(model, host, 6651)
     produced = model.run("client/0", "produce", {"topic": "tls-only", "count": 100})
     assert produced.results == {"acked": "100", "failed": "0"}, produced.message
+    # And /metrics refuses a scraper without a token, and answers one with a token of the cluster
+    host = _fqdn(model, "pulsar-k8s/0")
+    assert _metrics_status_without_token(model, host) == "401"
+    leader = model.leader("pulsar-k8s")
+    assert leader is not None
+    admin = model.run(leader, "get-admin-credentials").results["token"]
+    assert model.run("client/0", "admin", {"path": "/metrics/", "token": admin}).results["status"] == "200"
 
 
 def test_a_load_test_runs_over_tls(model: Model) -> None:

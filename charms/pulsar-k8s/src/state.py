@@ -236,10 +236,8 @@ class ClusterState:
         return [names[m.id] for m in self.members if m.id in names]
 
     def unit_data_by_name(self, name: str) -> PeerUnitData:
-        if name == self.unit.name:
-            return self.unit_data
-        unit = next(u for u in self.peer_units if u.name == name)
-        return self.peer_data.unit_data_of(unit)
+        """A unit's peer data (this unit's own, or a peer's); `name` is one of `broker_units`."""
+        return self.peer_data.unit_data_of(next(u for u in [self.unit, *self.peer_units] if u.name == name))
 
     @functools.cached_property
     def credentials(self) -> ClusterCredentials | None:

@@ -310,6 +310,7 @@ def test_the_broker_starts_with_its_whole_config_rendered(ctx: testing.Context, 
         "openIDAllowedTokenIssuers=http://127.0.0.1:8079",
         "openIDAllowedAudiences=pulsar-k8s",
         "brokerClientAuthenticationParameters=file:///pulsar/conf/broker-token",
+        "authenticateMetricsEndpoint=false",
         "bookkeeperClientAuthenticationPlugin=org.apache.bookkeeper.sasl.SASLClientProviderFactory",
     ):
         assert line in conf
@@ -339,6 +340,22 @@ def test_the_broker_starts_with_its_whole_config_rendered(ctx: testing.Context, 
     assert plan.checks["broker-ready"].http == {"url": "http://localhost:8080/status.html"}
     assert out.opened_ports == {testing.TCPPort(6650), testing.TCPPort(8080)}
     assert out.unit_status == Status.BROKER_STARTING()
+
+
+def test_metrics_ask_for_a_token_when_the_config_says_so(ctx: testing.Context, unit: Unit, probes: Probes) -> None:
+    # Given a broker about to start
+    probes.zookeeper_mode = "standalone"
+    secret = signing_key_secret()
+    config = {"metrics-authentication": True}
+    state = unit.state(
+        app_data=initialized_app_data(secret), secrets=(secret,), relations=(ready_bookies(3, 3),), config=config
+    )
+
+    # When the config asks for authentication on /metrics
+    ctx.run(ctx.on.config_changed(), state)
+
+    # Then the broker requires a token there too
+    assert "authenticateMetricsEndpoint=true" in (unit.conf / "broker.conf").read_text().splitlines()
 
 
 @pytest.mark.parametrize(

@@ -51,6 +51,7 @@ class CharmConfig:
     ack_quorum: int
     tls_required: bool = False
     token_lifetime: int = 28 * 86400  # seconds
+    metrics_authentication: bool = False
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> CharmConfig:
@@ -72,6 +73,7 @@ class CharmConfig:
             ack_quorum=int(raw["ack-quorum"]),
             tls_required=bool(raw.get("tls-required", False)),
             token_lifetime=parse_duration("token-lifetime", raw.get("token-lifetime", "28d")),
+            metrics_authentication=bool(raw.get("metrics-authentication", False)),
         )
 
 
@@ -183,6 +185,7 @@ class ConfigRenderer:
             broker_token_file=BROKER_TOKEN_FILE,
             tls=tls,
             tls_only=tls and config.tls_required,
+            metrics_authentication=config.metrics_authentication,
             broker_service_port_tls=BROKER_SERVICE_PORT_TLS,
             web_service_port_tls=BROKER_WEB_PORT_TLS,
             tls_chain=TLS_CHAIN,
