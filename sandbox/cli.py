@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from sandbox.errors import SandboxError
+from sandbox.faults import signal_name
 from sandbox.model import Model
 from sandbox.paths import state_dir
 from sandbox.persistence import cleanup_model, list_models
@@ -120,6 +121,25 @@ def _parser() -> argparse.ArgumentParser:
     restart = verbs.add_parser("restart-pod", help="delete a unit's pod and let it come back")
     restart.add_argument("unit")
     restart.add_argument("--move-leader", action="store_true", help="a leader's leadership moves meanwhile")
+
+    signal = verbs.add_parser("signal", help="signal a workload service (SIGKILL, SIGTERM, SIGSTOP, SIGCONT)")
+    signal.add_argument("unit")
+    signal.add_argument("container")
+    signal.add_argument("service")
+    signal.add_argument("signal", help="SIGKILL, SIGTERM, SIGSTOP or SIGCONT (also KILL, kill, 9)")
+
+    for verb, what in (("cut-network", "cut a unit's pod off from every other pod"), ("restore-network", "undo it")):
+        sub = verbs.add_parser(verb, help=what)
+        sub.add_argument("unit")
+
+    fill = verbs.add_parser("fill-storage", help="fill a unit's storage volume until it has no room left")
+    fill.add_argument("unit")
+    fill.add_argument("storage")
+    fill.add_argument("--leave", type=int, default=0, metavar="BYTES", help="bytes to leave free (default: 0)")
+
+    free = verbs.add_parser("free-storage", help="delete what fill-storage wrote")
+    free.add_argument("unit")
+    free.add_argument("storage")
 
     elect = verbs.add_parser("elect-leader", help="hand the application's leadership to a unit")
     elect.add_argument("unit")
@@ -250,6 +270,21 @@ def _verb(model: Model, args: argparse.Namespace) -> int:
     elif verb == "restart-pod":
         model.restart_pod(args.unit, move_leader=args.move_leader)
         print(f"restarted the pod of {args.unit}")
+    elif verb == "signal":
+        model.signal_service(args.unit, args.container, args.service, args.signal)
+        print(f"sent {signal_name(args.signal)} to service {args.service} of {args.unit} (container {args.container})")
+    elif verb == "cut-network":
+        model.cut_network(args.unit)
+        print(f"cut the network of {args.unit}")
+    elif verb == "restore-network":
+        model.restore_network(args.unit)
+        print(f"restored the network of {args.unit}")
+    elif verb == "fill-storage":
+        left = model.fill_storage(args.unit, args.storage, args.leave)
+        print(f"filled {args.storage} of {args.unit}: {left} bytes free")
+    elif verb == "free-storage":
+        model.free_storage(args.unit, args.storage)
+        print(f"freed {args.storage} of {args.unit}")
     elif verb == "elect-leader":
         model.elect_leader(args.unit)
         print(f"{args.unit} leads {model.units[args.unit].app}")

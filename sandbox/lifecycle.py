@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from sandbox import pods, sequences
+from sandbox import pods, sequences, volumes
 from sandbox.errors import SandboxError
 from sandbox.paths import REPO_ROOT, Artifacts
 from sandbox.state import AppState, ModelState, UnitState
@@ -105,12 +105,13 @@ class PodLifecycle:
         return pod
 
     def start_pod(self, unit: UnitState) -> None:
-        """Start the pod: its workload containers (each a Pebble), then the unit agent.
+        """Attach the unit's volumes, start its workload containers (each a Pebble), then the unit agent.
 
-        The agent runs the charm of the application's current template.
+        Volumes are sized as the template's charm declares them; the agent runs that charm.
         """
         artifacts = Artifacts.load()
         charm = self.model.apps[unit.app].charm
+        unit.pod.attach_storage({name: volumes.declared_size(spec) for name, spec in charm.storage.items()})
         for name, spec in charm.containers.items():
             image = image_tree(spec.upstream_source, artifacts)
             container = unit.pod.start_container(name, artifacts.pebble, image, spec.mounts)
@@ -133,10 +134,12 @@ class PodLifecycle:
 
         Processes are killed and everything but the volumes is lost; the new unit agent runs
         the template's charm. (The pod keeps its address here: on Kubernetes it would get a
-        new one, and Juju would publish it.)
+        new one, and Juju would publish it.) A new pod is not cut off from the network.
         """
         unit.pod.stop()
         unit.pod.wipe_ephemeral()
+        if unit.pod.network_cut:
+            unit.pod.restore_network()
         with self.lock:
             if move_leader and self.model.apps[unit.app].leader == unit.name:
                 self._hand_over_leadership(unit)

@@ -10,20 +10,21 @@ StatefulSet's do (`lifecycle.py`).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import re
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import ops
 
-from sandbox import persistence, pods, procs, sequences
+from sandbox import faults, persistence, pods, procs, sequences, volumes
 from sandbox.charmspec import CharmSpec
 from sandbox.errors import HookFailedError, SandboxError, WaitTimeoutError
 from sandbox.lifecycle import PodLifecycle
@@ -591,6 +592,132 @@ class Model:
         ready = {name: self.pod_ready(name) for name in list(self.units)}
         with self._lock:
             return render(self.state, ready)
+
+    # ------------------------------------------------------------------ faults
+
+    def signal_service(self, unit_name: str, container: str, service: str, signal: str | int) -> None:
+        """Signal a workload service's processes, as `kubectl exec POD -c CONTAINER -- kill` would.
+
+        SIGKILL, SIGTERM, SIGSTOP or SIGCONT (also as `KILL`, `kill` or 9), sent by the
+        container's Pebble to the service's process group. What follows is Pebble's doing, as
+        on Kubernetes: a service that exits is restarted after its backoff; a stopped one
+        hangs until SIGCONT, failing its checks meanwhile.
+        """
+        name = faults.signal_name(signal)
+        client = self._workload(unit_name, container)
+        try:
+            found = client.get_services([service])
+            if not found:
+                planned = ", ".join(sorted(client.get_plan().services)) or "none"
+                raise SandboxError(
+                    f'container "{container}" of unit {unit_name} has no service "{service}" (services: {planned})'
+                )
+            if found[0].current != ops.pebble.ServiceStatus.ACTIVE:
+                state = getattr(found[0].current, "value", found[0].current)
+                raise SandboxError(f'service "{service}" of {unit_name}/{container} is not running ({state})')
+            client.send_signal(name, [service])
+        except ops.pebble.Error as error:
+            raise SandboxError(f"cannot send {name} to {service} of {unit_name}/{container}: {error}") from None
+
+    @contextlib.contextmanager
+    def service_stopped(self, unit_name: str, container: str, service: str) -> Iterator[None]:
+        """The service is frozen (SIGSTOP) for the `with` block, and continued (SIGCONT) after it, whatever happens.
+
+        A service that is gone by then (its container was restarted) has nothing to continue.
+        """
+        self.signal_service(unit_name, container, service, "SIGSTOP")
+        try:
+            yield
+        finally:
+            if self._service_running(unit_name, container, service):
+                self.signal_service(unit_name, container, service, "SIGCONT")
+
+    def cut_network(self, unit_name: str) -> None:
+        """Cut the unit's pod off from every other pod, both ways, as a node partition does.
+
+        Its loopback still works (the charm reaches its workload at localhost); connections
+        to and from other pods hang rather than fail at once. The cut is saved with the model:
+        `restore_network` from another process lifts it, and a new pod for the unit
+        (`restart_pod`) starts connected.
+        """
+        unit = self._unit(unit_name)
+        if unit.pod.network_cut:
+            raise SandboxError(f'the network of unit "{unit_name}" is already cut')
+        unit.pod.cut_network()
+        self.save()
+
+    def restore_network(self, unit_name: str) -> None:
+        """Lift `cut_network`: the pod is wired again as it was, its address and routes checked."""
+        unit = self._unit(unit_name)
+        if not unit.pod.network_cut and not unit.pod.network_problems():
+            raise SandboxError(f'the network of unit "{unit_name}" is not cut')
+        unit.pod.restore_network()
+        self.save()
+
+    @contextlib.contextmanager
+    def network_cut(self, unit_name: str) -> Iterator[None]:
+        """The unit's pod is cut off for the `with` block, and connected again after it, whatever happens."""
+        self.cut_network(unit_name)
+        try:
+            yield
+        finally:
+            unit = self.units.get(unit_name)
+            if unit is not None and unit.pod.network_cut:  # a new pod (restart_pod) starts connected
+                self.restore_network(unit_name)
+
+    def fill_storage(self, unit_name: str, storage: str, leave_bytes: int = 0) -> int:
+        """Fill one of the unit's volumes until only `leave_bytes` are free (to the block); return the bytes free.
+
+        One filler file at the volume's root takes the space, and a second call grows or
+        shrinks it; `free_storage` deletes it. The workload's writes then fail with "No space
+        left on device", as on a full volume claim; nothing else of the machine fills.
+        """
+        if leave_bytes < 0:
+            raise SandboxError(f"cannot leave {leave_bytes} bytes free: give 0 or more")
+        return volumes.fill(self._storage_device(unit_name, storage), leave_bytes)
+
+    def free_storage(self, unit_name: str, storage: str) -> None:
+        """Delete what `fill_storage` wrote on the volume."""
+        if not volumes.free(self._storage_device(unit_name, storage)):
+            raise SandboxError(f'storage "{storage}" of unit {unit_name} is not filled')
+
+    @contextlib.contextmanager
+    def storage_filled(self, unit_name: str, storage: str, leave_bytes: int = 0) -> Iterator[int]:
+        """The volume is full for the `with` block (which gets the bytes left free), and freed after it."""
+        left = self.fill_storage(unit_name, storage, leave_bytes)
+        try:
+            yield left
+        finally:
+            if unit_name in self.units:  # a removed unit's volume is detached, kept as it is
+                volumes.free(self._storage_device(unit_name, storage))
+
+    def _workload(self, unit_name: str, container: str) -> ops.pebble.Client:
+        """The Pebble of one of the unit's workload containers, which must be running."""
+        unit = self._unit(unit_name)
+        if container not in unit.charm.containers:
+            known = ", ".join(sorted(unit.charm.containers)) or "none"
+            raise SandboxError(f'unit {unit_name} has no container "{container}" (containers: {known})')
+        if container not in unit.pod.containers:
+            raise SandboxError(f'container "{container}" of unit {unit_name} is not running')
+        return ops.pebble.Client(socket_path=str(unit.pod.containers[container].socket))
+
+    def _service_running(self, unit_name: str, container: str, service: str) -> bool:
+        unit = self.units.get(unit_name)
+        if unit is None or container not in unit.pod.containers:
+            return False
+        client = ops.pebble.Client(socket_path=str(unit.pod.containers[container].socket))
+        try:
+            found = client.get_services([service])
+        except ops.pebble.ConnectionError:  # its Pebble is gone, and every process of the container with it
+            return False
+        return bool(found) and found[0].current == ops.pebble.ServiceStatus.ACTIVE
+
+    def _storage_device(self, unit_name: str, storage: str) -> str:
+        unit = self._unit(unit_name)
+        if storage not in unit.charm.storage:
+            known = ", ".join(sorted(unit.charm.storage)) or "none"
+            raise SandboxError(f'unit {unit_name} has no storage "{storage}" (storage: {known})')
+        return unit.pod.storage_device(storage)
 
     # ------------------------------------------------------------------ looking inside
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from sandbox import pods
+from sandbox import pods, volumes
 from sandbox.errors import SandboxError
 from sandbox.paths import state_dir
 from sandbox.state import ModelState
@@ -65,14 +65,25 @@ class ModelLock:
 
 
 def destroy(model: ModelState) -> None:
-    """Remove every pod, namespace, process and file of the model (`juju destroy-model --force`)."""
+    """Remove every pod, namespace, process and file of the model (`juju destroy-model --force`).
+
+    Volumes are detached before any file goes. Every step runs even if one fails; what could
+    not be released is then an error, and the model's directory stays for the next cleanup.
+    """
+    problems: list[str] = []
     mountpoints = list(model.created_mountpoints)
     for unit in list(model.units.values()):
-        unit.pod.delete()
+        try:
+            unit.pod.delete()
+        except SandboxError as error:
+            problems.append(str(error))
         mountpoints += unit.pod.created_mountpoints
     model.units.clear()
     pods.delete_netns(pods.cluster_ns(model.name))
     shutil.rmtree(pods.socket_dir(model.name), ignore_errors=True)
+    problems += volumes.release_under(model.root)  # the volumes of removed units, kept for their ordinals
+    if problems:
+        raise SandboxError(f"model {model.name} not removed entirely: {'; '.join(dict.fromkeys(problems))}")
     shutil.rmtree(model.root, ignore_errors=True)
     if not list_models():
         pods.remove_mountpoints(mountpoints)
@@ -83,16 +94,26 @@ def cleanup_model(name: str) -> None:
     root = state_dir() / name
     if state_path(name).is_file():
         try:
-            destroy(load(name))
+            model = load(name)
         except Exception as error:  # noqa: BLE001 - a broken leftover still has to go
             print(
                 f"warning: leftover model {name} could not be loaded ({error}); removing its namespaces",
                 file=sys.stderr,
             )
+        else:
+            try:
+                destroy(model)
+            except SandboxError as error:
+                # Processes left in the model's namespaces may hold its volumes: the sweep below
+                # kills them and tries again, and reports what is still left after that.
+                print(f"warning: {error}; removing what is left", file=sys.stderr)
     prefix = pods.cluster_ns(name)
     for ns in Path("/run/netns").glob(f"{prefix}*") if Path("/run/netns").exists() else []:
         if ns.name == prefix or ns.name.startswith(prefix + "-"):
             pods.kill_netns_processes(ns.name)
             pods.delete_netns(ns.name)
     shutil.rmtree(pods.socket_dir(name), ignore_errors=True)
+    problems = volumes.release_under(root)
+    if problems:
+        raise SandboxError(f"model {name} not removed entirely: {'; '.join(problems)}")
     shutil.rmtree(root, ignore_errors=True)

@@ -9,15 +9,20 @@ Pebble is pid 1 of its own pid namespace (killing it ends every workload process
 container runtime does), the image tree is an overlay whose upper layer is thrown away
 on restart, /tmp is a private tmpfs, the host's /var, /opt, /srv and /home are seen through
 overlays of the container's own (what a workload writes there is its container's alone and
-goes with the pod, as on a container's root file system), and Juju storage is bind-mounted
-from a directory that outlives the pod (and the unit: a StatefulSet keeps a removed pod's volume claims, and
-a pod of the same ordinal gets them back).
+goes with the pod, as on a container's root file system), and each Juju storage is a volume
+of its own (`volumes.py`) that outlives the pod (and the unit: a StatefulSet keeps a removed
+pod's volume claims, and a pod of the same ordinal gets them back).
+
+Faults a user causes with kubectl or on the node: a pod cut off from the network (its end of
+the veth pair into the bridge goes down, so nothing passes either way while its loopback
+works), and its volumes filled (`volumes.py`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import os
 import shlex
 import shutil
@@ -27,6 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sandbox import volumes
 from sandbox.errors import SandboxError
 from sandbox.procs import ProcessRef, run, spawn
 
@@ -34,6 +40,7 @@ from sandbox.procs import ProcessRef, run, spawn
 PRIVATE_ROOT_DIRS = ("/home", "/opt", "/srv", "/var")
 
 SUBNET = ipaddress.ip_network("10.97.0.0/16")
+NETWORK_SETTLE = 5.0  # seconds for a restored link to carry traffic again
 NETNS_DIR = Path("/etc/netns")
 SOCKETS_ROOT = Path("/run/pulsar-sandbox")
 TERMINATION_GRACE = 30.0
@@ -119,7 +126,7 @@ class ContainerProcess:
 
 @dataclass
 class Pod:
-    """One unit's pod. Everything but `storage_dir` is lost when the pod restarts."""
+    """One unit's pod. Everything but `storage_dir` (its volumes) is lost when the pod restarts."""
 
     model: str
     unit: str
@@ -129,6 +136,11 @@ class Pod:
     containers: dict[str, ContainerProcess] = field(default_factory=dict)
     agent: ProcessRef | None = None
     created_mountpoints: list[str] = field(default_factory=list)
+    network_cut: bool = False  # cut_network: its link into the cluster is down
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        # A pod saved before network cuts existed loads connected.
+        self.__dict__.update({"network_cut": False, **state})
 
     @property
     def netns(self) -> str:
@@ -150,6 +162,14 @@ class Pod:
     def storage_dir(self) -> Path:
         return self.root / "storage"
 
+    def volume_image(self, storage: str) -> Path:
+        return self.storage_dir / f"{storage}.ext4"
+
+    @property
+    def cluster_link(self) -> str:
+        """The pod's end of its veth pair on the cluster's side, a port of the bridge."""
+        return f"v{self.index}"
+
     @property
     def ephemeral_dir(self) -> Path:
         return self.root / "ephemeral"
@@ -167,8 +187,7 @@ class Pod:
 
     def create_network(self) -> None:
         """Namespace, veth pair into the cluster bridge, address, loopback."""
-        ns, cluster = self.netns, cluster_ns(self.model)
-        veth = f"v{self.index}"
+        ns, cluster, veth = self.netns, cluster_ns(self.model), self.cluster_link
         run(["ip", "netns", "add", ns], f"creating pod {self.unit}")
         run(
             ["ip", "-n", cluster, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns],
@@ -187,6 +206,57 @@ class Pod:
         # pod runs: its containers and its unit agent (the charm reads the search list).
         (netns_etc / "resolv.conf").write_text(resolv_conf(self.model, self.cluster_domain))
         (netns_etc / "hosts").write_text("")
+
+    def cut_network(self) -> None:
+        """Partition the pod: its bridge port goes down, so no packet passes either way.
+
+        Its eth0 keeps its address and routes (and loses its carrier); loopback is untouched.
+        """
+        run(
+            ["ip", "-n", cluster_ns(self.model), "link", "set", self.cluster_link, "down"],
+            f"cutting the network of {self.unit}",
+        )
+        self.network_cut = True
+
+    def restore_network(self, timeout: float = NETWORK_SETTLE) -> None:
+        """Bring the bridge port up again; fail unless the pod is wired as create_network left it."""
+        run(
+            ["ip", "-n", cluster_ns(self.model), "link", "set", self.cluster_link, "up"],
+            f"restoring the network of {self.unit}",
+        )
+        self.network_cut = False
+        deadline = time.monotonic() + timeout
+        while problems := self.network_problems():  # the carrier comes back asynchronously
+            if time.monotonic() > deadline:
+                detail = "; ".join(problems)
+                raise SandboxError(f"the network of {self.unit} is not back after {timeout:.0f}s: {detail}")
+            time.sleep(0.05)
+
+    def network_problems(self) -> list[str]:
+        """How the pod's wiring differs from what create_network made; empty when it carries traffic."""
+        cluster, ns = cluster_ns(self.model), self.netns
+        problems = []
+        (port,) = json.loads(
+            run(["ip", "-j", "-n", cluster, "link", "show", "dev", self.cluster_link], f"reading {self.unit}'s port")
+        )
+        if port.get("master") != "br0":
+            problems.append(f"{self.cluster_link} is not a port of the bridge")
+        if port.get("operstate") != "UP":
+            problems.append(f"{self.cluster_link} is {port.get('operstate')}")
+        (eth0,) = json.loads(
+            run(["ip", "-j", "-n", ns, "addr", "show", "dev", "eth0"], f"reading {self.unit}'s interface")
+        )
+        if eth0.get("operstate") != "UP":
+            problems.append(f"eth0 is {eth0.get('operstate')}")
+        addresses = {(a.get("local"), a.get("prefixlen")) for a in eth0.get("addr_info", []) if a["family"] == "inet"}
+        if (self.address, SUBNET.prefixlen) not in addresses:
+            problems.append(f"eth0 lost {self.address}/{SUBNET.prefixlen}")
+        routes = json.loads(
+            run(["ip", "-j", "-n", ns, "route", "show", "dev", "eth0"], f"reading {self.unit}'s routes")
+        )
+        if not any(r.get("dst") == str(SUBNET) and "linkdown" not in r.get("flags", []) for r in routes):
+            problems.append(f"no usable route to {SUBNET} on eth0")
+        return problems
 
     def write_hosts(self, entries: list[tuple[str, str, str]]) -> None:
         """The pod's /etc/hosts: every pod of the model by FQDN and short name.
@@ -227,10 +297,9 @@ class Pod:
             options = f"lowerdir={source},upperdir={layer},workdir={work}"
             script.append(f"mount -t overlay overlay -o {options} {shlex.quote(target)}")
         for storage, location in sorted(mounts.items()):
-            source = self.storage_dir / storage
-            source.mkdir(parents=True, exist_ok=True)
+            device = self.storage_device(storage)
             self._mountpoint(location)
-            script.append(f"mount --bind {shlex.quote(str(source))} {shlex.quote(location)}")
+            script.append(f"mount -t ext4 {shlex.quote(device)} {shlex.quote(location)}")
         # Juju mounts its Pebble binary into every workload container, for `pebble notify` and the like.
         self._mountpoint(CONTAINER_PEBBLE, file=True)
         script.append(f"mount --bind {shlex.quote(str(pebble))} {CONTAINER_PEBBLE}")
@@ -255,6 +324,29 @@ class Pod:
         container = ContainerProcess(name, process, pebble_dir, sock)
         self.containers[name] = container
         return container
+
+    def attach_storage(self, sizes: dict[str, int]) -> None:
+        """Attach the unit's volumes (storage name -> size), each made when first needed."""
+        for storage, size in sorted(sizes.items()):
+            volumes.attach(self.volume_image(storage), size)
+
+    def storage_device(self, storage: str) -> str:
+        """The loop device of one of the unit's volumes, which its containers mount."""
+        devices = volumes.devices_of(self.volume_image(storage))
+        if not devices:
+            raise SandboxError(f'storage "{storage}" of {self.unit} is not attached')
+        return devices[0]
+
+    def detach_storage(self) -> None:
+        """Detach every volume of the unit (their images stay); say which could not be."""
+        problems = []
+        for image in sorted(self.storage_dir.glob("*.ext4")):
+            try:
+                volumes.detach(image)
+            except SandboxError as error:
+                problems.append(str(error))
+        if problems:
+            raise SandboxError(f"storage of {self.unit} not detached: {'; '.join(problems)}")
 
     def _mountpoint(self, path: str, file: bool = False) -> None:
         """Mount targets must exist on the shared root file system; remember the ones we made.
@@ -345,12 +437,14 @@ class Pod:
     def delete(self, keep_storage: bool = False) -> None:
         """The pod goes.
 
-        With `keep_storage`, its volumes stay for a later pod of the same ordinal (a
-        StatefulSet scaled down), and so do its logs, as `juju debug-log` keeps them.
+        With `keep_storage`, its volumes stay (detached) for a later pod of the same ordinal
+        (a StatefulSet scaled down), and so do its logs, as `juju debug-log` keeps them. A
+        volume that cannot be detached is an error, and then nothing of the pod's files goes.
         """
         self.stop(grace=5)
         delete_netns(self.netns)
         self.wipe_ephemeral()
+        self.detach_storage()
         if not keep_storage:
             shutil.rmtree(self.root, ignore_errors=True)
 

@@ -138,9 +138,9 @@ def spawn(argv: list[str], log: Path, env: dict[str, str], cwd: Path | None = No
     return ProcessRef.of(proc.pid)
 
 
-def run(argv: list[str], what: str) -> str:
+def run(argv: list[str], what: str, cwd: Path | None = None) -> str:
     """Run a short command; fail with its stderr when it fails."""
-    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=cwd)
     if result.returncode != 0:
         detail = (result.stderr or result.stdout).strip().splitlines()
         raise SandboxError(f"{what} failed ({' '.join(argv)}): {detail[-1] if detail else result.returncode}")

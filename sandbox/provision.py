@@ -53,6 +53,8 @@ DEBIAN_PACKAGES = {
     "postgresql": "/usr/lib/postgresql/*/bin/postgres",
     "iproute2": "/usr/sbin/ip",
     "util-linux": "/usr/bin/unshare",
+    "mount": "/usr/sbin/losetup",  # each unit's storage volume is a loop device
+    "e2fsprogs": "/usr/sbin/mkfs.ext4",  # ... formatted ext4
 }
 
 

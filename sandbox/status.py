@@ -54,6 +54,8 @@ def render(model: ModelState, pod_ready: dict[str, bool]) -> str:
             pod = "ready" if pod_ready.get(unit_name) else "not ready"
             if unit.restarts:
                 pod += f" ({unit.restarts} restart{'s' if unit.restarts != 1 else ''})"
+            if unit.pod.network_cut:
+                pod += " (network cut)"
             units.append([unit_name + leader, workload, agent, unit.pod.address, ports, pod, message])
     lines += ["", *_table(units)]
     relations = list(model.relations.values())
