@@ -269,6 +269,11 @@ def _audience(model: ModelState, unit: UnitState, relation: RelationState) -> li
     return [o.name for o in model.in_scope(relation, relation.other_app(unit.app)) if o.name != unit.name]
 
 
+def _grants(secret: testing.Secret) -> dict[int, frozenset[str]]:
+    """A secret's grants as the model keeps them: relation id -> the units and apps granted."""
+    return {rid: frozenset(names) for rid, names in secret.remote_grants.items() if names}
+
+
 def _absorb_secrets(
     model: ModelState, unit: UnitState, before: testing.State, after: testing.State, read: Collection[str]
 ) -> list[tuple[str, EventSpec]]:
@@ -296,7 +301,7 @@ def _absorb_secrets(
                 label=secret.label,
                 description=secret.description,
                 expiry={1: juju_time(secret.expire)} if secret.expire is not None else {},
-                grants={rid: frozenset(names) for rid, names in secret.remote_grants.items()},
+                grants=_grants(secret),
             )
             known.set_rotation(secret.rotate, now)
             model.secrets[secret.id] = known
@@ -309,9 +314,8 @@ def _absorb_secrets(
             known.label = secret.label
         if shown is None or secret.description != shown.description:
             known.description = secret.description
-        grants = {rid: frozenset(names) for rid, names in secret.remote_grants.items() if names}
-        if shown is None or grants != {rid: frozenset(names) for rid, names in shown.remote_grants.items() if names}:
-            known.grants = grants
+        if shown is None or _grants(secret) != _grants(shown):
+            known.grants = _grants(secret)
         # Juju 3.6 merges a hook's secret-set calls: an expire time set in the hook goes with
         # the new revision if there is one, else onto the latest revision.
         new_expire = secret.expire if shown is None or secret.expire != shown.expire else None

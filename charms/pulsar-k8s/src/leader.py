@@ -86,7 +86,7 @@ class LeaderWork:
         pending = self.state.app_data.tokens_pending
         if not pending:
             return
-        live = {secret_key(info[0]) for r in self.clients.relations if (info := self.clients.token_revision(r))}
+        live = self._client_token_revisions()
         kept = {secret: revision for secret, revision in pending.items() if secret in live}
         if obsolete_revision is not None:
             secret, revision = secret_key(obsolete_revision[0]), obsolete_revision[1]
@@ -95,6 +95,11 @@ class LeaderWork:
         if kept != pending:
             logger.info("clients still holding a token of the retiring key: %d", len(kept))
             self.state.app_data.tokens_pending = kept
+
+    def _client_token_revisions(self) -> dict[str, int]:
+        """Each client's token secret (by key) and its current revision."""
+        revisions = (self.clients.token_revision(relation) for relation in self.clients.relations)
+        return {secret_key(secret): revision for secret, revision in filter(None, revisions)}
 
     def _rotation_step(self) -> tuple[auth.SigningKeys | None, str | None]:
         keys = self.state.signing_keys
@@ -117,8 +122,7 @@ class LeaderWork:
             return
         # Promoted: `_serve_clients` issues every client's token again, as a new revision of
         # its secret; the one before is the last a client may still read.
-        revisions = [info for r in self.clients.relations if (info := self.clients.token_revision(r))]
-        state.app_data.tokens_pending = {secret_key(secret): revision for secret, revision in revisions}
+        state.app_data.tokens_pending = self._client_token_revisions()
         logger.info("token signing key %s now signs; %s retires", moved.active.kid, moved.retiring.kid)
 
     def rotation_waits_for(self) -> str | None:

@@ -17,6 +17,7 @@ import base64
 import json
 import secrets
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 import jwt
@@ -63,11 +64,16 @@ class SigningKey:
         ).decode()
         return cls(secrets.token_hex(8), pem, now)
 
-    def public_jwk(self) -> dict[str, str]:
-        """The public half, as a JSON Web Key (RFC 7517) for the key set."""
+    @cached_property
+    def public_key(self) -> rsa.RSAPublicKey:
+        """The public half, parsed once per key (every render and every token check uses it)."""
         private = serialization.load_pem_private_key(self.private_pem.encode(), password=None)
         assert isinstance(private, rsa.RSAPrivateKey)
-        numbers = private.public_key().public_numbers()
+        return private.public_key()
+
+    def public_jwk(self) -> dict[str, str]:
+        """The public half, as a JSON Web Key (RFC 7517) for the key set."""
+        numbers = self.public_key.public_numbers()
         return {
             "kty": "RSA",
             "use": "sig",
@@ -76,11 +82,6 @@ class SigningKey:
             "n": _b64url_uint(numbers.n),
             "e": _b64url_uint(numbers.e),
         }
-
-    def public_pem(self) -> str:
-        private = serialization.load_pem_private_key(self.private_pem.encode(), password=None)
-        public = private.public_key()
-        return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,7 @@ class TokenIssuer:
                 return None
             return jwt.decode(
                 token,
-                self.key.public_pem(),
+                self.key.public_key,
                 algorithms=[ALGORITHM],
                 audience=self.audience,
                 issuer=ISSUER,
