@@ -3,7 +3,8 @@
 
 Every event runs one reconcile on a snapshot of the state (`state.py`): the leader hands out
 the restart lock, then the unit brings its bookie to what the metadata store and config say,
-restarting under the lock. Statuses are set through collect-status.
+restarting under the lock. Statuses are set through collect-status, but for the progress
+of a decommission (`juju remove-unit`), which waits in its hook.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from literals import (
     Status,
 )
 from managers.config import render_bookkeeper_conf, render_jaas_conf
+from managers.decommission import Decommission
 from state import BookieState
 from workload import LAYER, BookieWorkload
 
@@ -52,6 +54,9 @@ class BookieCharm(ops.CharmBase):
         self._status: ops.StatusBase | None = None
         # Peer events carry the restart lock's traffic: requests, releases, hand-overs.
         observe_lifecycle(self, self._reconcile, [CONTAINER], [BOOKKEEPER_RELATION, PEER])
+        # remove-unit: the bookie leaves the cluster before its volumes go (the first of the two does it).
+        for storage in ("journal", "ledgers"):
+            framework.observe(self.on[storage].storage_detaching, self._on_storage_detaching)
         framework.observe(self.on.collect_unit_status, self._on_collect_unit_status)
         framework.observe(self.on.collect_app_status, self._on_collect_app_status)
 
@@ -60,6 +65,10 @@ class BookieCharm(ops.CharmBase):
         if state.leads:  # application-wide, whatever this unit's own state
             state.restarts().lead()
         self._status = self._bring_up(state)
+
+    def _on_storage_detaching(self, _: ops.StorageDetachingEvent) -> None:
+        state = self._state = BookieState(self, self.bookkeeper, dying=True)
+        self._status = Decommission(self.workload, self.unit, state.bookie_id).run()
 
     def _bring_up(self, state: BookieState) -> ops.StatusBase:
         if state.dying:
@@ -104,7 +113,11 @@ class BookieCharm(ops.CharmBase):
         if waiting is not None:  # keep serving with the old config until this bookie's turn
             return Status.RESTART_HELD(holder=waiting.holder) if waiting.holder else Status.WAITING_TO_RESTART()
         self.unit.set_ports(BOOKIE_PORT)
-        return Status.ACTIVE(bookie_id=state.bookie_id) if ready else Status.STARTING()
+        if not ready:
+            return Status.STARTING()
+        if state.too_few_bookies:
+            return Status.TOO_FEW_BOOKIES(planned=state.planned_units, ensemble=state.ensemble_size)
+        return Status.ACTIVE(bookie_id=state.bookie_id)
 
     def _on_collect_unit_status(self, event: ops.CollectStatusEvent) -> None:
         if self._status is not None:
@@ -117,7 +130,10 @@ class BookieCharm(ops.CharmBase):
             return
         ready, total = state.ready_peers(), 1 + len(state.peer_units)
         status = Status.APP_ACTIVE if ready == total else Status.APP_DEGRADED
-        report_status(event, [status(ready=ready, total=total)], self.app)
+        statuses = [status(ready=ready, total=total)]
+        if state.too_few_bookies:
+            statuses.append(Status.TOO_FEW_BOOKIES(planned=state.planned_units, ensemble=state.ensemble_size))
+        report_status(event, statuses, self.app)
 
 
 if __name__ == "__main__":  # pragma: nocover

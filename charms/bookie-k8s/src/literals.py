@@ -17,6 +17,8 @@ BOOKKEEPER_CONF = f"{PULSAR_HOME}/conf/bookkeeper.conf"
 JAAS_CONF = f"{PULSAR_HOME}/conf/jaas.conf"
 JOURNAL_DIR = "/var/lib/bookkeeper/journal"
 LEDGERS_DIR = "/var/lib/bookkeeper/ledgers"
+# The bookie's cookie on its storage: there once the bookie has registered with the cluster.
+COOKIE_FILES = (f"{JOURNAL_DIR}/current/VERSION", f"{LEDGERS_DIR}/current/VERSION")
 
 BOOKIE_PORT = 3181
 # The bookie's HTTP server (readiness and state, metrics, but also ledger deletion and config
@@ -38,12 +40,26 @@ class Status(StatusCatalog):
     NO_PEERS = (ops.WaitingStatus, "waiting for the bookies peer relation")
     INVALID_PEER_DATA = (ops.BlockedStatus, "unreadable peer data, left untouched: {error}")
     DYING = (ops.MaintenanceStatus, "being removed")
+    # Set as the decommission goes, in the storage-detaching hook (it waits there).
+    DECOMMISSIONING = (ops.MaintenanceStatus, "decommissioning: re-replicating its ledgers (attempt {attempt})")
+    DECOMMISSION_RETRYING = (
+        ops.MaintenanceStatus,
+        "decommission waits (attempt {attempt}: {error}); a ledger needs a bookie outside its ensemble to move to",
+    )
+    DECOMMISSIONED = (ops.MaintenanceStatus, "decommissioned: its ledgers are on the other bookies")
+    NOT_DECOMMISSIONED = (ops.MaintenanceStatus, "left without decommission: {reason}")
     STORAGE_NOT_OWNED = (ops.BlockedStatus, "cannot give the storage to the workload's user: {error}")
     WAITING_TO_RESTART = (ops.MaintenanceStatus, "waiting for its turn to restart the bookie")
     # No timeout moves the lock on: with write quorum 2, two bookies down stop the writes.
     RESTART_HELD = (ops.MaintenanceStatus, "waiting to restart the bookie: {holder} restarts first")
     STARTING = (ops.MaintenanceStatus, "bookie starting")
     ACTIVE = (ops.ActiveStatus, "bookie ready as {bookie_id}")
+    # A removed bookie's ledgers can only move to bookies outside their ensembles.
+    TOO_FEW_BOOKIES = (
+        ops.BlockedStatus,
+        "{planned} bookies, fewer than the ensemble size {ensemble}: a removed bookie cannot be decommissioned; "
+        "add a bookie",
+    )
     # The application's status (the leader's summary).
     APP_ACTIVE = (ops.ActiveStatus, "{ready} bookies ready")
     APP_DEGRADED = (ops.WaitingStatus, "{ready}/{total} bookies ready")

@@ -54,6 +54,8 @@ class BookieState:
         self.bookie_id = f"{self.fqdn}:{BOOKIE_PORT}"
         self.leader = charm.unit.is_leader()
         self.dying = dying
+        # How many units the application will have once the removals under way are done.
+        self.planned_units = charm.app.planned_units()
         try:
             self.config: BookieConfig | None = BookieConfig.parse(charm.config)
             self.config_error: str | None = None
@@ -69,6 +71,8 @@ class BookieState:
         except InvalidDatabagError as error:
             logger.error("the metadata store published by pulsar-k8s does not decode: %s", error)
             self.store_error = str(error)
+        # How many bookies each new ledger is written to (0 until pulsar-k8s says).
+        self.ensemble_size = self.store.ensemble_size if self.store else 0
         self.credentials: BookieCredentials | None = None
         if self.store is not None:
             try:
@@ -89,6 +93,15 @@ class BookieState:
     def leads(self) -> bool:
         """Whether this unit hands out the restart lock: the leader, unless it is dying."""
         return self.leader and not self.dying and self.peers is not None and self.peer_data_error is None
+
+    @property
+    def too_few_bookies(self) -> bool:
+        """Whether fewer bookies are planned than the ensemble each new ledger is written to.
+
+        A bookie removed then cannot be decommissioned: its ledgers have no bookie outside
+        their ensembles to be re-replicated onto.
+        """
+        return self.planned_units < self.ensemble_size
 
     def ready_peers(self) -> int:
         """How many bookies of the application said they were ready, this one included."""

@@ -13,9 +13,11 @@ from charms.pulsar_k8s.v0.pulsar_workload import (
     jvm_environment,
     readiness_check,
 )
-from literals import BOOKIE_HTTP_PORT, JAAS_CONF, PULSAR_HOME, SERVICE
+from literals import BOOKIE_HTTP_PORT, COOKIE_FILES, JAAS_CONF, JOURNAL_DIR, LEDGERS_DIR, PULSAR_HOME, SERVICE
 
 LAYER = "bookie"
+# The heap of a one-off BookKeeper shell command.
+SHELL_HEAP = "256m"
 READY_PATH = "/api/v1/bookie/is_ready"
 READY_URL = f"http://localhost:{BOOKIE_HTTP_PORT}{READY_PATH}"
 # Fails only when the bookie's state says it is shutting down (no answer yet: starting).
@@ -68,3 +70,33 @@ class BookieWorkload(PebbleWorkload):
     def ready(self) -> bool:
         """Whether the unit's bookie says it is ready (the charm shares the pod's network)."""
         return http_ready(READY_URL)
+
+    def holds_data(self) -> bool:
+        """Whether the bookie has registered with the cluster from this storage (its cookie is there)."""
+        return any(self.container.exists(path) for path in COOKIE_FILES)
+
+    def stop_bookie(self) -> None:
+        if self.is_running(SERVICE):
+            self.container.stop(SERVICE)
+
+    def decommission(self, bookie_id: str, timeout: float) -> None:
+        """BookKeeper's decommission of a stopped bookie: it returns once no ledger counts on it.
+
+        The other bookies' autorecovery re-replicates each ledger fragment the bookie held onto
+        a bookie outside the ledger's ensemble, then the bookie's cookie leaves the metadata
+        store. Raises WorkloadCommandError (its stderr) when it fails or times out.
+        """
+        self.run(
+            [f"{PULSAR_HOME}/bin/bookkeeper", "shell", "decommissionbookie", "-bookieid", bookie_id],
+            timeout=timeout,
+            environment=jvm_environment(SHELL_HEAP, jaas_conf=JAAS_CONF),
+            user_id=IMAGE_UID,
+            group_id=IMAGE_GID,
+        )
+
+    def wipe_data(self) -> None:
+        """Empty the journal and ledger volumes (kept as mounted): a bookie of the same name later starts anew."""
+        for directory in (JOURNAL_DIR, LEDGERS_DIR):
+            for entry in self.container.list_files(directory):
+                if entry.name != "lost+found":  # the file system's own
+                    self.container.remove_path(entry.path, recursive=True)

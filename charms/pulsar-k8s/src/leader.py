@@ -22,6 +22,7 @@ from managers import auth
 from managers.admin import PulsarAdmin
 from managers.clients import ClientAccess
 from managers.config import (
+    LedgerQuorum,
     bookkeeper_metadata_service_uri,
     broker_service_url,
     ledger_quorum,
@@ -174,7 +175,14 @@ class LeaderWork:
         uri = bookkeeper_metadata_service_uri(state.members)
         secret = state.bookie_credentials_secret()
         secret_id = state.app_data.bookie_credentials_secret if secret else ""
-        store = MetadataStore(uri, cluster_name, initialized=bool(state.initialized), credentials_secret=secret_id)
+        quorum = self._ledger_quorum()
+        store = MetadataStore(
+            uri,
+            cluster_name,
+            initialized=bool(state.initialized),
+            ensemble_size=quorum.ensemble_size if quorum else 0,
+            credentials_secret=secret_id,
+        )
         self.bookkeeper.publish(store, secret)
 
     def _admin(self, issuer: auth.TokenIssuer) -> PulsarAdmin:
@@ -207,6 +215,14 @@ class LeaderWork:
         error = access.serve(state.initialized, service_url, web_url, facts, tls_ca=tls)
         return Status.CLIENT_FAILED(error=error) if error else None
 
+    def _ledger_quorum(self) -> LedgerQuorum | None:
+        """The quorum the brokers are configured with; None while the config is invalid (they keep theirs)."""
+        state = self.state
+        try:
+            return ledger_quorum(state.config, len(state.bookies)) if state.config else None
+        except InvalidConfigError:
+            return None
+
     def _cluster_facts(self) -> dict[str, int | str]:
         """The library's `cluster` keys, as this snapshot knows them; those it cannot read are left out.
 
@@ -220,11 +236,7 @@ class LeaderWork:
             facts["pulsar-version"] = version
         facts["brokers"] = len([m for m in state.ready_brokers if m in state.members])
         facts["bookies"] = len(state.ready_bookies)
-        try:
-            quorum = ledger_quorum(state.config, len(state.bookies)) if state.config else None
-        except InvalidConfigError:  # the brokers keep running with the quorum they have
-            quorum = None
-        if quorum is not None:
+        if quorum := self._ledger_quorum():
             facts["ensemble-size"] = quorum.ensemble_size
             facts["write-quorum"] = quorum.write_quorum
             facts["ack-quorum"] = quorum.ack_quorum

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import ops
 import pytest
+from helpers.bookie_k8s_builders import CREDENTIALS, PROVIDER_DATA, URI
 from helpers.pulsar_k8s_builders import CHOWN
 from ops import pebble, testing
 
@@ -16,24 +17,7 @@ from bookie_k8s.literals import Status
 from bookie_k8s.workload import BookieWorkload
 
 FQDN = "bookie-k8s-0.bookie-k8s-endpoints.test.svc.cluster.local"
-URI = "zk+hierarchical://pulsar-k8s-0.pulsar-k8s-endpoints.test.svc.cluster.local:2181/ledgers"
 RUNNING = pebble.Layer({"services": {"bookie": {"override": "replace", "command": "/pulsar/bin/pulsar bookie"}}})
-# The secret pulsar-k8s grants to the relation, as bookie-k8s sees it.
-CREDENTIALS = testing.Secret(
-    {
-        "zookeeper-username": "bookie",
-        "zookeeper-password": "zk-pw",
-        "bookkeeper-username": "bookkeeper",
-        "bookkeeper-password": "bk-pw",
-    },
-    id="secret:bookiecredentials0000",
-)
-PROVIDER_DATA = {
-    "metadata-service-uri": json.dumps(URI),
-    "cluster-name": '"pulsar"',
-    "initialized": "true",
-    "credentials-secret": json.dumps(CREDENTIALS.id),
-}
 
 
 @pytest.fixture
@@ -319,6 +303,31 @@ def test_the_leader_restarts_its_bookie_when_the_lock_is_free(
     assert "restart-request" not in peers.local_unit_data
     assert "restart-holder" not in peers.local_app_data
     assert out.unit_status == Status.ACTIVE(bookie_id=f"{FQDN}:3181")
+
+
+def test_a_lock_holder_that_was_removed_hands_the_lock_on(
+    ctx: testing.Context, bookie: testing.Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the leader, with bookie-k8s/2 holding the restart lock and bookie-k8s/1 waiting for it
+    # (the leader's own bookie runs an older definition too)
+    monkeypatch.setattr(BookieWorkload, "ready", lambda self: True)
+    relation = testing.Relation("bookkeeper", remote_app_name="pulsar-k8s", remote_app_data=PROVIDER_DATA)
+    waiting = {"restart-request": '{"phase": "waiting", "services": ["bookie"]}'}
+    peers = testing.PeerRelation(
+        "bookies",
+        local_app_data={"restart-holder": '"bookie-k8s/2"'},
+        peers_data={1: waiting, 2: {"restart-request": '{"phase": "restarted", "services": ["bookie"]}'}},
+    )
+    state = _state(_running_bookie(bookie), relation, peers, leader=True, planned_units=2)
+
+    # When bookie-k8s/2 is removed before it served again (its pod gone for good)
+    gone = dataclasses.replace(peers, peers_data={1: waiting})
+    state = dataclasses.replace(state, relations={relation, gone})
+    out = ctx.run(ctx.on.relation_departed(gone, remote_unit=2, departing_unit=2), state)
+
+    # Then the leader hands the lock to the unit that waited for it, and waits its own turn
+    assert json.loads(out.get_relation(peers.id).local_app_data["restart-holder"]) == "bookie-k8s/1"
+    assert out.unit_status == Status.RESTART_HELD(holder="bookie-k8s/1")
 
 
 @pytest.fixture

@@ -229,6 +229,7 @@ def test_the_leader_initializes_the_cluster_once_zookeeper_serves(
         "metadata-service-uri": f"zk+hierarchical://{FQDN0}:2181/ledgers",
         "cluster-name": "pulsar",
         "initialized": True,
+        "ensemble-size": 3,
         "credentials-secret": bookie_credentials.id,
     }
     # And granted the bookies their credentials, and ran ZooKeeper with the JAAS file

@@ -198,11 +198,13 @@ def test_a_new_bookie_application_gets_the_metadata_store_while_the_leader_waits
     out = ctx.run(ctx.on.relation_changed(bookies), state)
 
     # Then the bookies are told where the metadata lives, while the leader still waits
+    # (and the ensemble size of new ledgers: with no bookie yet and the size on auto, one)
     hosts = ";".join(f"{fqdn(n)}:2181" for n in range(3))
     assert decoded(out.get_relation(bookies.id).local_app_data) == {
         "metadata-service-uri": f"zk+hierarchical://{hosts}/ledgers",
         "cluster-name": "pulsar",
         "initialized": True,
+        "ensemble-size": 1,
         "credentials-secret": credential_secrets()[1].id,
     }
     assert out.unit_status == Status.RESTART_HELD(services="broker, zookeeper", holder="pulsar-k8s/1")

@@ -8,6 +8,9 @@ Provider (pulsar-k8s) application databag, `MetadataStore`:
   `zk+hierarchical://h1:2181;h2:2181/ledgers`
 - `cluster-name` (string): the Pulsar cluster name
 - `initialized` (boolean): true once the cluster metadata (and BookKeeper's /ledgers) exists
+- `ensemble-size` (integer): how many bookies each new ledger is written to (0: not known yet).
+  A bookie leaving takes its ledgers' copies with it, and BookKeeper re-replicates them only
+  onto bookies outside each ledger's ensemble: fewer bookies than this cannot keep them whole.
 - `credentials-secret` (string): id of a Juju secret granted to the relation, `BookieCredentials`:
   - `zookeeper-username`, `zookeeper-password`: the bookies' ZooKeeper user (SASL DIGEST-MD5;
     the metadata store refuses sessions without one)
@@ -36,7 +39,7 @@ from charms.pulsar_k8s.v0.pulsar_workload import InvalidDatabagError, read_datab
 
 LIBID = "a08edc48e3f9462d9a1f01c43588fa93"
 LIBAPI = 0
-LIBPATCH = 3
+LIBPATCH = 4
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +53,7 @@ class MetadataStore:
     metadata_service_uri: str = field(metadata={"alias": "metadata-service-uri"})
     cluster_name: str = field(default="", metadata={"alias": "cluster-name"})
     initialized: bool = False
+    ensemble_size: int = field(default=0, metadata={"alias": "ensemble-size"})
     credentials_secret: str = field(default="", metadata={"alias": "credentials-secret"})
 
 
