@@ -19,6 +19,7 @@ import pytest
 from sandbox import Model
 from tests.sandbox.conftest import CHARMS
 from tests.sandbox.test_loadgen import _finished_on_target
+from tests.sandbox.writers import acknowledged_and_lost, start_writer
 
 TEST_CHARMS = Path(__file__).resolve().parent / "charms"
 ATTACKER = ("client/0", "client")
@@ -305,38 +306,11 @@ def test_a_load_test_runs_over_tls(model: Model) -> None:
     _finished_on_target(model, "loadgen-k8s/0", started.results["test-id"], target=500, tolerance=0.1)
 
 
-def _start_writer(model: Model, token: str, topic: str, count: int) -> ops.pebble.ExecProcess[str]:
-    """A producer in the client's pod writing `count` messages at 40/s, recording every acknowledgement.
-
-    An audit subscription on the topic exists before it writes, so every message stays to be read.
-    """
-    grant = _grant(model)
-    model.run("client/0", "consume", {"topic": topic, "count": 0, "subscription": "audit"})
-    request = {
-        "mode": "produce", "url": grant["service-url"], "token": token, "ca": grant.get("tls-ca"),
-        "topic": f"persistent://client/default/{topic}", "count": count, "rate": 40,
-    }  # fmt: skip
-    return model.pebble(*ATTACKER).exec(
-        ["python3", "/pulsar/tester/client.py"], stdin=json.dumps(request), user_id=IMAGE_UID, group_id=0, timeout=600
-    )
-
-
-def _acknowledged_and_lost(model: Model, writer: ops.pebble.ExecProcess[str], topic: str) -> tuple[set[int], set[int]]:
-    """Once the writer is done: the indices it saw acknowledged, and those of them the audit cannot read."""
-    output, _ = writer.wait_output()
-    acked = set(json.loads(output.strip().splitlines()[-1])["acked-indices"])
-    consumed = model.run(
-        "client/0", "consume", {"topic": topic, "count": len(acked), "subscription": "audit", "indices": True}
-    )
-    assert consumed.status == "completed", consumed.message
-    return acked, acked - set(json.loads(consumed.results["indices"]))
-
-
 def test_a_renewal_rolls_the_brokers_one_at_a_time_and_loses_no_acknowledged_message(model: Model) -> None:
     # Given a writer that keeps writing over TLS, every acknowledgement recorded
     secret = _charm_secret(model, _grant(model)["secret-credentials"])
     chains = {n: _chain(model, n) for n in range(3)}
-    writer = _start_writer(model, secret["token"], "renewals", 4000)
+    writer = start_writer(model, secret["token"], "renewals", 4000)
 
     # When the provider renews every certificate
     time.sleep(10)
@@ -362,7 +336,7 @@ def test_a_renewal_rolls_the_brokers_one_at_a_time_and_loses_no_acknowledged_mes
     # Then each broker got its new certificate, and never more than one was down at a time
     assert max(down) <= 1, down
     # And every message the writer saw acknowledged is there to read
-    acked, lost = _acknowledged_and_lost(model, writer, "renewals")
+    acked, lost = acknowledged_and_lost(model, writer, "renewals")
     assert len(acked) > 3000
     assert lost == set()
 
@@ -445,7 +419,7 @@ def test_rotate_signing_key_reissues_every_token_and_refuses_the_old_key_with_no
     old_token = _charm_secret(model, secret_id)["token"]
     old_admin = model.run(leader, "get-admin-credentials").results["token"]
     [old_kid] = _signing_key_ids(model)
-    writer = _start_writer(model, old_token, "rotation", 3000)
+    writer = start_writer(model, old_token, "rotation", 3000)
 
     # When the operator rotates the signing key
     time.sleep(10)
@@ -478,6 +452,6 @@ def test_rotate_signing_key_reissues_every_token_and_refuses_the_old_key_with_no
     assert produced.results == {"acked": "100", "failed": "0"}, produced.message
     # And every message the writer saw acknowledged is there to read, all of them acknowledged: no
     # broker restarted
-    acked, lost = _acknowledged_and_lost(model, writer, "rotation")
+    acked, lost = acknowledged_and_lost(model, writer, "rotation")
     assert len(acked) == 3000
     assert lost == set()

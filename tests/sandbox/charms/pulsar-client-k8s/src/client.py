@@ -4,9 +4,12 @@ The request, token included, arrives as JSON on stdin: a secret never goes on a 
 """
 
 import json
+import os
+import signal
 import ssl
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -14,6 +17,7 @@ import urllib.request
 import pulsar
 
 ADMIN_TIMEOUT = 15
+SEND_TIMEOUT = 30  # the client library's default, in seconds
 
 
 def admin(web_service_url: str, token: str, method: str, path: str, ca: str | None) -> None:
@@ -31,6 +35,94 @@ def admin(web_service_url: str, token: str, method: str, path: str, ca: str | No
         print(json.dumps({"error": f"{type(error).__name__}: {error}"}))
         sys.exit(1)
     print(json.dumps({"status": status, "body": body.decode(errors="replace")[:1000]}))
+
+
+def produce(client: pulsar.Client, topic: str, count: int, request: dict[str, object]) -> None:
+    """Send `count` messages; print how many the broker acknowledged and how many failed.
+
+    With `rate`, messages go out at that pace, each one's outcome recorded: a writer that keeps
+    writing while the cluster changes. A send that fails is counted and the writer goes on;
+    SIGTERM ends it early (what was sent is still waited for); with `progress`, the counts so
+    far and the highest index acknowledged are written to that file every second, for a test
+    to read while it runs. `acked-indices` lists the acknowledged messages. Without `rate` a
+    client error ends it.
+    """
+    producer = client.create_producer(topic, batching_enabled=True, block_if_queue_full=True)
+    rate = float(request.get("rate") or 0)  # type: ignore[arg-type]
+    progress = request.get("progress")
+    acked: dict[int, bool] = {}
+    last_acked = -1  # the highest index acknowledged
+    lock = threading.Lock()
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+
+    def done(index: int) -> object:
+        def record(result: pulsar.Result, _msg_id: object) -> None:
+            nonlocal last_acked
+            with lock:
+                acked[index] = result == pulsar.Result.Ok
+                if acked[index]:
+                    last_acked = max(last_acked, index)
+
+        return record
+
+    def counts() -> dict[str, object]:
+        with lock:
+            ok = sum(acked.values())
+            return {"sent": sent, "acked": ok, "failed": len(acked) - ok, "last-acked": last_acked}
+
+    def report(path: str) -> None:
+        with open(f"{path}.new", "w") as file:
+            json.dump(counts(), file)
+        os.replace(f"{path}.new", path)
+
+    def keep_reporting(path: str) -> None:  # a thread: the sending one may block on a full queue
+        while not stopping.wait(1):
+            report(path)
+
+    sent = 0
+    reporter = threading.Thread(target=keep_reporting, args=(str(progress),), daemon=True)
+    if progress:
+        reporter.start()
+    start = time.monotonic()
+    while sent < count and not stopping.is_set():
+        if rate:
+            time.sleep(max(0.0, start + sent / rate - time.monotonic()))
+        try:
+            producer.send_async(f"message-{sent}".encode(), done(sent))
+        except Exception:  # a send refused at once is a failed send, not the end
+            if not rate:
+                raise
+            with lock:
+                acked[sent] = False
+        sent += 1
+    stopping.set()
+    # Every message sent gets its outcome (at worst its send timeout) before the counts are final.
+    try:
+        producer.flush()
+    except Exception:  # a failed flush leaves failed sends, counted below
+        if not rate:
+            raise
+    deadline = time.monotonic() + SEND_TIMEOUT + 30
+    while len(acked) < sent and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        producer.close()
+    except Exception:  # noqa: BLE001, S110 - the outcomes are known; closing is courtesy
+        pass
+    with lock:
+        for index in range(sent):  # no outcome at all: not acknowledged
+            acked.setdefault(index, False)
+    if progress:
+        reporter.join()
+        report(str(progress))
+    result = counts()
+    if not rate:
+        result.pop("sent")
+        result.pop("last-acked")
+    else:
+        result["acked-indices"] = sorted(i for i, ok in acked.items() if ok)
+    print(json.dumps(result))
 
 
 def main() -> None:
@@ -56,40 +148,24 @@ def main() -> None:
     )
     try:
         if mode == "produce":
-            producer = client.create_producer(topic, batching_enabled=True, block_if_queue_full=True)
-            acked: dict[int, bool] = {}
-            # With `rate`, messages go out at that pace (a writer that keeps writing while the
-            # cluster changes), each one's outcome recorded: `acked-indices` lists the acknowledged.
-            rate = float(request.get("rate") or 0)
-            start = time.monotonic()
-
-            def done(index: int) -> object:
-                return lambda result, _msg_id: acked.__setitem__(index, result == pulsar.Result.Ok)
-
-            for index in range(count):
-                if rate:
-                    time.sleep(max(0.0, start + index / rate - time.monotonic()))
-                producer.send_async(f"message-{index}".encode(), done(index))
-            producer.flush()
-            producer.close()
-            result: dict[str, object] = {"acked": sum(acked.values()), "failed": len(acked) - sum(acked.values())}
-            if rate:
-                result["acked-indices"] = sorted(i for i, ok in acked.items() if ok)
-            print(json.dumps(result))
+            produce(client, topic, count, request)
         else:
             earliest = pulsar.InitialPosition.Earliest
             consumer = client.subscribe(topic, request["subscription"], initial_position=earliest)
             seen = set()
+            duplicates = 0
             while len(seen) < count:
                 try:
                     message = consumer.receive(timeout_millis=10000)
                 except pulsar.Timeout:
                     break
+                duplicates += message.data() in seen
                 seen.add(message.data())
                 consumer.acknowledge(message)
             received: dict[str, object] = {"received": len(seen)}
             if request.get("indices"):
                 received["indices"] = sorted(int(m.decode().rsplit("-", 1)[1]) for m in seen)
+                received["duplicates"] = duplicates
             print(json.dumps(received))
     except Exception as error:  # noqa: BLE001 - report any client failure as the action's error
         print(json.dumps({"error": f"{type(error).__name__}: {error}"}))
