@@ -2,10 +2,11 @@
 
 One writer produces at 40 messages a second for the whole module, every acknowledgement
 recorded. Each test causes faults as a node or a user with kubectl would (services killed, a
-bookie frozen past its ZooKeeper session, a broker's pod cut off the network) and waits until
-every unit is active again; the last stops the writer and reads everything back through an
-audit subscription made before the first message: no acknowledged message may be lost. The
-time each fault took to heal is printed, not asserted. The tests build on each other in order.
+bookie frozen past its ZooKeeper session, a broker's pod cut off the network), or an operator
+does (a bookie removed, and added again), and waits until every unit is active again; the
+last stops the writer and reads everything back through an audit subscription made before
+the first message: no acknowledged message may be lost. The time each fault took to heal is
+printed, not asserted. The tests build on each other in order.
 """
 
 from __future__ import annotations
@@ -390,6 +391,56 @@ def test_a_broker_cut_off_the_network_is_failed_over_and_comes_back(
     assert new_owner != owner
     # And once reconnected, every unit is active again, and messages written since the cut are acknowledged
     _healed(model, f"network cut of {owner} for {CUT_SECONDS}s", since, _broker_serves(owner))
+    _acknowledged_from_now(model)
+
+
+# A BookKeeper shell in a bookie's pod logs in to ZooKeeper as the bookie does (its JAAS file).
+SHELL_ENVIRONMENT = {
+    "PULSAR_MEM": "-Xmx128m",
+    "PULSAR_LOG_APPENDER": "Console",
+    "PULSAR_EXTRA_OPTS": "-Djava.security.auth.login.config=/pulsar/conf/jaas.conf -Dzookeeper.fips-mode=false",
+}
+
+
+def _under_replicated_ledgers(model: Model, unit: str) -> int:
+    """How many ledgers BookKeeper's autorecovery still has to copy (`listunderreplicated`)."""
+    process = model.pebble(unit, BOOKIE).exec(
+        ["/pulsar/bin/bookkeeper", "shell", "listunderreplicated"],
+        environment=SHELL_ENVIRONMENT,
+        user_id=IMAGE_UID,
+        group_id=0,
+        timeout=120,
+    )
+    output, errors = process.wait_output()
+    counts = re.findall(r"Under replicated ledger count: (\d+)", output + (errors or ""))
+    assert counts, (output + (errors or ""))[-2000:]
+    return int(counts[-1])
+
+
+def test_a_removed_bookie_is_decommissioned_while_writes_go_on(model: Model) -> None:
+    # Given four bookies holding the writer's ledgers, while it writes
+    since = time.monotonic()
+
+    # When the operator removes one (Kubernetes takes the highest ordinal)
+    (removed,) = model.remove_unit("bookie-k8s")
+    model.wait_for_idle(timeout=TIMEOUT)
+    HEALED[f"remove-unit of {removed}"] = time.monotonic() - since
+    print(f"\nremove-unit of {removed}: gone, every unit active, after {HEALED[f'remove-unit of {removed}']:.0f}s")
+
+    # Then it was decommissioned before its storage went, and no ledger is left under-replicated
+    assert "decommissioned: its ledgers are on the other bookies" in model.debug_log(removed)
+    assert _under_replicated_ledgers(model, BOOKIE_UNITS[0]) == 0
+    # And the writer goes on with three bookies
+    _acknowledged_from_now(model)
+
+    # When a bookie is added again: the same name, on the volume the removed one emptied
+    since = time.monotonic()
+    model.add_unit("bookie-k8s")
+    model.wait_for_idle(timeout=TIMEOUT)
+    print(f"add-unit: {removed} serves again after {time.monotonic() - since:.0f}s")
+
+    # Then it starts anew and serves (on its old files it would refuse: its cookie left the metadata store)
+    assert _bookie_serves(removed)(model)
     _acknowledged_from_now(model)
 
 
