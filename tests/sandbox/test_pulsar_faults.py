@@ -194,10 +194,12 @@ def _acknowledged_from_now(model: Model, timeout: float = 120) -> None:
 
 
 def _all_back(model: Model) -> bool:
-    """Every unit active, every pod ready."""
+    """Every unit active, every pod ready, and the cluster's applications say so too."""
     units = list(model.units.items())
-    return all(isinstance(u.workload_status, ops.ActiveStatus) for _, u in units) and all(
-        model.pod_ready(name) for name, _ in units
+    return (
+        all(isinstance(u.workload_status, ops.ActiveStatus) for _, u in units)
+        and all(model.pod_ready(name) for name, _ in units)
+        and all(model.apps[app].status.name == "active" for app in ("pulsar-k8s", "bookie-k8s"))
     )
 
 

@@ -79,11 +79,15 @@ class PeerUnitData(LockUnitData):
     - `tls`: true while its broker serves the TLS ports (6651, 8443) with its certificate
     - `token-keys`: the ids of the keys its key set serves (its broker accepts their tokens)
     - `token-key`: the id of the key that signed its broker's own token
+    - `serving`: true while its ZooKeeper and its broker both serve, as it last saw them. Its
+      own Pebble checks tell it first; the change wakes the leader, whose application status
+      would otherwise wait for its next event to see a unit fail or recover.
     - `restart-request`, `applied`: its use of the restart lock (`LockUnitData`)
     """
 
     host: str = ""
     tls: bool = False
+    serving: bool = False
     token_keys: list[str] = field(default_factory=list, metadata={"alias": "token-keys"})
     token_key: str = field(default="", metadata={"alias": "token-key"})
 

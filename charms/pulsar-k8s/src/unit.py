@@ -51,6 +51,19 @@ class UnitWork:
 
     def run(self) -> ops.StatusBase:
         """Do this unit's work; return its status."""
+        status = self._bring_up()
+        self._report_serving(isinstance(status, ops.ActiveStatus))
+        return status
+
+    def _report_serving(self, serving: bool) -> None:
+        state = self.state
+        if state.dying or state.peers is None or state.peer_data_error:
+            return
+        if state.unit_data.serving != serving:
+            state.unit_data.serving = serving
+            state.save()
+
+    def _bring_up(self) -> ops.StatusBase:
         state, workload = self.state, self.workload
         if state.dying:
             return Status.DYING()

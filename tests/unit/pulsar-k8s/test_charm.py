@@ -431,6 +431,27 @@ def _active_cluster(unit: Unit, probes: Probes, **kwargs: object) -> testing.Sta
     return unit.state(app_data=initialized_app_data(secret), secrets=(secret,), relations=relations, **kwargs)  # type: ignore[arg-type]
 
 
+def test_a_unit_tells_its_peers_when_it_serves_and_when_it_stops(
+    ctx: testing.Context, unit: Unit, probes: Probes
+) -> None:
+    # Given a unit whose ZooKeeper and broker serve
+    state = _active_cluster(unit, probes)
+
+    # When it reconciles
+    out = ctx.run(ctx.on.update_status(), state)
+
+    # Then its peer databag says it serves (the leader's application status hears of it)
+    assert out.get_relations("cluster")[0].local_unit_data["serving"] == "true"
+
+    # When its broker stops answering
+    probes.broker_ready = False
+    out = ctx.run(ctx.on.update_status(), out)
+
+    # Then its databag says so
+    assert out.get_relations("cluster")[0].local_unit_data["serving"] == "false"
+    assert out.unit_status == Status.BROKER_STARTING()
+
+
 def test_the_leader_gives_a_client_its_namespace_permissions_and_token(
     ctx: testing.Context, unit: Unit, probes: Probes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
