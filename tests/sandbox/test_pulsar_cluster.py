@@ -39,7 +39,7 @@ def test_cluster_comes_up_with_no_manual_step(model: Model, deploy_cluster: Call
     assert status["zookeeper"] == {"pulsar-k8s-0": "standalone"}
     assert status["brokers"] == {"pulsar-k8s-0": "ready"}
     assert status["bookies"] == {f"bookie-k8s-{n}": "ready" for n in range(3)}
-    assert status["ledger-quorum"] == {"ensemble-size": "3", "write-quorum": "2", "ack-quorum": "2"}
+    assert status["ledger-quorum"] == {"ensemble-size": "3", "write-quorum": "3", "ack-quorum": "2"}
 
 
 RESTARTED = ["bookie-k8s/1", "pulsar-k8s/0"]

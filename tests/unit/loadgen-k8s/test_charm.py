@@ -442,7 +442,7 @@ def test_the_results_record_the_cluster_that_produced_them(ctx: testing.Context,
         "brokers": 3,
         "bookies": 4,
         "ensemble-size": 3,
-        "write-quorum": 2,
+        "write-quorum": 3,
         "ack-quorum": 2,
     }
     relation = next(r for r in state.relations if r.endpoint == "pulsar")
@@ -460,7 +460,7 @@ def test_the_results_record_the_cluster_that_produced_them(ctx: testing.Context,
     meta = json.loads((directory / "application.json").read_text())["meta"]
     assert meta["pulsar version (cluster)"] == "4.0.8"
     assert (meta["brokers"], meta["bookies"]) == (3, 4)
-    assert meta["ledger quorum (ensemble/write/ack)"] == "3/2/2"
+    assert meta["ledger quorum (ensemble/write/ack)"] == "3/3/2"
     assert meta["payload encoded bytes"] == 60.0
 
 

@@ -302,7 +302,7 @@ def test_the_broker_starts_with_its_whole_config_rendered(ctx: testing.Context, 
         f"bookkeeperMetadataServiceUri=zk+hierarchical://{FQDN0}:2181/ledgers",
         f"advertisedAddress={FQDN0}",
         "managedLedgerDefaultEnsembleSize=3",
-        "managedLedgerDefaultWriteQuorum=2",
+        "managedLedgerDefaultWriteQuorum=3",
         "managedLedgerDefaultAckQuorum=2",
         "authenticationEnabled=true",
         "authorizationEnabled=true",
@@ -363,7 +363,7 @@ def test_metrics_ask_for_a_token_when_the_config_says_so(ctx: testing.Context, u
     ("config", "error"),
     [
         ({"write-quorum": 3, "ensemble-size": 2}, "invalid config write-quorum: 3 exceeds the ensemble size 2"),
-        ({"ack-quorum": 3}, "invalid config ack-quorum: 3 exceeds the write quorum 2"),
+        ({"write-quorum": 2, "ack-quorum": 3}, "invalid config ack-quorum: 3 exceeds the write quorum 2"),
     ],
 )
 def test_inconsistent_quorums_block(

@@ -1005,11 +1005,11 @@ CLUSTER = {
     "brokers": 3,
     "bookies": 3,
     "ensemble-size": 3,
-    "write-quorum": 2,
+    "write-quorum": 3,
     "ack-quorum": 2,
 }
 # One of the three bookies is gone: two serve, and the automatic ensemble shrinks to two.
-ONE_BOOKIE_LESS = {**CLUSTER, "bookies": 2, "ensemble-size": 2}
+ONE_BOOKIE_LESS = {**CLUSTER, "bookies": 2, "ensemble-size": 2, "write-quorum": 2}
 
 
 @pytest.fixture

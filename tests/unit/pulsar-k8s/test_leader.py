@@ -348,7 +348,7 @@ def test_a_clients_grant_says_which_cluster_it_talks_to_and_follows_a_bookie_tha
         "brokers": 3,
         "bookies": 3,
         "ensemble-size": 3,
-        "write-quorum": 2,
+        "write-quorum": 3,
         "ack-quorum": 2,
     }
 
@@ -359,9 +359,10 @@ def test_a_clients_grant_says_which_cluster_it_talks_to_and_follows_a_bookie_tha
     relations = {r for r in out.relations if r.id != bookies.id} | {remaining}
     out = ctx.run(ctx.on.relation_departed(remaining, remote_unit=2), dataclasses.replace(out, relations=relations))
 
-    # Then the grant says two bookies and the ensemble of two, the rest of it unchanged
+    # Then the grant says two bookies and the ensemble and write quorum of two, the rest of it unchanged
     updated = decoded(out.get_relation(client.id).local_app_data)
-    assert updated == {**granted, "cluster": {**granted["cluster"], "bookies": 2, "ensemble-size": 2}}
+    shrunk = {"bookies": 2, "ensemble-size": 2, "write-quorum": 2}
+    assert updated == {**granted, "cluster": {**granted["cluster"], **shrunk}}
 
 
 def test_the_grant_says_when_no_broker_serves(

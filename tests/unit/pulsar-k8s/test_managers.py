@@ -93,11 +93,13 @@ class TestEnsemble:
 
 
 class TestConfig:
-    def test_defaults_follow_the_bookies_capped_at_three_two_two(self) -> None:
+    def test_defaults_follow_the_bookies_capped_at_three_three_two(self) -> None:
         config = CharmConfig.parse(DEFAULTS)
         assert ledger_quorum(config, 1) == LedgerQuorum(1, 1, 1)
         assert ledger_quorum(config, 2) == LedgerQuorum(2, 2, 2)
-        assert ledger_quorum(config, 5) == LedgerQuorum(3, 2, 2)
+        assert ledger_quorum(config, 5) == LedgerQuorum(3, 3, 2)
+        # An ensemble set larger writes to three of it
+        assert ledger_quorum(CharmConfig.parse({**DEFAULTS, "ensemble-size": 5}), 5) == LedgerQuorum(5, 3, 2)
 
     def test_explicit_quorums_are_kept_and_checked(self) -> None:
         config = CharmConfig.parse({**DEFAULTS, "ensemble-size": 5, "write-quorum": 3, "ack-quorum": 2})

@@ -38,7 +38,11 @@ _DURATION = re.compile(r"^([1-9][0-9]*)([dhm])$")
 _DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60}
 MIN_TOKEN_LIFETIME = 60
 MAX_AUTO_ENSEMBLE = 3
-MAX_AUTO_QUORUM = 2
+# Every entry goes to the whole ensemble (up to three) and is acknowledged by two: one slow or
+# frozen bookie delays no write (with a write quorum of two, each entry it is in waits for the
+# brokers' 30 s timeout to it before the ensemble changes), and an acknowledged entry is on two.
+MAX_AUTO_WRITE_QUORUM = 3
+MAX_AUTO_ACK_QUORUM = 2
 
 
 @dataclass(frozen=True)
@@ -96,11 +100,11 @@ class LedgerQuorum:
 def ledger_quorum(config: CharmConfig, ready_bookies: int) -> LedgerQuorum:
     """Ensemble, write and ack quorum: the configured values, or defaults from the ready bookies.
 
-    Defaults: E = min(ready bookies, 3), Qw = min(E, 2), Qa = min(Qw, 2); at least 1 each.
+    Defaults: E = min(ready bookies, 3), Qw = min(E, 3), Qa = min(Qw, 2); at least 1 each.
     """
     ensemble = config.ensemble_size or max(1, min(ready_bookies, MAX_AUTO_ENSEMBLE))
-    write = config.write_quorum or min(ensemble, MAX_AUTO_QUORUM)
-    ack = config.ack_quorum or min(write, MAX_AUTO_QUORUM)
+    write = config.write_quorum or min(ensemble, MAX_AUTO_WRITE_QUORUM)
+    ack = config.ack_quorum or min(write, MAX_AUTO_ACK_QUORUM)
     if write > ensemble:
         raise InvalidConfigError("write-quorum", f"{write} exceeds the ensemble size {ensemble}")
     if ack > write:
