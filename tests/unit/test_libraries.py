@@ -136,6 +136,13 @@ class TestRollingRestart:
     def test_nobody_gets_the_lock_while_a_restart_is_unfinished(self) -> None:
         assert rolling_restart.next_holder({"p/0": restarted("zookeeper"), "p/1": waiting("broker")}, None) is None
 
+    def test_a_unit_the_charm_holds_back_is_passed_over(self) -> None:
+        requests = {"p/0": waiting("zookeeper"), "p/1": waiting("broker")}
+        # Only broker restarts may go: the lowest unit waiting for one gets the lock
+        only_brokers = lambda _unit, request: "zookeeper" not in request.services  # noqa: E731
+        assert rolling_restart.next_holder(requests, None, only_brokers) == "p/1"
+        assert rolling_restart.next_holder({"p/0": waiting("zookeeper")}, None, only_brokers) is None
+
     def test_fingerprints_change_with_any_part(self) -> None:
         assert rolling_restart.fingerprint("conf", {"env": 1}) != rolling_restart.fingerprint("conf", {"env": 2})
         assert rolling_restart.fingerprint("conf", {"env": 1}) == rolling_restart.fingerprint("conf", {"env": 1})

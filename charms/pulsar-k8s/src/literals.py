@@ -62,7 +62,8 @@ INIT_TIMEOUT = 300.0
 RESTART_WAIT = 30.0
 INIT_HEAP = "128m"
 # ZooKeeper `srvr` modes of a server that serves requests.
-SERVING_MODES = ("leader", "follower", "standalone")
+STANDALONE = "standalone"  # the mode of an ensemble of one
+SERVING_MODES = ("leader", "follower", STANDALONE)
 
 
 class Status(StatusCatalog):

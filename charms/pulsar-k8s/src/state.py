@@ -22,14 +22,17 @@ from charms.pulsar_k8s.v0.pulsar_workload import (
     cluster_domain,
     pod_fqdn,
 )
-from charms.pulsar_k8s.v0.rolling_restart import LockAppData, LockUnitData, RollingRestart
+from charms.pulsar_k8s.v0.rolling_restart import LockAppData, LockUnitData, RestartRequest, RollingRestart
 from literals import (
     BOOKIE_CREDENTIALS_LABEL,
     BOOKKEEPER_RELATION,
     CERTIFICATES_RELATION,
     PEER,
     SECRET_KEY_LABEL,
+    SERVING_MODES,
+    STANDALONE,
     ZOOKEEPER_CREDENTIALS_LABEL,
+    ZOOKEEPER_SERVICE,
 )
 from managers import auth, ensemble
 from managers.auth import ClusterCredentials, SigningKeys, TokenIssuer, ZooKeeperCredentials
@@ -294,7 +297,31 @@ class ClusterState:
     def restarts(self) -> RollingRestart:
         """The restart lock, on this snapshot's databags (the peer relation must exist)."""
         assert self.peers is not None
-        return RollingRestart(self.peers, self.unit, self.app, self.unit_data, self.app_data, leads=self.leads)
+        return RollingRestart(
+            self.peers,
+            self.unit,
+            self.app,
+            self.unit_data,
+            self.app_data,
+            leads=self.leads,
+            may_restart=self._may_restart,
+        )
+
+    def _may_restart(self, unit_name: str, request: RestartRequest) -> bool:
+        """Leader: whether a unit may restart now (its ZooKeeper only while every other member serves).
+
+        A server joining the ensemble (its own first start, no lock) must have joined the
+        running quorum before any member restarts into the larger ensemble: growing 3 -> 4, a
+        member restarted first and the new server are two votes of four that never reach a
+        quorum against the two members still on the old ensemble, and the lock never moves on.
+        Growing from one server is the exception: the standalone server must restart for the
+        second to join it.
+        """
+        if ZOOKEEPER_SERVICE not in request.services:
+            return True
+        own_id = ensemble.server_id(unit_name)
+        modes = [self.probes[m.id].zookeeper_mode for m in self.members if m.id != own_id]
+        return all(mode in SERVING_MODES for mode in modes) or STANDALONE in modes
 
     def save(self) -> None:
         """Write back what changed in the peer databags (the application's only when leading)."""

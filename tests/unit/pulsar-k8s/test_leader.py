@@ -164,6 +164,38 @@ def test_the_leader_asks_each_member_whether_it_serves(ctx: testing.Context, uni
     assert decoded(out.get_relations("cluster")[0].local_app_data)["zk-members"] == [*THREE, member(3)]
 
 
+def test_no_member_restarts_into_a_larger_ensemble_before_the_new_server_serves(
+    ctx: testing.Context, unit: Unit, probes: Probes
+) -> None:
+    # Given a quorum of three serving, a fourth unit that joined, and the leader's services on an older definition
+    probes.zookeeper_mode = "leader"
+    probes.zookeeper_modes = {FQDN1: "follower", FQDN2: "follower"}
+    services = {name: {"override": "replace", "command": "old"} for name in ("zookeeper", "broker")}
+    old = pebble.Layer({"services": services})
+    running = {"zookeeper": pebble.ServiceStatus.ACTIVE, "broker": pebble.ServiceStatus.ACTIVE}
+    peers = {1: {"host": FQDN1}, 2: {"host": FQDN2}, 3: {}}
+    state = _three_units(unit, peers=peers, planned_units=4, layers={"pulsar": old}, service_statuses=running)
+
+    # When the leader reconciles
+    out = ctx.run(ctx.on.update_status(), state)
+
+    # Then it adds the fourth server, and waits to restart into the ensemble of four: the new
+    # server must join the running quorum first (restarted first, two of four never elect)
+    peer_data = out.get_relations("cluster")[0]
+    assert decoded(peer_data.local_app_data)["zk-members"] == [*THREE, member(3)]
+    assert "restart-holder" not in peer_data.local_app_data
+    assert decoded(peer_data.local_unit_data)["restart-request"]["phase"] == "waiting"
+    assert out.get_container("pulsar").plan.services["zookeeper"].command == "old"
+
+    # When the fourth server has joined the running quorum
+    probes.zookeeper_modes[fqdn(3)] = "follower"
+    out = ctx.run(ctx.on.update_status(), out)
+
+    # Then the leader restarts into the ensemble of four (and, serving again at once, frees the lock)
+    assert out.get_container("pulsar").plan.services["zookeeper"].command != "old"
+    assert "restart-request" not in out.get_relations("cluster")[0].local_unit_data
+
+
 # ---------------------------------------------------------------- defect 8: whatever the leader's own state
 
 

@@ -8,6 +8,9 @@ keeps it until its restarted services serve again, so a restart never begins bef
 previous one has completed: a ZooKeeper quorum of three survives one member down, not two,
 and ledgers written with a quorum of two survive one bookie down, not two.
 
+A charm may hold a waiting unit back (`may_restart`, asked by the leader): pulsar-k8s lets no
+ZooKeeper server restart while another member of the ensemble does not serve.
+
 No timeout moves the lock on. A holder whose services do not serve again stops the roll
 (its status says what it waits for); a new config reaches the holder first, so fixing the
 config is how the roll resumes.
@@ -67,7 +70,7 @@ from charms.pulsar_k8s.v0.pulsar_workload import (
 
 LIBID = "0f31847f27ad46a88d369845417f569d"
 LIBAPI = 0
-LIBPATCH = 2
+LIBPATCH = 3
 
 logger = logging.getLogger(__name__)
 
@@ -149,19 +152,28 @@ def _unit_number(unit: str) -> int:
     return int(unit.rsplit("/", 1)[1])
 
 
-def next_holder(requests: dict[str, RestartRequest | None], holder: str | None) -> str | None:
+def next_holder(
+    requests: dict[str, RestartRequest | None],
+    holder: str | None,
+    may_restart: Callable[[str, RestartRequest], bool] | None = None,
+) -> str | None:
     """Leader: the unit that may restart now.
 
     `requests` maps each unit of the relation to its request. The holder keeps the lock
     while its request stands (waiting, or restarted but not serving yet); then the lowest
-    unit waiting gets it. A unit that restarted without the lock (it cannot, but a leader
-    change could make it look so) also keeps the others waiting until it serves.
+    unit waiting that `may_restart(unit, request)` lets go gets it. A unit that restarted
+    without the lock (it cannot, but a leader change could make it look so) also keeps the
+    others waiting until it serves.
     """
     if holder and requests.get(holder):
         return holder
     if any(request and request.phase == RESTARTED for request in requests.values()):
         return None
-    waiting = [unit for unit, request in requests.items() if request and request.phase == WAITING]
+    waiting = [
+        unit
+        for unit, request in requests.items()
+        if request and request.phase == WAITING and (may_restart is None or may_restart(unit, request))
+    ]
     return min(waiting, key=_unit_number) if waiting else None
 
 
@@ -170,7 +182,8 @@ class RollingRestart:
 
     `unit_data` and `app_data` are the charm's instances of this unit's and the
     application's peer databags (read once per event); `leads` says whether this unit hands
-    the lock out (the leader, unless it is being removed).
+    the lock out (the leader, unless it is being removed); `may_restart(unit, request)`, if
+    given, says whether a waiting unit may have the lock now.
     """
 
     def __init__(
@@ -181,6 +194,7 @@ class RollingRestart:
         unit_data: LockUnitData,
         app_data: LockAppData,
         leads: bool,
+        may_restart: Callable[[str, RestartRequest], bool] | None = None,
     ) -> None:
         self.relation = relation
         self.unit = unit
@@ -188,6 +202,7 @@ class RollingRestart:
         self.unit_data = unit_data
         self.app_data = app_data
         self.leads = leads
+        self.may_restart = may_restart
 
     @property
     def holder(self) -> str | None:
@@ -256,7 +271,7 @@ class RollingRestart:
                 logger.warning("ignoring the restart request of %s: %s", unit.name, error)
                 data = None
             requests[unit.name] = data.restart_request if data else None
-        holder = next_holder(requests, self.holder)
+        holder = next_holder(requests, self.holder, self.may_restart)
         if holder != self.holder:
             logger.info("restart lock: %s", holder or "free")
             self.app_data.restart_holder = holder or ""
