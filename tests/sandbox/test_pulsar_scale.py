@@ -1,16 +1,157 @@
-"""Scaling pulsar-k8s 1 -> 3 -> 1: the ZooKeeper ensemble grows one server at a time and shrinks
-as units leave, and no acknowledged message is lost."""
+"""Scaling pulsar-k8s 1 -> 3 -> 1: the ZooKeeper ensemble grows one server at a time and
+shrinks as units leave, and no acknowledged message is lost."""
 
 from __future__ import annotations
 
+import json
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import ops
 
 from sandbox import Model
+from sandbox.errors import SandboxError
 from sandbox.scheduler import ActionResult
 
 MESSAGES = 5_000
 TIMEOUT = 900
+SERVING_MODES = ("leader", "follower", "standalone")
+SAMPLE_INTERVAL = 0.5
+# Asks every host's ZooKeeper `srvr` at once (a host that does not answer costs one timeout) and
+# prints {host: mode}: the mode while it serves, "" when it answers without serving, null when
+# it does not answer.
+SRVR_SCRIPT = """
+import json, socket, sys
+from concurrent.futures import ThreadPoolExecutor
+
+def mode(host):
+    try:
+        with socket.create_connection((host, 2181), timeout=2) as conn:
+            conn.settimeout(2)
+            conn.sendall(b"srvr")
+            answer = b""
+            while chunk := conn.recv(4096):
+                answer += chunk
+    except OSError:
+        return None
+    lines = [line for line in answer.decode(errors="replace").splitlines() if line.startswith("Mode:")]
+    return lines[0].split(":", 1)[1].strip() if lines else ""
+
+with ThreadPoolExecutor(len(sys.argv) - 1) as pool:
+    print(json.dumps(dict(zip(sys.argv[1:], pool.map(mode, sys.argv[1:])))))
+"""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The published ensemble at one moment, and what each server answered to `srvr` then."""
+
+    at: float
+    members: tuple[str, ...]
+    modes: dict[str, str | None]
+
+    @property
+    def quorum(self) -> int:
+        return len(self.members) // 2 + 1
+
+    @property
+    def answering(self) -> int:
+        return sum(self.modes.get(host) is not None for host in self.members)
+
+    @property
+    def serving(self) -> int:
+        return sum(self.modes.get(host) in SERVING_MODES for host in self.members)
+
+
+@dataclass
+class EnsembleSamples:
+    samples: list[Sample] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def longest_without_serving_majority(self) -> tuple[float, set[int]]:
+        """The longest stretch from a sample without a serving majority to the next one with it:
+        its seconds, and the sizes of the ensembles published meanwhile."""
+        longest: tuple[float, set[int]] = (0.0, set())
+        stretch: list[Sample] = []
+        for sample in [*self.samples, None]:
+            if sample is not None and sample.serving < sample.quorum:
+                stretch.append(sample)
+                continue
+            if stretch:
+                end = sample.at if sample is not None else stretch[-1].at
+                if end - stretch[0].at > longest[0]:
+                    longest = (end - stretch[0].at, {len(s.members) for s in stretch})
+            stretch = []
+        return longest
+
+    def below_quorum(self) -> list[Sample]:
+        """The samples in which fewer members than a quorum of the published ensemble answered at all."""
+        return [sample for sample in self.samples if sample.answering < sample.quorum]
+
+
+def _published_members(model: Model) -> tuple[str, ...]:
+    """The hosts of the ensemble in pulsar-k8s' peer application data (the databag is replaced whole on
+    each change, so one read is consistent)."""
+    relation = next(r for r in list(model.relations.values()) if r.endpoints == [("pulsar-k8s", "cluster")])
+    members = json.loads(relation.app_data.get("pulsar-k8s", {}).get("zk-members", "[]"))
+    return tuple(sorted(member["host"] for member in members))
+
+
+def _unit_hosts(model: Model) -> set[str]:
+    hosts: set[str] = set()
+    for name in [n for n in list(model.units) if n.startswith("pulsar-k8s/")]:
+        try:
+            hosts.add(model.fqdn(name))
+        except SandboxError:  # removed meanwhile
+            pass
+    return hosts
+
+
+@contextmanager
+def _sampling_ensemble(model: Model) -> Iterator[EnsembleSamples]:
+    """Sample the ensemble from the client's pod every SAMPLE_INTERVAL while the block runs.
+
+    A thread of its own, doing a Pebble exec and reading peer data only: the model is driven
+    by the test meanwhile. A sample whose published ensemble changed while it was taken is
+    dropped: its answers belong to neither ensemble.
+    """
+    recorded = EnsembleSamples()
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(SAMPLE_INTERVAL):
+            members = _published_members(model)
+            hosts = sorted(_unit_hosts(model) | set(members))
+            at = time.monotonic()
+            try:
+                process = model.pebble("client/0", "client").exec(["python3", "-c", SRVR_SCRIPT, *hosts], timeout=30)
+                modes = json.loads(process.wait_output()[0])
+            except (ops.pebble.Error, SandboxError, ValueError) as error:  # counted, and printed
+                recorded.failures.append(f"{type(error).__name__}: {error}")
+                continue
+            if members and _published_members(model) == members:
+                recorded.samples.append(Sample(at, members, modes))
+
+    sampler = threading.Thread(target=sample, name="ensemble-sampler", daemon=True)
+    sampler.start()
+    try:
+        yield recorded
+    finally:
+        stop.set()
+        sampler.join()
+
+
+def _print_samples(step: str, recorded: EnsembleSamples) -> None:
+    seconds, sizes = recorded.longest_without_serving_majority()
+    print(
+        f"\n{step}: {len(recorded.samples)} samples ({len(recorded.failures)} failed), longest stretch without"
+        f" a serving majority {seconds:.1f}s (ensemble of {', '.join(map(str, sorted(sizes))) or '-'})"
+    )
+    for failure in sorted(set(recorded.failures)):
+        print(f"  a sample failed: {failure}")
 
 
 def _run_while_ownership_moves(
@@ -42,9 +183,12 @@ def test_scale_up_keeps_the_data_and_ends_in_a_quorum_of_three(
     produced = model.run("client/0", "produce", {"topic": "scale", "count": MESSAGES})
     assert produced.results == {"acked": str(MESSAGES), "failed": "0"}, produced.message
 
-    # When two units are added
-    model.add_unit("pulsar-k8s", 2)
-    model.wait_for_idle(timeout=TIMEOUT)
+    # When two units are added (the ensemble sampled meanwhile: it passes through two servers)
+    with _sampling_ensemble(model) as recorded:
+        started = time.monotonic()
+        model.add_unit("pulsar-k8s", 2)
+        model.wait_for_idle(timeout=TIMEOUT)
+    _print_samples(f"1 -> 3 in {time.monotonic() - started:.0f}s", recorded)
 
     # Then ZooKeeper runs as a quorum of three (grown 1 -> 2 -> 3, never a majority of new servers)
     status = model.run("pulsar-k8s/0", "cluster-status").results
