@@ -319,9 +319,11 @@ class ClusterState:
         """
         if ZOOKEEPER_SERVICE not in request.services:
             return True
+        modes = {m.id: self.probes[m.id].zookeeper_mode for m in self.members}
+        if STANDALONE in modes.values():
+            return True
         own_id = ensemble.server_id(unit_name)
-        modes = [self.probes[m.id].zookeeper_mode for m in self.members if m.id != own_id]
-        return all(mode in SERVING_MODES for mode in modes) or STANDALONE in modes
+        return all(mode in SERVING_MODES for server_id, mode in modes.items() if server_id != own_id)
 
     def save(self) -> None:
         """Write back what changed in the peer databags (the application's only when leading)."""

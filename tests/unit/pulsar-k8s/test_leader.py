@@ -196,6 +196,31 @@ def test_no_member_restarts_into_a_larger_ensemble_before_the_new_server_serves(
     assert "restart-request" not in out.get_relations("cluster")[0].local_unit_data
 
 
+def test_a_standalone_server_restarts_for_the_second_to_join_it(
+    ctx: testing.Context, unit: Unit, probes: Probes
+) -> None:
+    # Given an ensemble grown from one server to two: the first still standalone, the second
+    # waiting for it (alone, it is no quorum of two); the leader's services on an older definition
+    probes.zookeeper_mode = "standalone"
+    probes.zookeeper_modes = {FQDN1: ""}  # answers, does not serve
+    services = {name: {"override": "replace", "command": "old"} for name in ("zookeeper", "broker")}
+    running = {"zookeeper": pebble.ServiceStatus.ACTIVE, "broker": pebble.ServiceStatus.ACTIVE}
+    state = _three_units(
+        unit,
+        app_data={"zk-members": [member(0), member(1)]},
+        peers={1: {"host": FQDN1}},
+        planned_units=2,
+        layers={"pulsar": pebble.Layer({"services": services})},
+        service_statuses=running,
+    )
+
+    # When the leader reconciles
+    out = ctx.run(ctx.on.update_status(), state)
+
+    # Then it restarts into the ensemble of two, though the other member does not serve
+    assert out.get_container("pulsar").plan.services["zookeeper"].command != "old"
+
+
 # ---------------------------------------------------------------- defect 8: whatever the leader's own state
 
 
