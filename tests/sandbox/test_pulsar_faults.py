@@ -30,7 +30,7 @@ from tests.sandbox.writers import (
     IMAGE_UID,
     RATE,
     audit,
-    grant,
+    client_token,
     start_writer,
     stop_writer,
     writer_progress,
@@ -67,10 +67,9 @@ def cluster(model: Model) -> Model:
 @pytest.fixture(scope="module")
 def writer(cluster: Model) -> Iterator[ops.pebble.ExecProcess[str]]:
     """The module's writer, started once the cluster is up, and already acknowledged."""
-    secret_id = grant(cluster)["secret-credentials"]
-    secret = next(s for s in cluster.secrets.values() if s.id == secret_id)
-    token = secret.revisions[secret.latest]["token"]
-    process = start_writer(cluster, token, TOPIC, RATE * WRITER_TIMEOUT, timeout=WRITER_TIMEOUT, progress=PROGRESS)
+    process = start_writer(
+        cluster, client_token(cluster), TOPIC, RATE * WRITER_TIMEOUT, timeout=WRITER_TIMEOUT, progress=PROGRESS
+    )
     _acknowledged_from_now(cluster)
     yield process
     try:  # a test that failed before the last leaves it writing; after the last, it has ended

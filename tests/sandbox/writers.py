@@ -34,6 +34,13 @@ def grant(model: Model) -> dict[str, str]:
     return {key: json.loads(value) for key, value in relation.app_data["pulsar-k8s"].items()}
 
 
+def client_token(model: Model) -> str:
+    """The client's token, from the secret pulsar-k8s granted it (its latest revision)."""
+    secret_id = grant(model)["secret-credentials"]
+    secret = next(s for s in model.secrets.values() if s.id == secret_id)
+    return secret.revisions[secret.latest]["token"]
+
+
 def start_writer(
     model: Model, token: str, topic: str, count: int, timeout: float = 600, progress: str | None = None
 ) -> ops.pebble.ExecProcess[str]:
