@@ -37,6 +37,7 @@ from literals import (
 )
 from managers import auth
 from managers.config import CharmConfig, ConfigRenderer, broker_service_url, ledger_quorum, web_service_url
+from managers.departure import EnsembleDeparture
 from managers.ensemble import server_id
 from managers.tls import certificate_request
 from state import ClusterState
@@ -75,6 +76,7 @@ class PulsarCharm(ops.CharmBase):
         relations = [PEER, BOOKKEEPER_RELATION, CLIENT_RELATION, CERTIFICATES_RELATION]
         observe_lifecycle(self, self._reconcile, [CONTAINER], relations)
         framework.observe(self.certificates.on.certificate_available, self._reconcile)
+        framework.observe(self.on.zookeeper_storage_detaching, self._on_storage_detaching)
         framework.observe(self.on.collect_unit_status, self._on_collect_unit_status)
         framework.observe(self.on.collect_app_status, self._on_collect_app_status)
         # The certificates library removes every obsolete revision of this application's
@@ -104,6 +106,13 @@ class PulsarCharm(ops.CharmBase):
         self._unit_status = UnitWork(state, self.workload, self.renderer).run()
         # After this unit's own work: what it published this time counts.
         self._rotation = leader.rotation_waits_for()
+
+    def _on_storage_detaching(self, _: ops.StorageDetachingEvent) -> None:
+        """The unit is being removed: keep its ZooKeeper serving until the survivors no longer count it."""
+        departure = EnsembleDeparture(
+            self.workload, self.unit, self.model.name, cluster_domain(self.model.name), self.app.planned_units()
+        )
+        self._failures, self._unit_status = [], departure.run()
 
     # ------------------------------------------------------------------ statuses
 

@@ -76,6 +76,13 @@ class Status(StatusCatalog):
     NO_PEERS = (ops.WaitingStatus, "waiting for the cluster peer relation")
     INVALID_PEER_DATA = (ops.BlockedStatus, "unreadable peer data, left untouched: {error}")
     DYING = (ops.MaintenanceStatus, "being removed")
+    # A dying unit's storage-detaching hook sets these as it waits (managers/departure.py).
+    LEAVING_ENSEMBLE = (
+        ops.MaintenanceStatus,
+        "leaving the ZooKeeper ensemble: waiting for servers {pending} to serve without this one",
+    )
+    LEFT_ENSEMBLE = (ops.MaintenanceStatus, "left the ZooKeeper ensemble")
+    LEFT_UNWAITED = (ops.MaintenanceStatus, "left without waiting for the ZooKeeper ensemble: {reason}")
     WAITING_FOR_UNITS = (ops.WaitingStatus, "zookeeper: waiting for units to join: {joined}/{planned}")
     STORAGE_NOT_OWNED = (ops.BlockedStatus, "cannot give the storage to the workload's user: {error}")
     NOT_A_MEMBER = (ops.WaitingStatus, "zookeeper: waiting to join the ensemble")

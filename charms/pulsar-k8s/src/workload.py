@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
 import time
@@ -38,6 +39,8 @@ from literals import (
 )
 
 LAYER = "pulsar"
+# A line of `conf`'s membership: server.<id>=<host>:<quorum port>:<election port>:<role>
+_MEMBER_LINE = re.compile(r"^server\.(\d+)=", re.MULTILINE)
 # With the plaintext ports closed, the broker's readiness is its status page over HTTPS, as
 # the charm asks it: Pebble's HTTP checks trust no private CA, and the TLS port accepts
 # connections before the page answers. The CA is checked, not the name (it is localhost here).
@@ -165,6 +168,13 @@ class PulsarWorkload(PebbleWorkload):
             if line.startswith("Mode:"):
                 return line.split(":", 1)[1].strip()
         return ""
+
+    def zookeeper_membership(self, host: str = "localhost") -> set[int] | None:
+        """The ids of the ensemble a server runs (`conf`'s membership), or None if it does not answer."""
+        answer = self.zookeeper_command("conf", host)
+        if answer is None:
+            return None
+        return {int(found.group(1)) for found in _MEMBER_LINE.finditer(answer)}
 
     def broker_ready(self, host: str) -> bool:
         """Whether a broker's status page answers (over HTTPS with `web_tls`: then by its FQDN)."""

@@ -57,16 +57,18 @@ CHOWN = testing.Exec(["chown"], return_code=0)
 
 @dataclass
 class Probes:
-    """What the workload's network probes answer: ZooKeeper's mode, the broker's readiness.
+    """What the workload's network probes answer: ZooKeeper's mode and membership, the broker's readiness.
 
     `zookeeper_mode` and `broker_ready` are this unit's (asked at localhost or at its FQDN);
-    other hosts answer from `zookeeper_modes` and `brokers_ready` (nothing: down).
+    other hosts answer from `zookeeper_modes`, `memberships` and `brokers_ready` (nothing:
+    down). A host's membership may be a list, one answer per question (the last repeats).
     """
 
     zookeeper_mode: str | None = None
     broker_ready: bool = False
     zookeeper_modes: dict[str, str | None] = field(default_factory=dict)
     brokers_ready: dict[str, bool] = field(default_factory=dict)
+    memberships: dict[str, list[set[int] | None]] = field(default_factory=dict)
     own_fqdn: str = FQDN0
     asked: list[tuple[str, str]] = field(default_factory=list)
 
@@ -75,6 +77,11 @@ class Probes:
         if host in ("localhost", self.own_fqdn):
             return self.zookeeper_mode
         return self.zookeeper_modes.get(host)
+
+    def membership(self, host: str) -> set[int] | None:
+        self.asked.append(("conf", host))
+        answers = self.memberships.get(host, [None])
+        return answers.pop(0) if len(answers) > 1 else answers[0]
 
     def broker(self, host: str) -> bool:
         self.asked.append(("status.html", host))

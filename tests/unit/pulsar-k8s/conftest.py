@@ -14,9 +14,10 @@ from pulsar_k8s.workload import PulsarWorkload
 
 @pytest.fixture
 def probes(monkeypatch: pytest.MonkeyPatch) -> Probes:
-    """Stand-ins for the workload's network probes (ZooKeeper's srvr, the broker's status page)."""
+    """Stand-ins for the workload's network probes (ZooKeeper's srvr and conf, the broker's status page)."""
     answers = Probes()
     monkeypatch.setattr(PulsarWorkload, "zookeeper_mode", lambda self, host="localhost": answers.zookeeper(host))
+    monkeypatch.setattr(PulsarWorkload, "zookeeper_membership", lambda self, host="localhost": answers.membership(host))
     monkeypatch.setattr(PulsarWorkload, "broker_ready", lambda self, host="localhost": answers.broker(host))
     return answers
 

@@ -12,9 +12,10 @@ unit renders the same server list. It changes one server at a time:
 - Departed servers (their units removed) are dropped as soon as the leader's view of the
   peers is complete, without waiting for health: they are gone, so waiting cannot bring a
   quorum back, and dropping adds no empty server. Removing one unit at a time keeps the
-  survivors a quorum throughout; removing several at once costs availability until the
-  survivors restart with the smaller ensemble (and data, if the removed ones held the only
-  copies of recent writes), as with any ZooKeeper.
+  survivors a quorum throughout: the removed unit keeps its server serving until every
+  survivor runs the smaller ensemble (`departure.py`). Removing several at once costs
+  availability until the survivors restart with the smaller ensemble (and data, if the
+  removed ones held the only copies of recent writes), as with any ZooKeeper.
 - A unit still in the peer relation is a candidate whatever its databag says, so a member
   that is still there is never dropped; and no ensemble is published in which no member
   answers (ZooKeeper `srvr` from the leader, serving or not): a view in which nobody is
@@ -31,6 +32,8 @@ charm needs for any config change anyway.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from literals import SERVING_MODES
 
 
 @dataclass(frozen=True, order=True)
@@ -81,3 +84,17 @@ def _following(current: list[Member], candidates: list[Member], planned_units: i
     if joining:
         return sorted([*current, joining[0]])
     return current
+
+
+def still_counting(server: int, survivors: dict[int, tuple[set[int] | None, str | None]]) -> list[int]:
+    """The surviving servers a leaving `server` must still wait for, by id.
+
+    `survivors` holds what each said: the ids of the ensemble it runs (ZooKeeper `conf`) and
+    its mode (`srvr`), each None when it did not answer. A survivor is done once it runs an
+    ensemble without `server` and serves in it.
+    """
+    return sorted(
+        sid
+        for sid, (membership, mode) in survivors.items()
+        if membership is None or server in membership or mode not in SERVING_MODES
+    )
