@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -222,3 +224,48 @@ def _coerce_param(action: str, key: str, value: Any, prop: dict[str, Any]) -> An
     if "enum" in prop and value not in prop["enum"]:
         raise SandboxError(f'action "{action}": parameter "{key}" must be one of {prop["enum"]}, got {value!r}')
     return value
+
+
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?\s*==\s*([^\s;#]+)")
+
+
+def pinned_requirements(charm_root: Path) -> dict[str, str]:
+    """The charm's `name==version` pins from its requirements.txt (what charmcraft would pack)."""
+    return read_pins(charm_root / "requirements.txt")
+
+
+def read_pins(path: Path) -> dict[str, str]:
+    """The `name==version` lines of a requirements file (extras and comments left out)."""
+    pins: dict[str, str] = {}
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        found = _PIN.match(line.strip())
+        if found:
+            pins[found.group(1)] = found.group(3)
+    return pins
+
+
+def missing_requirements(charm_root: Path, installed: Callable[[str], str | None]) -> list[str]:
+    """The charm's pins that the sandbox's Python lacks (or has at another version).
+
+    The unit agent runs the charm with the sandbox's own Python: its packages stand in for
+    what `charmcraft pack` puts in the charm's venv.
+    """
+    pins = pinned_requirements(charm_root)
+    return [f"{name}=={version}" for name, version in pins.items() if installed(name) != version]
+
+
+def installed_version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def check_requirements(charm: CharmSpec) -> None:
+    """Refuse a charm whose pinned packages the sandbox cannot give it."""
+    missing = missing_requirements(charm.root, installed_version)
+    if missing:
+        raise SandboxError(
+            f'charm "{charm.name}" needs {", ".join(missing)}, which the sandbox\'s Python lacks: '
+            "add the pin to requirements/unit.txt (the sandbox's charm runtime) and reinstall it"
+        )

@@ -144,6 +144,17 @@ def _parser() -> argparse.ArgumentParser:
     elect = verbs.add_parser("elect-leader", help="hand the application's leadership to a unit")
     elect.add_argument("unit")
 
+    trust = verbs.add_parser("trust", help="give an application's service account cluster-wide Kubernetes rights")
+    trust.add_argument("application")
+    trust.add_argument("--scope", choices=["cluster"], default="cluster", help="only cluster scope (as Juju)")
+    trust.add_argument("--remove", action="store_true", help="take the rights away again")
+
+    partition = verbs.add_parser(
+        "set-partition", help="set the rolling-update partition of an application's StatefulSet (kubectl patch)"
+    )
+    partition.add_argument("application")
+    partition.add_argument("partition", type=int)
+
     refresh = verbs.add_parser("refresh", help="upgrade an application's charm (a rolling update of its pods)")
     refresh.add_argument("application")
     refresh.add_argument("--path", type=Path, help="the new charm's directory (default: the same one)")
@@ -288,6 +299,12 @@ def _verb(model: Model, args: argparse.Namespace) -> int:
     elif verb == "elect-leader":
         model.elect_leader(args.unit)
         print(f"{args.unit} leads {model.units[args.unit].app}")
+    elif verb == "trust":
+        model.trust(args.application, remove=args.remove)
+        print(f"{'removed trust from' if args.remove else 'trusted'} {args.application}")
+    elif verb == "set-partition":
+        model.set_partition(args.application, args.partition)
+        print(f"partition of {args.application} is {args.partition}")
     elif verb == "refresh":
         model.refresh(args.application, args.path)
         print(f"refreshed {args.application}")

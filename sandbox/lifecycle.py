@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from sandbox import pods, sequences, volumes
+from sandbox import pods, sequences, statefulset, volumes
 from sandbox.errors import SandboxError
 from sandbox.paths import REPO_ROOT, Artifacts
 from sandbox.state import AppState, ModelState, UnitState
@@ -107,10 +107,15 @@ class PodLifecycle:
     def start_pod(self, unit: UnitState) -> None:
         """Attach the unit's volumes, start its workload containers (each a Pebble), then the unit agent.
 
-        Volumes are sized as the template's charm declares them; the agent runs that charm.
+        The pod is created from the StatefulSet revision its ordinal gets (the update revision
+        at or above the partition, the current one below it): volumes are sized as that
+        template's charm declares them, and the agent runs that charm.
         """
         artifacts = Artifacts.load()
-        charm = self.model.apps[unit.app].charm
+        app = self.model.apps[unit.app]
+        with self.lock:
+            revision = statefulset.revision_for_ordinal(app, unit.number)
+            charm = app.revisions.get(revision, app.charm)
         unit.pod.attach_storage({name: volumes.declared_size(spec) for name, spec in charm.storage.items()})
         for name, spec in charm.containers.items():
             image = image_tree(spec.upstream_source, artifacts)
@@ -122,10 +127,13 @@ class PodLifecycle:
             "HOME": "/root",
             "PYTHONPATH": str(REPO_ROOT),
             "PYTHONDONTWRITEBYTECODE": "1",
+            # lightkube's Client() (KubeConfig.from_env) reads it: the model's API server (kubeapi.py).
+            "KUBECONFIG": str(unit.pod.kubeconfig),
         }
         unit.pod.start_agent(charm.root, env)
         with self.lock:
             unit.charm = charm
+            unit.revision = revision
             unit.pod_started = time.monotonic()
             unit.agent_status = "idle"
 
@@ -167,8 +175,6 @@ class PodLifecycle:
                 for members in other.members.values():
                     members.discard(unit.name)
             app.units.remove(unit.name)
-            if unit.name in app.rollout:
-                app.rollout.remove(unit.name)
             del self.model.units[unit.name]
             if app.leader == unit.name:
                 app.leader = None

@@ -24,20 +24,22 @@ from typing import Any
 
 import ops
 
-from sandbox import faults, persistence, pods, procs, sequences, volumes
-from sandbox.charmspec import CharmSpec
+from sandbox import faults, persistence, pods, procs, sequences, statefulset, volumes
+from sandbox.charmspec import CharmSpec, check_requirements
 from sandbox.errors import HookFailedError, SandboxError, WaitTimeoutError
+from sandbox.kubeapi import ApiServer, new_token
 from sandbox.lifecycle import PodLifecycle
 from sandbox.paths import Artifacts, state_dir
 from sandbox.projection import juju_unit_defaults
 from sandbox.scenario_compat import secret_key
 from sandbox.scheduler import ActionResult, EventRecord, Scheduler
 from sandbox.state import AppState, ModelState, RelationState, ResourceRevision, SecretState, UnitState
+from sandbox.statefulset import StatefulSetView
 from sandbox.status import render
 from sandbox.watcher import POLL_INTERVAL, Watcher
 from sandbox.wire import EventSpec
 
-__all__ = ["ActionResult", "EventRecord", "Model"]
+__all__ = ["ActionResult", "EventRecord", "Model", "StatefulSetView"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,23}$")
 _APP_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z][a-z0-9]*)*$")
@@ -56,7 +58,9 @@ class Model:
         self._lock = threading.RLock()
         self._lifecycle = PodLifecycle(state, self._lock)
         self._watcher = Watcher(state)
-        self._scheduler = Scheduler(state, self._lock, self._lifecycle, self._watcher)
+        self._api = ApiServer(state, self._lock, self._watcher.pod_ready)
+        self._scheduler = Scheduler(state, self._lock, self._lifecycle, self._watcher, self._api)
+        self._adopt_revisions()
 
     # ------------------------------------------------------------------ the model's state
 
@@ -191,6 +195,7 @@ class Model:
         hook ran; the next verb or wait_for_idle runs them.
         """
         charm = CharmSpec.load(Path(charm_dir).resolve())
+        check_requirements(charm)
         name = app or charm.name
         if not _APP_NAME.match(name):
             raise SandboxError(f'invalid application name "{name}"')
@@ -202,10 +207,11 @@ class Model:
         charm.validate_config(config)
         uploads = {key: self._resource_source(charm, key, path) for key, path in (resources or {}).items()}
         with self._lock:
-            state = AppState(name=name, charm=charm, config=config, trusted=trust)
+            state = AppState(name=name, charm=charm, config=config, trusted=trust, api_token=new_token())
             self.apps[name] = state
             for key, source in uploads.items():
                 self._store_resource(state, key, source)
+            statefulset.new_template(state, charm)
             for peer in charm.peers:
                 self._new_relation(peer.interface, [(name, peer.name)])
         self.add_unit(name, num_units, settle=settle)
@@ -383,33 +389,100 @@ class Model:
     ) -> None:
         """`juju refresh APP [--path DIR]` on Kubernetes.
 
-        The pod template gets the new charm and the StatefulSet replaces the pods one at a
-        time, highest ordinal first, each once the previous replaced pod is ready. A replaced
-        pod's agent runs the new charm code; the others run the old code until their turn.
+        The pod template gets the new charm (a new StatefulSet revision, the update revision)
+        and the StatefulSet replaces the pods one at a time, highest ordinal first, each once
+        the previous replaced pod is ready. A replaced pod's agent runs the new charm code;
+        the others run the old code until their turn.
+
+        Only pods at or above the StatefulSet's rolling-update partition are replaced (charm
+        code sets it through the Kubernetes API, or `set_partition`): with `settle`, this
+        returns once those are replaced and ready, and the pods below the partition keep the
+        old revision until the partition is lowered, when the update goes on by itself.
         """
         state = self._app(app)
         charm = CharmSpec.load(Path(charm_dir).resolve()) if charm_dir is not None else CharmSpec.load(state.charm.root)
         if charm.name != state.charm.name:
             raise SandboxError(f'cannot refresh "{app}" to charm "{charm.name}": it runs "{state.charm.name}"')
+        check_requirements(charm)
         with self._lock:
             state.charm = charm
             state.config = {k: v for k, v in state.config.items() if k in charm.config_options}
-            state.rollout = [u.name for u in sorted(self.state.alive_units(app), key=lambda u: -u.number)]
-            state.replacing = None
+            statefulset.new_template(state, charm)
         if settle:
             self._finish_rollout(state, timeout)
+        else:
+            self.save()
 
     def _finish_rollout(self, state: AppState, timeout: float) -> None:
-        """Drive the StatefulSet's rolling update of the application's pods to its end, then settle."""
+        """Drive the StatefulSet's rolling update to its end (or to the partition), then settle."""
         app = state.name
         deadline = time.monotonic() + timeout
-        while state.rollout or state.replacing:
+        self._scheduler.poll()  # the first replacement starts now, not a poll interval later
+        while self._rolling(state):
             if not self._scheduler.step():
                 time.sleep(POLL_INTERVAL)
             if time.monotonic() > deadline:
-                waiting = state.replacing or state.rollout[0]
+                waiting = state.replacing or self._next_replaced(state)
                 raise WaitTimeoutError(f"rolling update of {app} not done after {timeout:.0f}s: {waiting} is not ready")
         self.settle()
+
+    def _rolling(self, state: AppState) -> bool:
+        with self._lock:
+            return statefulset.rolling(state, [self.units[u] for u in state.units if u in self.units])
+
+    def _next_replaced(self, state: AppState) -> str:
+        with self._lock:
+            following = statefulset.next_to_update(state, [self.units[u] for u in state.units if u in self.units])
+        return following.name if following is not None else "-"
+
+    # ------------------------------------------------------------------ the StatefulSet and the Kubernetes API
+
+    def trust(self, app: str, remove: bool = False) -> None:
+        """`juju trust APP --scope=cluster` (or `--remove`).
+
+        The application's service account gets cluster-wide rights on the Kubernetes API (or
+        loses them). Its charm sees `app.trusted` change in its next hook.
+        """
+        with self._lock:
+            self._app(app).trusted = not remove
+        self.save()
+
+    def statefulset(self, app: str) -> StatefulSetView:
+        """The application's StatefulSet: replicas, partition, current and update revisions, each pod's revision."""
+        state = self._app(app)
+        with self._lock:
+            return statefulset.view(self.state, state)
+
+    def pod_revision(self, unit_name: str) -> str:
+        """The StatefulSet revision the unit's pod was created from (its controller-revision-hash label)."""
+        return self._unit(unit_name).revision
+
+    def set_partition(self, app: str, partition: int, settle: bool = True, timeout: float = 600.0) -> None:
+        """`kubectl patch statefulset APP` of the rolling-update partition, as charm code does it.
+
+        Pods at or above it that run an older revision are replaced (with `settle`, this
+        waits for them); pods below it keep theirs.
+        """
+        state = self._app(app)
+        if partition < 0:
+            raise SandboxError(f"partition {partition}: must be greater than or equal to 0")
+        with self._lock:
+            statefulset.set_partition(state, partition)
+        if settle:
+            self._finish_rollout(state, timeout)
+        else:
+            self.save()
+
+    def _adopt_revisions(self) -> None:
+        """A model saved before revisions existed: each application's template is its first revision."""
+        for app in self.apps.values():
+            if not app.update_revision:
+                statefulset.new_template(app, app.charm)
+            if not app.api_token:
+                app.api_token = new_token()
+            for name in app.units:
+                if name in self.units and not self.units[name].revision:
+                    self.units[name].revision = app.current_revision
 
     # ------------------------------------------------------------------ user secrets
 
@@ -540,7 +613,7 @@ class Model:
         with self._lock:
             revision, changed = self._store_resource(state, resource, source)
             if changed:
-                state.rollout = [u.name for u in sorted(self.state.alive_units(app), key=lambda u: -u.number)]
+                statefulset.new_template(state, state.charm)
         if settle and changed:
             self._finish_rollout(state, timeout)
         else:
@@ -820,7 +893,11 @@ class Model:
                     self.save()
                     raise HookFailedError("; ".join(self._error_line(u) for u in errored))
                 pending = [u for u in units if not self._settled(u, status, now, idle_period)]
-                rolling = [self.apps[a] for a in names if self.apps[a].rollout or self.apps[a].replacing]
+                rolling = [
+                    self.apps[a]
+                    for a in names
+                    if statefulset.rolling(self.apps[a], [self.units[u] for u in self.apps[a].units if u in self.units])
+                ]
             if not pending and not rolling:
                 self.save()
                 return
@@ -828,7 +905,8 @@ class Model:
                 self.save()
                 reasons = [self._describe(u) for u in pending]
                 reasons += [
-                    f"{a.name} is rolling out its new charm ({a.replacing or a.rollout[0]} next)" for a in rolling
+                    f"{a.name} is rolling out its new charm ({a.replacing or self._next_replaced(a)} next)"
+                    for a in rolling
                 ]
                 raise WaitTimeoutError(f"not idle after {timeout:.0f}s: " + "; ".join(reasons))
             self._scheduler.step()

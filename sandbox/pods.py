@@ -48,6 +48,11 @@ HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CONTAINER_PEBBLE = "/charm/bin/pebble"  # where Juju mounts its Pebble binary in a workload container
 
 
+def bridge_address() -> str:
+    """The cluster bridge's address: every pod reaches the model's API server there."""
+    return str(SUBNET[1])
+
+
 def cluster_ns(model: str) -> str:
     return f"psb-{model}"
 
@@ -173,6 +178,11 @@ class Pod:
     @property
     def ephemeral_dir(self) -> Path:
         return self.root / "ephemeral"
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The pod's kubeconfig (its service account's token), gone with the pod as a projected token is."""
+        return self.ephemeral_dir / "charm" / "kube" / "config"
 
     @property
     def log_dir(self) -> Path:

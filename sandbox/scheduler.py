@@ -19,8 +19,10 @@ from typing import Any
 
 from ops import testing
 
-from sandbox import sequences, wire
+from sandbox import sequences, statefulset, wire
 from sandbox.agent import SecretsEventReply
+from sandbox.errors import SandboxError
+from sandbox.kubeapi import ApiServer
 from sandbox.lifecycle import PodLifecycle
 from sandbox.projection import (
     ContainerSnapshot,
@@ -65,8 +67,11 @@ class EventRecord:
 
 
 class Scheduler:
-    def __init__(self, model: ModelState, lock: threading.RLock, lifecycle: PodLifecycle, watcher: Watcher) -> None:
+    def __init__(
+        self, model: ModelState, lock: threading.RLock, lifecycle: PodLifecycle, watcher: Watcher, api: ApiServer
+    ) -> None:
         self.model = model
+        self.api = api
         self.lock = lock
         self.lifecycle = lifecycle
         self.watcher = watcher
@@ -195,10 +200,11 @@ class Scheduler:
             self._advance_rollouts()
 
     def _advance_rollouts(self) -> None:
-        """A StatefulSet's rolling update, one pod at a time.
+        """A StatefulSet's rolling update, one pod at a time (`statefulset.py`).
 
-        The next pod (highest ordinal first) is replaced once the previous replaced pod is
-        back and ready.
+        The next pod (the highest ordinal at or above the partition not on the update
+        revision) is replaced once the previous replaced pod is back and ready. Lowering the
+        partition lets the update go on from where it stopped.
         """
         for app in self.model.apps.values():
             if app.replacing is not None:
@@ -209,14 +215,13 @@ class Scheduler:
                     if not self.watcher.pod_ready(unit):
                         continue
                 app.replacing = None
-            while app.rollout:
-                name = app.rollout.pop(0)
-                unit = self.model.units.get(name)
-                if unit is None or unit.dying:
-                    continue
-                app.replacing = name
-                sequences.pod_replacement(self.model, unit)
-                break
+            units = [self.model.units[u] for u in app.units if u in self.model.units]
+            following = statefulset.next_to_update(app, units)
+            if following is None:
+                statefulset.complete_if_done(app, units)
+            elif not any(isinstance(i, PodAction) for i in following.queue):  # not already being replaced
+                app.replacing = following.name
+                sequences.pod_replacement(self.model, following)
 
     def _forget_removed_relations(self) -> None:
         """A removed relation goes once every unit ran its departed and broken hooks for it."""
@@ -272,6 +277,11 @@ class Scheduler:
                 # Juju ("charm" is the container name Juju reserves, so no workload has it).
                 resource_dir=str(unit.pod.ephemeral_dir / "charm" / "resources"),
             )
+        try:
+            self.api.write_kubeconfig(unit)
+        except SandboxError as error:  # the hook still runs: charm code then finds no API server, as in an outage
+            with self.lock:
+                self._log(unit, spec, EventReply(), note=f"no Kubernetes API for this hook: {error}")
         started = time.perf_counter()
         reply = self._call_agent(unit, request)
         elapsed = time.perf_counter() - started
@@ -374,3 +384,4 @@ class Scheduler:
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.api.stop()

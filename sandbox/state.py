@@ -132,10 +132,11 @@ class UnitState:
     # pod) starts the worker afresh: `secret_workers_agent` is the agent process it belongs to.
     expiry_triggers: dict[tuple[str, int], ExpiryTrigger] = field(default_factory=dict)
     secret_workers_agent: ProcessRef | None = None
+    revision: str = ""  # the StatefulSet revision the current pod was created from (controller-revision-hash)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # A model saved before the secret workers existed loads with them not started.
-        self.__dict__.update({"expiry_triggers": {}, "secret_workers_agent": None, **state})
+        # A model saved before the secret workers (or revisions) existed loads with them not started.
+        self.__dict__.update({"expiry_triggers": {}, "secret_workers_agent": None, "revision": "", **state})
 
     @property
     def busy(self) -> bool:
@@ -162,13 +163,33 @@ class AppState:
     units: list[str] = field(default_factory=list)  # by ordinal, dying units included until they are gone
     leader: str | None = None
     status: ops.StatusBase = field(default_factory=lambda: testing.UnknownStatus())
-    rollout: list[str] = field(default_factory=list)  # refresh: units still to replace, highest first
-    replacing: str | None = None  # refresh: the unit whose pod was replaced last, until it is ready
+    replacing: str | None = None  # rolling update: the unit whose pod was replaced last, until it is ready
     resources: dict[str, ResourceRevision] = field(default_factory=dict)  # file resource -> current revision
+    # The StatefulSet (statefulset.py): its controller revisions (name -> the template's charm),
+    # the one every pod ran before the last template change, the newest, and the partition.
+    revisions: dict[str, CharmSpec] = field(default_factory=dict)
+    current_revision: str = ""
+    update_revision: str = ""
+    partition: int = 0
+    template_generation: int = 0  # template changes so far; names each new revision
+    generation: int = 0  # the StatefulSet's metadata.generation: spec changes so far
+    api_token: str = ""  # the bearer token of the application's service account (kubeapi.py)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # A model saved before file resources existed loads with none attached.
-        self.__dict__.update({"resources": {}, **state})
+        # A model saved before file resources, or before revisions, loads without them
+        # (Model adopts such an application's revisions as it loads).
+        state.pop("rollout", None)
+        defaults: dict[str, Any] = {
+            "resources": {},
+            "revisions": {},
+            "current_revision": "",
+            "update_revision": "",
+            "partition": 0,
+            "template_generation": 0,
+            "generation": 0,
+            "api_token": "",
+        }
+        self.__dict__.update({**defaults, **state})
 
     @property
     def charm_dir(self) -> Path:

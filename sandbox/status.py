@@ -16,7 +16,11 @@ def _table(rows: list[list[str]]) -> list[str]:
 
 
 def render(model: ModelState, pod_ready: dict[str, bool]) -> str:
-    """`juju status`, with each unit's pod readiness (Kubernetes' Ready condition) and restarts."""
+    """`juju status`, with each unit's pod readiness (Kubernetes' Ready condition), restarts and revision.
+
+    Each application's StatefulSet shows its rolling-update partition and revisions (as
+    `kubectl get statefulset` and its status would).
+    """
     lines = _table(
         [
             ["Model", "Controller", "Cloud/Region", "Version", "Timestamp"],
@@ -39,7 +43,23 @@ def render(model: ModelState, pod_ready: dict[str, bool]) -> str:
             ]
         )
     lines += ["", *_table(apps)]
-    units = [["Unit", "Workload", "Agent", "Address", "Ports", "Pod", "Message"]]
+    sets = [["StatefulSet", "Replicas", "Ready", "Updated", "Partition", "Current revision", "Update revision"]]
+    for app in model.apps.values():
+        pods = [model.units[u] for u in app.units]
+        sets.append(
+            [
+                app.name,
+                str(len(model.alive_units(app.name))),
+                str(sum(1 for u in pods if pod_ready.get(u.name))),
+                str(sum(1 for u in pods if u.revision == app.update_revision)),
+                str(app.partition),
+                app.current_revision,
+                app.update_revision,
+            ]
+        )
+    if len(sets) > 1:
+        lines += ["", *_table(sets)]
+    units = [["Unit", "Workload", "Agent", "Address", "Ports", "Pod", "Revision", "Message"]]
     for app in model.apps.values():
         for unit_name in app.units:
             unit = model.units[unit_name]
@@ -56,7 +76,7 @@ def render(model: ModelState, pod_ready: dict[str, bool]) -> str:
                 pod += f" ({unit.restarts} restart{'s' if unit.restarts != 1 else ''})"
             if unit.pod.network_cut:
                 pod += " (network cut)"
-            units.append([unit_name + leader, workload, agent, unit.pod.address, ports, pod, message])
+            units.append([unit_name + leader, workload, agent, unit.pod.address, ports, pod, unit.revision, message])
     lines += ["", *_table(units)]
     relations = list(model.relations.values())
     if relations:

@@ -146,7 +146,7 @@ def test_refresh_replaces_pods_one_at_a_time_from_the_highest(model: Model, tmp_
 
     def rolled_out(m: Model) -> bool:
         unavailable.append({u for u in units if not m.pod_ready(u)})
-        return not m.apps["roll"].rollout and m.apps["roll"].replacing is None
+        return not m.statefulset("roll").rolling
 
     # When the application is refreshed
     model.refresh("roll", new_charm, settle=False)

@@ -274,19 +274,26 @@ def test_each_attach_is_a_new_revision_and_new_bytes_roll_the_pods(model: Model,
     upload = tmp_path / "hello.txt"
     upload.write_text("hello v1\n")
     model.attach_resource("alpha", "greeting-file", upload, settle=False)
-    model.apps["alpha"].rollout.clear()
+    for name in model.apps["alpha"].units:  # as if the pods were replaced already
+        model.units[name].revision = model.apps["alpha"].update_revision
+    first = model.statefulset("alpha").update_revision
 
     # When the same bytes are attached again, then new ones
     same = model.attach_resource("alpha", "greeting-file", upload, settle=False)
-    rolled_for_same = list(model.apps["alpha"].rollout)
+    rolled_for_same = model.statefulset("alpha").rolling
     upload.write_text("hello v2\n")
     new = model.attach_resource("alpha", "greeting-file", upload, settle=False)
 
-    # Then each is a revision; only new bytes replace the pods (highest ordinal first), and
-    # units read the new revision
+    # Then each is a revision; only new bytes are a new pod template (a StatefulSet revision)
+    # that replaces the pods (highest ordinal first), and units read the new revision
     assert (same, new) == (2, 3)
-    assert rolled_for_same == []
-    assert model.apps["alpha"].rollout == ["alpha/1", "alpha/0"]
+    assert not rolled_for_same
+    view = model.statefulset("alpha")
+    assert view.update_revision != first
+    assert view.rolling
+    with model._lock:
+        model._scheduler._advance_rollouts()
+    assert model.apps["alpha"].replacing == "alpha/1"
     assert _action(model, "alpha/1", "read-resource").action_results["content"] == "hello v2\n"
 
 

@@ -10,6 +10,11 @@ import time
 import urllib.request
 
 import ops
+from lightkube import ApiError, Client, KubeConfig
+from lightkube.config.models import User
+from lightkube.resources.apps_v1 import StatefulSet
+from lightkube.resources.core_v1 import Pod
+from lightkube.types import PatchType
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +63,7 @@ class GreeterCharm(ops.CharmBase):
         framework.observe(self.on.read_local_action, self._on_read_local)
         framework.observe(self.on.read_credentials_action, self._on_read_credentials)
         framework.observe(self.on.read_resource_action, self._on_read_resource)
+        framework.observe(self.on.statefulset_action, self._on_statefulset)
         framework.observe(self.on.secret_changed, self._on_secret_changed)
 
     def _observe(self, event: ops.HookEvent) -> None:
@@ -229,6 +235,59 @@ class GreeterCharm(ops.CharmBase):
             event.fail(f"cannot fetch resource: {error}")
             return
         event.set_results({"content": path.read_text(), "path": str(path)})
+
+    def _on_statefulset(self, event: ops.ActionEvent) -> None:
+        """What a data charm does around `juju refresh`: read its StatefulSet, move the partition, read a pod."""
+        token = str(event.params["token"])
+        client = Client(field_manager=self.app.name)
+        if token:  # the pod's own cluster and namespace, someone else's credentials
+            found = KubeConfig.from_env().get()
+            assert found is not None
+            config = KubeConfig.from_one(cluster=found.cluster, user=User(token=token), namespace=found.namespace)
+            client = Client(config=config, field_manager=self.app.name)
+        name = str(event.params["name"]) or self.app.name
+        pod_name = str(event.params["pod"]) or self.unit.name.replace("/", "-")
+        kinds = {"strategic": PatchType.STRATEGIC, "merge": PatchType.MERGE, "json": PatchType.JSON}
+        try:
+            if "partition" in event.params:
+                partition = int(event.params["partition"])
+                patch_type = kinds[str(event.params["patch-type"])]
+                body: dict[str, object] | list[dict[str, object]] = {
+                    "spec": {"updateStrategy": {"rollingUpdate": {"partition": partition}}}
+                }
+                if patch_type == PatchType.JSON:
+                    path = "/spec/updateStrategy/rollingUpdate/partition"
+                    body = [{"op": "replace", "path": path, "value": partition}]
+                client.patch(StatefulSet, name, body, patch_type=patch_type)
+            found_set = client.get(StatefulSet, name)
+            pod = client.get(Pod, pod_name)
+        except ApiError as error:
+            event.set_results(
+                {"code": error.status.code, "reason": error.status.reason, "message": error.status.message}
+            )
+            event.fail(f"{error.status.code} {error.status.reason}: {error.status.message}")
+            return
+        spec, status = found_set.spec, found_set.status
+        assert spec is not None
+        assert status is not None
+        assert pod.metadata is not None
+        strategy = spec.updateStrategy.rollingUpdate if spec.updateStrategy else None
+        labels = pod.metadata.labels or {}
+        conditions = pod.status.conditions if pod.status and pod.status.conditions else []
+        event.set_results(
+            {
+                "partition": strategy.partition if strategy and strategy.partition is not None else 0,
+                "replicas": spec.replicas or 0,
+                "ready-replicas": status.readyReplicas or 0,
+                "updated-replicas": status.updatedReplicas or 0,
+                "current-revision": status.currentRevision or "",
+                "update-revision": status.updateRevision or "",
+                "pod-revision": labels.get("controller-revision-hash", ""),
+                "pod-index": labels.get("apps.kubernetes.io/pod-index", ""),
+                "pod-ready": next((c.status for c in conditions if c.type == "Ready"), "Unknown"),
+                "pod-phase": pod.status.phase if pod.status else "",
+            }
+        )
 
     def _on_read_local(self, event: ops.ActionEvent) -> None:
         """Read a file where the charm runs (the unit agent, in the pod's network namespace)."""
