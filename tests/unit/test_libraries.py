@@ -6,11 +6,13 @@ import ast
 import dataclasses
 from pathlib import Path
 
+import lightkube
 import pytest
+from helpers.kubernetes import FakeKubernetes
 from ops import testing
 
 from pulsar_k8s.charm import PulsarCharm
-from pulsar_k8s.charms.pulsar_k8s.v0 import pulsar_workload, rolling_restart
+from pulsar_k8s.charms.pulsar_k8s.v0 import pulsar_workload, refresh, rolling_restart
 from pulsar_k8s.charms.pulsar_k8s.v0.pulsar_workload import PebbleWorkload, WorkloadCommandError
 
 CHARMS_DIR = Path(__file__).resolve().parents[2] / "charms"
@@ -32,6 +34,15 @@ COPIES = [
 
 @pytest.mark.parametrize(("owned", "copy"), COPIES)
 def test_library_copies_are_identical(owned: Path, copy: Path) -> None:
+    assert copy.read_bytes() == owned.read_bytes(), f"{copy} drifted from {owned}: copy it again"
+
+
+@pytest.mark.parametrize("library", ["rolling_restart.py", "refresh.py"])
+def test_the_stateful_charms_carry_the_restart_and_refresh_libraries(library: str) -> None:
+    # The restart lock and the refresh guard are one mechanism each for both charms.
+    owned = OWNER / "v0" / library
+    copy = CHARMS_DIR / "bookie-k8s" / "lib" / "charms" / "pulsar_k8s" / "v0" / library
+    assert copy.is_file(), f"bookie-k8s lacks its copy of {library}"
     assert copy.read_bytes() == owned.read_bytes(), f"{copy} drifted from {owned}: copy it again"
 
 
@@ -146,6 +157,104 @@ class TestRollingRestart:
     def test_fingerprints_change_with_any_part(self) -> None:
         assert rolling_restart.fingerprint("conf", {"env": 1}) != rolling_restart.fingerprint("conf", {"env": 2})
         assert rolling_restart.fingerprint("conf", {"env": 1}) == rolling_restart.fingerprint("conf", {"env": 1})
+
+
+def _units(*units: tuple[int, str, bool] | tuple[int, str, bool, bool]) -> list[refresh.UnitRefresh]:
+    return [refresh.UnitRefresh(*unit) for unit in units]
+
+
+def _sts(partition: int, current: str = "a", update: str = "a", replicas: int = 3) -> refresh.StatefulSetRevisions:
+    return refresh.StatefulSetRevisions(partition, replicas, current, update)
+
+
+class TestRefreshPlan:
+    def test_in_steady_state_the_partition_is_armed_at_the_highest_ordinal(self) -> None:
+        units = _units((0, "a", True), (1, "a", True), (2, "a", False))
+        plan = refresh.plan_partition(units, _sts(0))
+        assert (plan.partition, plan.rolling, plan.updated) == (2, False, 3)
+        # A pod not in the peer relation yet still counts: the StatefulSet's replicas say where the top is
+        assert refresh.plan_partition(units[:2], _sts(0, replicas=3)).partition == 2
+
+    def test_a_refreshed_unit_that_serves_lowers_the_partition_by_one(self) -> None:
+        units = _units((0, "a", True), (1, "a", True), (2, "b", True))
+        plan = refresh.plan_partition(units, _sts(2, "a", "b"))
+        assert (plan.partition, plan.rolling, plan.updated, plan.total) == (1, True, 1, 3)
+        assert not plan.in_flight
+
+    def test_stale_serving_from_the_old_pod_does_not_count(self) -> None:
+        units = _units((0, "a", True), (1, "a", True), (2, "a", True))
+        plan = refresh.plan_partition(units, _sts(2, "a", "b"))
+        assert plan.partition == 2
+        assert plan.in_flight
+        assert "has not said it runs the new revision" in plan.waits_for
+
+    def test_a_refreshed_unit_that_does_not_serve_yet_holds_it(self) -> None:
+        units = _units((0, "a", True), (1, "a", True), (2, "b", False))
+        assert refresh.plan_partition(units, _sts(2, "a", "b")).partition == 2
+
+    def test_another_unit_not_serving_holds_it(self) -> None:
+        units = _units((0, "a", False), (1, "a", True), (2, "b", True))
+        plan = refresh.plan_partition(units, _sts(2, "a", "b"))
+        assert (plan.partition, plan.in_flight) == (2, False)
+
+    def test_a_restart_asked_for_or_held_holds_it(self) -> None:
+        units = _units((0, "a", True), (1, "a", True, True), (2, "b", True))
+        assert refresh.plan_partition(units, _sts(2, "a", "b")).partition == 2
+        units = _units((0, "a", True), (1, "a", True), (2, "b", True))
+        assert refresh.plan_partition(units, _sts(2, "a", "b"), lock_held=True).partition == 2
+
+    def test_the_partition_is_never_raised_during_a_roll(self) -> None:
+        # Unit 1 is being replaced: raising to 2 would put unit 2 back on the old revision
+        units = _units((0, "a", True), (1, "", False), (2, "b", True))
+        assert refresh.plan_partition(units, _sts(1, "a", "b")).partition == 1
+        # With no partition, the StatefulSet rolls on by itself; the guard does not step in
+        assert refresh.plan_partition(units, _sts(0, "a", "b")).partition == 0
+
+    def test_a_partition_above_every_pod_comes_down_to_the_highest(self) -> None:
+        units = _units((0, "a", True), (1, "a", True))
+        assert refresh.plan_partition(units, _sts(5, "a", "b", replicas=2)).partition == 1
+
+    def test_the_refusal_says_what_to_wait_for(self) -> None:
+        serving = {f"p/{n}": refresh.UnitRefresh(n, "a", True) for n in range(3)}
+        assert refresh.refusal(serving, _sts(2), "") is None
+        assert "refresh is under way" in (refresh.refusal(serving, _sts(2, "a", "b"), "") or "")
+        down = {**serving, "p/1": refresh.UnitRefresh(1, "a", False)}
+        assert refresh.refusal(down, _sts(2), "") == "not every unit serves (p/1): refresh once they do"
+        assert "restart is under way or asked for (p/2)" in (refresh.refusal(serving, _sts(2), "p/2") or "")
+
+
+class TestKubernetes:
+    def test_reads_and_patches_go_to_the_applications_statefulset_and_pods(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        cluster = FakeKubernetes("app").refreshing(replicas=3, partition=2)
+        monkeypatch.setattr(lightkube, "Client", cluster.client)
+        api = refresh.Kubernetes("app", "model")
+        assert api.statefulset() == refresh.StatefulSetRevisions(2, 3, "rev-old", "rev-new")
+        assert (api.pod_revision("app/2"), api.pod_revision("app/1")) == ("rev-new", "rev-old")
+        api.set_partition(1)
+        assert cluster.patches == [{"spec": {"updateStrategy": {"rollingUpdate": {"partition": 1}}}}]
+        assert cluster.namespaces == {"model"}
+
+    def test_a_refusal_says_how_to_trust_the_application(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        cluster = FakeKubernetes("app", trusted=False)
+        monkeypatch.setattr(lightkube, "Client", cluster.client)
+        with pytest.raises(refresh.NotTrustedError, match=r"^not trusted: juju trust app --scope=cluster$"):
+            refresh.Kubernetes("app", "model").statefulset()
+
+    def test_an_unreachable_api_is_an_error_with_the_reason(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        cluster = FakeKubernetes("app", reachable=False)
+        monkeypatch.setattr(lightkube, "Client", cluster.client)
+        with pytest.raises(refresh.KubernetesError, match=r"Kubernetes API unreachable: .*Connection refused"):
+            refresh.Kubernetes("app", "model").pod_revision("app/0")
+
+    def test_without_credentials_the_client_cannot_be_made(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        def no_config(*_: object, **__: object) -> lightkube.Client:
+            raise lightkube.ConfigError("Configuration file ~/.kube/config not found")
+
+        monkeypatch.setattr(lightkube, "Client", no_config)
+        with pytest.raises(refresh.KubernetesError, match="no Kubernetes API credentials"):
+            refresh.Kubernetes("app", "model").statefulset()
 
 
 class TestClusterDomain:

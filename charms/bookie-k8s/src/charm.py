@@ -21,6 +21,7 @@ from charms.pulsar_k8s.v0.pulsar_workload import (
     observe_lifecycle,
     report_status,
 )
+from charms.pulsar_k8s.v0.refresh import Kubernetes, KubernetesError, NotTrustedError, RefreshPlan, RefreshRefusedError
 from charms.pulsar_k8s.v0.rolling_restart import DesiredWorkload, WorkloadFile
 from literals import (
     BOOKIE_PORT,
@@ -50,8 +51,10 @@ class BookieCharm(ops.CharmBase):
         self.removal = RemovalWatch(self, [PEER, BOOKKEEPER_RELATION])
         self.workload = BookieWorkload(self.unit.get_container(CONTAINER))
         self.bookkeeper = BookKeeperRequirer(self, BOOKKEEPER_RELATION)
+        self.kubernetes = Kubernetes(self.app.name, self.model.name)
         self._state: BookieState | None = None
         self._status: ops.StatusBase | None = None
+        self._refresh: RefreshPlan | KubernetesError | None = None
         # Peer events carry the restart lock's traffic: requests, releases, hand-overs.
         observe_lifecycle(self, self._reconcile, [CONTAINER], [BOOKKEEPER_RELATION, PEER])
         # remove-unit: the bookie leaves the cluster before its volumes go (the first of the two does it).
@@ -59,12 +62,15 @@ class BookieCharm(ops.CharmBase):
             framework.observe(self.on[storage].storage_detaching, self._on_storage_detaching)
         framework.observe(self.on.collect_unit_status, self._on_collect_unit_status)
         framework.observe(self.on.collect_app_status, self._on_collect_app_status)
+        framework.observe(self.on.pre_upgrade_check_action, self._on_pre_upgrade_check)
 
     def _reconcile(self, _: ops.EventBase) -> None:
-        state = self._state = BookieState(self, self.bookkeeper, dying=self.removal.dying)
+        state = self._state = BookieState(self, self.bookkeeper, dying=self.removal.dying, kubernetes=self.kubernetes)
         if state.leads:  # application-wide, whatever this unit's own state
             state.restarts().lead()
         self._status = self._bring_up(state)
+        # After this unit's own work, so that the leader's own readiness is this event's.
+        self._refresh = state.refresh.apply() if state.leads else None
 
     def _on_storage_detaching(self, _: ops.StorageDetachingEvent) -> None:
         state = self._state = BookieState(self, self.bookkeeper, dying=True)
@@ -108,7 +114,9 @@ class BookieCharm(ops.CharmBase):
         waiting = state.restarts().roll(self.workload, desired, lambda _: self.workload.ready())
         ready = self.workload.ready()
         self.bookkeeper.publish(state.bookie_id, ready=ready)
+        # Written together by this pod: the refresh guard never counts the old pod's `ready`.
         state.unit_data.ready = ready
+        state.unit_data.pod_revision = state.own_pod_revision()
         state.save()
         if waiting is not None:  # keep serving with the old config until this bookie's turn
             return Status.RESTART_HELD(holder=waiting.holder) if waiting.holder else Status.WAITING_TO_RESTART()
@@ -130,10 +138,47 @@ class BookieCharm(ops.CharmBase):
             return
         ready, total = state.ready_peers(), 1 + len(state.peer_units)
         status = Status.APP_ACTIVE if ready == total else Status.APP_DEGRADED
-        statuses = [status(ready=ready, total=total)]
+        statuses = self._refresh_statuses(status(ready=ready, total=total))
         if state.too_few_bookies:
             statuses.append(Status.TOO_FEW_BOOKIES(planned=state.planned_units, ensemble=state.ensemble_size))
         report_status(event, statuses, self.app)
+
+    def _refresh_statuses(self, bookies: ops.StatusBase) -> list[ops.StatusBase]:
+        """The bookies' status with the refresh guard's: a roll under way, or why the guard is off."""
+        refresh = self._refresh
+        if isinstance(refresh, RefreshPlan) and refresh.rolling:
+            return [bookies, Status.APP_REFRESHING(updated=refresh.updated, total=refresh.total)]
+        if isinstance(refresh, KubernetesError) and isinstance(bookies, ops.ActiveStatus):
+            if isinstance(refresh, NotTrustedError):
+                return [Status.APP_REFRESH_UNGUARDED(summary=bookies.message, app=self.app.name)]
+            return [Status.APP_REFRESH_GUARD_DOWN(summary=bookies.message, error=str(refresh))]
+        return [bookies]
+
+    def _on_pre_upgrade_check(self, event: ops.ActionEvent) -> None:
+        """Check that a refresh may start, and arm the guard: the highest unit refreshes first."""
+        if not self.unit.is_leader():
+            event.fail("run it on the leader unit: juju run bookie-k8s/leader pre-upgrade-check")
+            return
+        state = BookieState(self, self.bookkeeper, dying=self.removal.dying, kubernetes=self.kubernetes)
+        if not state.leads:
+            event.fail("the bookies peer relation does not exist yet, or this unit is being removed")
+            return
+        try:
+            first = state.refresh.arm()
+        except (KubernetesError, RefreshRefusedError) as error:
+            event.fail(f"{error}; the refresh guard needs it" if isinstance(error, NotTrustedError) else str(error))
+            return
+        first_unit = f"{self.app.name}/{first}"
+        event.set_results(
+            {
+                "first-unit": first_unit,
+                "partition": first,
+                "message": (
+                    f"ready: run juju refresh; {first_unit} refreshes first, and the charm lets each next unit"
+                    " refresh once the previous one serves again (the application status shows the progress)"
+                ),
+            }
+        )
 
 
 if __name__ == "__main__":  # pragma: nocover

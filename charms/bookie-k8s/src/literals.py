@@ -63,3 +63,7 @@ class Status(StatusCatalog):
     # The application's status (the leader's summary).
     APP_ACTIVE = (ops.ActiveStatus, "{ready} bookies ready")
     APP_DEGRADED = (ops.WaitingStatus, "{ready}/{total} bookies ready")
+    # The refresh guard (the StatefulSet's partition): a roll under way, or why the guard is off.
+    APP_REFRESHING = (ops.MaintenanceStatus, "refreshing: {updated}/{total} units on the new revision")
+    APP_REFRESH_UNGUARDED = (ops.ActiveStatus, "{summary}; refresh guard off: juju trust {app} --scope=cluster")
+    APP_REFRESH_GUARD_DOWN = (ops.ActiveStatus, "{summary}; refresh guard off: {error}")

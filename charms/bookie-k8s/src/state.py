@@ -9,6 +9,7 @@ the bookkeeper library.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Final
@@ -23,7 +24,15 @@ from charms.pulsar_k8s.v0.pulsar_workload import (
     cluster_domain,
     pod_fqdn,
 )
-from charms.pulsar_k8s.v0.rolling_restart import LockAppData, LockUnitData, RollingRestart
+from charms.pulsar_k8s.v0.refresh import (
+    Kubernetes,
+    KubernetesError,
+    RefreshGuard,
+    RefreshUnitData,
+    UnitRefresh,
+    unit_ordinal,
+)
+from charms.pulsar_k8s.v0.rolling_restart import LockAppData, LockUnitData, RestartRequest, RollingRestart
 from literals import BOOKIE_PORT, PEER
 from managers.config import BookieConfig
 
@@ -31,11 +40,13 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class BookieUnitData(LockUnitData):
+class BookieUnitData(LockUnitData, RefreshUnitData):
     """A unit's `bookies` peer databag.
 
     - `ready`: whether its bookie said it was ready when the unit last looked (the leader
       sums these for the application's status: the bookie's HTTP API answers in its pod only)
+    - `pod-revision`: the StatefulSet revision its own pod runs, written with `ready` in the
+      same hook (`RefreshUnitData`): the leader's refresh guard reads both
     - `restart-request`, `applied`: its use of the restart lock (`LockUnitData`)
     """
 
@@ -45,7 +56,10 @@ class BookieUnitData(LockUnitData):
 class BookieState:
     """What this event's reconcile knows: this bookie, the metadata store, the restart lock."""
 
-    def __init__(self, charm: ops.CharmBase, bookkeeper: BookKeeperRequirer, dying: bool) -> None:
+    def __init__(
+        self, charm: ops.CharmBase, bookkeeper: BookKeeperRequirer, dying: bool, kubernetes: Kubernetes | None = None
+    ) -> None:
+        self.kubernetes = kubernetes or Kubernetes(charm.app.name, charm.model.name)
         self.unit = charm.unit
         self.app = charm.app
         self._model_name = charm.model.name
@@ -118,4 +132,38 @@ class BookieState:
     def restarts(self) -> RollingRestart:
         """The restart lock, on this snapshot's databags (the peer relation must exist)."""
         assert self.peers is not None
-        return RollingRestart(self.peers, self.unit, self.app, self.unit_data, self.app_data, leads=self.leads)
+        return RollingRestart(
+            self.peers,
+            self.unit,
+            self.app,
+            self.unit_data,
+            self.app_data,
+            leads=self.leads,
+            may_restart=self._may_restart,
+        )
+
+    def _may_restart(self, _unit: str, _request: RestartRequest) -> bool:
+        """Leader: no bookie restarts while a refresh replaces a pod (one bookie down at a time)."""
+        return not self.refresh.in_flight()
+
+    def own_pod_revision(self) -> str:
+        """The StatefulSet revision this unit's pod runs; empty when the API cannot tell."""
+        try:
+            return self.kubernetes.pod_revision(self.unit.name)
+        except KubernetesError as error:
+            logger.debug("cannot read this pod's revision: %s", error)
+            return ""
+
+    def refresh_units(self) -> dict[str, UnitRefresh]:
+        """Each bookie's refresh facts from peer data (this unit's as the reconcile left them)."""
+        facts = {}
+        for unit in [self.unit, *self.peer_units]:
+            data = self.peer_data.unit_data_of(unit)
+            restarting = data.restart_request is not None
+            facts[unit.name] = UnitRefresh(unit_ordinal(unit.name), data.pod_revision, data.ready, restarting)
+        return facts
+
+    @functools.cached_property
+    def refresh(self) -> RefreshGuard:
+        """Leader: the refresh guard (the StatefulSet is read on first use, once per event)."""
+        return RefreshGuard(self.kubernetes, self.refresh_units, lambda: self.app_data.restart_holder)

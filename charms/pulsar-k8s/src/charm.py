@@ -25,6 +25,7 @@ from charms.pulsar_k8s.v0.pulsar_workload import (
     pod_fqdn,
     report_status,
 )
+from charms.pulsar_k8s.v0.refresh import Kubernetes, KubernetesError, NotTrustedError, RefreshPlan, RefreshRefusedError
 from leader import LeaderWork
 from literals import (
     BOOKKEEPER_RELATION,
@@ -60,6 +61,7 @@ class PulsarCharm(ops.CharmBase):
         super().__init__(framework)
         self.removal = RemovalWatch(self, [PEER, BOOKKEEPER_RELATION, CLIENT_RELATION, CERTIFICATES_RELATION])
         self.workload = PulsarWorkload(self.unit.get_container(CONTAINER))
+        self.kubernetes = Kubernetes(self.app.name, self.model.name)
         self.bookkeeper = BookKeeperProvider(self, BOOKKEEPER_RELATION)
         self.clients = PulsarProvider(self, CLIENT_RELATION)
         self.renderer = ConfigRenderer()
@@ -73,6 +75,7 @@ class PulsarCharm(ops.CharmBase):
         self._failures: list[ops.StatusBase] = []
         self._unit_status: ops.StatusBase | None = None
         self._rotation: str | None = None
+        self._refresh: RefreshPlan | KubernetesError | None = None
         relations = [PEER, BOOKKEEPER_RELATION, CLIENT_RELATION, CERTIFICATES_RELATION]
         observe_lifecycle(self, self._reconcile, [CONTAINER], relations)
         framework.observe(self.certificates.on.certificate_available, self._reconcile)
@@ -86,11 +89,17 @@ class PulsarCharm(ops.CharmBase):
         framework.observe(self.on.get_admin_credentials_action, self._on_get_admin_credentials)
         framework.observe(self.on.rotate_signing_key_action, self._on_rotate_signing_key)
         framework.observe(self.on.cluster_status_action, self._on_cluster_status)
+        framework.observe(self.on.pre_upgrade_check_action, self._on_pre_upgrade_check)
 
     def _snapshot(self) -> ClusterState:
         provided, key = self.certificates.get_assigned_certificate(self.tls_request)
         state = ClusterState(
-            self, self.workload, self.bookkeeper, dying=self.removal.dying, certificate=(provided, key)
+            self,
+            self.workload,
+            self.bookkeeper,
+            dying=self.removal.dying,
+            certificate=(provided, key),
+            kubernetes=self.kubernetes,
         )
         # Brokers whose plaintext ports are closed are probed over TLS, verified with the CA.
         self.workload.web_tls = state.tls.client_context() if state.tls and state.tls_only else None
@@ -106,6 +115,7 @@ class PulsarCharm(ops.CharmBase):
         self._unit_status = UnitWork(state, self.workload, self.renderer).run()
         # After this unit's own work: what it published this time counts.
         self._rotation = leader.rotation_waits_for()
+        self._refresh = leader.guard_refresh()
 
     def _on_storage_detaching(self, _: ops.StorageDetachingEvent) -> None:
         """The unit is being removed: keep its ZooKeeper serving until the survivors no longer count it."""
@@ -122,7 +132,18 @@ class PulsarCharm(ops.CharmBase):
 
     def _on_collect_app_status(self, event: ops.CollectStatusEvent) -> None:
         if self._state is not None and self._state.leads:
-            report_status(event, [*self._failures, self._app_status(self._state)], self.app)
+            report_status(event, [*self._failures, *self._refresh_statuses(self._app_status(self._state))], self.app)
+
+    def _refresh_statuses(self, cluster: ops.StatusBase) -> list[ops.StatusBase]:
+        """The cluster's status with the refresh guard's: a roll under way, or why the guard is off."""
+        refresh = self._refresh
+        if isinstance(refresh, RefreshPlan) and refresh.rolling:
+            return [cluster, Status.APP_REFRESHING(updated=refresh.updated, total=refresh.total)]
+        if isinstance(refresh, KubernetesError) and isinstance(cluster, ops.ActiveStatus):
+            if isinstance(refresh, NotTrustedError):
+                return [Status.APP_REFRESH_UNGUARDED(summary=cluster.message, app=self.app.name)]
+            return [Status.APP_REFRESH_GUARD_DOWN(summary=cluster.message, error=str(refresh))]
+        return [cluster]
 
     def _app_status(self, state: ClusterState) -> ops.StatusBase:
         """The cluster in one line: "3 brokers, ZooKeeper 3/3, 3 bookies", or what is missing."""
@@ -226,6 +247,36 @@ class PulsarCharm(ops.CharmBase):
         except InvalidConfigError as error:
             results["ledger-quorum"] = str(error)
         event.set_results(results)
+
+    def _on_pre_upgrade_check(self, event: ops.ActionEvent) -> None:
+        """Check that a refresh may start, and arm the guard: the highest unit refreshes first."""
+        if not self.unit.is_leader():
+            event.fail("run it on the leader unit: juju run pulsar-k8s/leader pre-upgrade-check")
+            return
+        state = self._snapshot()
+        if not state.leads:
+            event.fail("the cluster peer relation does not exist yet, or this unit is being removed")
+            return
+        members, serving = len(state.members), len(state.serving_members)
+        if not members or serving * 2 <= members:
+            event.fail(f"the ZooKeeper ensemble lacks a serving quorum ({serving}/{members} members serve)")
+            return
+        try:
+            first = state.refresh.arm()
+        except (KubernetesError, RefreshRefusedError) as error:
+            event.fail(f"{error}; the refresh guard needs it" if isinstance(error, NotTrustedError) else str(error))
+            return
+        first_unit = f"{self.app.name}/{first}"
+        event.set_results(
+            {
+                "first-unit": first_unit,
+                "partition": first,
+                "message": (
+                    f"ready: run juju refresh; {first_unit} refreshes first, and the charm lets each next unit"
+                    " refresh once the previous one serves again (the application status shows the progress)"
+                ),
+            }
+        )
 
 
 if __name__ == "__main__":  # pragma: nocover

@@ -17,6 +17,7 @@ import ops
 from charms.pulsar_k8s.v0.bookkeeper import BookKeeperProvider, MetadataStore
 from charms.pulsar_k8s.v0.pulsar import PulsarProvider
 from charms.pulsar_k8s.v0.pulsar_workload import InvalidConfigError, WorkloadCommandError
+from charms.pulsar_k8s.v0.refresh import KubernetesError, RefreshPlan
 from literals import BROKER_WEB_PORT, BROKER_WEB_PORT_TLS, SUPERUSER_ROLE, Status
 from managers import auth
 from managers.admin import PulsarAdmin
@@ -81,6 +82,16 @@ class LeaderWork:
             failures.append(failure)
         self.state.save()
         return failures
+
+    def guard_refresh(self) -> RefreshPlan | KubernetesError | None:
+        """Move the StatefulSet's partition as the refresh guard says (after this unit's own work).
+
+        Run last, so that the leader's own `serving` and pod revision are this event's. None
+        when not leading; the error when the API cannot be used (the guard is off).
+        """
+        if not self.state.leads:
+            return None
+        return self.state.refresh.apply()
 
     def _track_client_tokens(self, obsolete_revision: tuple[str, int] | None) -> None:
         """Forget the pending client tokens whose old revision no one reads, or whose relation is gone."""

@@ -113,3 +113,10 @@ class Status(StatusCatalog):
         ops.ActiveStatus,
         "{brokers}, ZooKeeper {serving}/{members}, {bookies}; token key rotation: {step}",
     )
+    # The refresh guard (the StatefulSet's partition): a roll under way, or why the guard is off.
+    APP_REFRESHING = (ops.MaintenanceStatus, "refreshing: {updated}/{total} units on the new revision")
+    APP_REFRESH_UNGUARDED = (
+        ops.ActiveStatus,
+        "{summary}; refresh guard off: juju trust {app} --scope=cluster",
+    )
+    APP_REFRESH_GUARD_DOWN = (ops.ActiveStatus, "{summary}; refresh guard off: {error}")

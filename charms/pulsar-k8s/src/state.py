@@ -22,6 +22,14 @@ from charms.pulsar_k8s.v0.pulsar_workload import (
     cluster_domain,
     pod_fqdn,
 )
+from charms.pulsar_k8s.v0.refresh import (
+    Kubernetes,
+    KubernetesError,
+    RefreshGuard,
+    RefreshUnitData,
+    UnitRefresh,
+    unit_ordinal,
+)
 from charms.pulsar_k8s.v0.rolling_restart import LockAppData, LockUnitData, RestartRequest, RollingRestart
 from literals import (
     BOOKIE_CREDENTIALS_LABEL,
@@ -75,7 +83,7 @@ class PeerAppData(LockAppData):
 
 
 @dataclass
-class PeerUnitData(LockUnitData):
+class PeerUnitData(LockUnitData, RefreshUnitData):
     """A unit's `cluster` peer databag.
 
     - `host`: the unit's FQDN, as it computes it
@@ -85,6 +93,8 @@ class PeerUnitData(LockUnitData):
     - `serving`: true while its ZooKeeper and its broker both serve, as it last saw them. Its
       own Pebble checks tell it first; the change wakes the leader, whose application status
       would otherwise wait for its next event to see a unit fail or recover.
+    - `pod-revision`: the StatefulSet revision its own pod runs, written with `serving` in
+      the same hook (`RefreshUnitData`): the leader's refresh guard reads both
     - `restart-request`, `applied`: its use of the restart lock (`LockUnitData`)
     """
 
@@ -105,9 +115,11 @@ class ClusterState:
         bookkeeper: BookKeeperProvider,
         dying: bool,
         certificate: tuple[ProviderCertificate | None, PrivateKey | None] = (None, None),
+        kubernetes: Kubernetes | None = None,
     ) -> None:
         self._model = charm.model
         self._workload = workload
+        self.kubernetes = kubernetes or Kubernetes(charm.app.name, charm.model.name)
         self.unit = charm.unit
         self.app = charm.app
         self.domain = cluster_domain(charm.model.name)
@@ -292,6 +304,30 @@ class ClusterState:
         self.signing_keys = keys
         self.save()
 
+    # ------------------------------------------------------------ refresh
+
+    def own_pod_revision(self) -> str:
+        """The StatefulSet revision this unit's pod runs; empty when the API cannot tell."""
+        try:
+            return self.kubernetes.pod_revision(self.unit.name)
+        except KubernetesError as error:
+            logger.debug("cannot read this pod's revision: %s", error)
+            return ""
+
+    def refresh_units(self) -> dict[str, UnitRefresh]:
+        """Each unit's refresh facts from peer data (this unit's as the reconcile left them)."""
+        facts = {}
+        for unit in [self.unit, *self.peer_units]:
+            data = self.peer_data.unit_data_of(unit)
+            restarting = data.restart_request is not None
+            facts[unit.name] = UnitRefresh(unit_ordinal(unit.name), data.pod_revision, data.serving, restarting)
+        return facts
+
+    @functools.cached_property
+    def refresh(self) -> RefreshGuard:
+        """Leader: the refresh guard (the StatefulSet is read on first use, once per event)."""
+        return RefreshGuard(self.kubernetes, self.refresh_units, lambda: self.app_data.restart_holder)
+
     # ------------------------------------------------------------ writing back
 
     def restarts(self) -> RollingRestart:
@@ -315,8 +351,10 @@ class ClusterState:
         member restarted first and the new server are two votes of four that never reach a
         quorum against the two members still on the old ensemble, and the lock never moves on.
         Growing from one server is the exception: the standalone server must restart for the
-        second to join it.
+        second to join it. No unit restarts while a refresh replaces a pod.
         """
+        if self.refresh.in_flight():
+            return False  # a pod being replaced by a refresh is the one unit down at a time
         if ZOOKEEPER_SERVICE not in request.services:
             return True
         modes = {m.id: self.probes[m.id].zookeeper_mode for m in self.members}

@@ -56,11 +56,18 @@ class UnitWork:
         return status
 
     def _report_serving(self, serving: bool) -> None:
+        """Publish whether this unit serves, and the revision its pod runs, in one write.
+
+        Written together by the pod itself: the leader's refresh guard counts a refreshed unit
+        only once its new pod says it serves (the old pod's `serving` never carries over).
+        """
         state = self.state
         if state.dying or state.peers is None or state.peer_data_error:
             return
-        if state.unit_data.serving != serving:
+        revision = state.own_pod_revision()
+        if state.unit_data.serving != serving or state.unit_data.pod_revision != revision:
             state.unit_data.serving = serving
+            state.unit_data.pod_revision = revision
             state.save()
 
     def _bring_up(self) -> ops.StatusBase:

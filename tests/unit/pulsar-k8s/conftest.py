@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import lightkube
 import pytest
+from helpers.kubernetes import FakeKubernetes
 from helpers.pulsar_k8s_builders import Probes, Unit
 from ops import testing
 
@@ -33,3 +35,11 @@ def unit(tmp_path: Path, pulsar_image: Path) -> Unit:
     built.conf.mkdir(parents=True)
     built.zookeeper.mkdir(parents=True)
     return built
+
+
+@pytest.fixture(autouse=True)
+def kubernetes(monkeypatch: pytest.MonkeyPatch) -> FakeKubernetes:
+    """The Kubernetes API, as lightkube's client sees it: the application trusted, no refresh under way."""
+    cluster = FakeKubernetes("pulsar-k8s")
+    monkeypatch.setattr(lightkube, "Client", cluster.client)
+    return cluster
