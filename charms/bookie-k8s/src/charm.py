@@ -21,7 +21,7 @@ from charms.pulsar_k8s.v0.pulsar_workload import (
     observe_lifecycle,
     report_status,
 )
-from charms.pulsar_k8s.v0.refresh import Kubernetes, KubernetesError, NotTrustedError, RefreshPlan, RefreshRefusedError
+from charms.pulsar_k8s.v0.refresh import Kubernetes, KubernetesError, RefreshPlan, arm_for_refresh, guard_statuses
 from charms.pulsar_k8s.v0.rolling_restart import DesiredWorkload, WorkloadFile
 from literals import (
     BOOKIE_PORT,
@@ -144,15 +144,15 @@ class BookieCharm(ops.CharmBase):
         report_status(event, statuses, self.app)
 
     def _refresh_statuses(self, bookies: ops.StatusBase) -> list[ops.StatusBase]:
-        """The bookies' status with the refresh guard's: a roll under way, or why the guard is off."""
-        refresh = self._refresh
-        if isinstance(refresh, RefreshPlan) and refresh.rolling:
-            return [bookies, Status.APP_REFRESHING(updated=refresh.updated, total=refresh.total)]
-        if isinstance(refresh, KubernetesError) and isinstance(bookies, ops.ActiveStatus):
-            if isinstance(refresh, NotTrustedError):
-                return [Status.APP_REFRESH_UNGUARDED(summary=bookies.message, app=self.app.name)]
-            return [Status.APP_REFRESH_GUARD_DOWN(summary=bookies.message, error=str(refresh))]
-        return [bookies]
+        """The application's status with the refresh guard's: a roll under way, or why the guard is off."""
+        return guard_statuses(
+            self._refresh,
+            bookies,
+            self.app.name,
+            Status.APP_REFRESHING,
+            Status.APP_REFRESH_UNGUARDED,
+            Status.APP_REFRESH_GUARD_DOWN,
+        )
 
     def _on_pre_upgrade_check(self, event: ops.ActionEvent) -> None:
         """Check that a refresh may start, and arm the guard: the highest unit refreshes first."""
@@ -163,22 +163,7 @@ class BookieCharm(ops.CharmBase):
         if not state.leads:
             event.fail("the bookies peer relation does not exist yet, or this unit is being removed")
             return
-        try:
-            first = state.refresh.arm()
-        except (KubernetesError, RefreshRefusedError) as error:
-            event.fail(f"{error}; the refresh guard needs it" if isinstance(error, NotTrustedError) else str(error))
-            return
-        first_unit = f"{self.app.name}/{first}"
-        event.set_results(
-            {
-                "first-unit": first_unit,
-                "partition": first,
-                "message": (
-                    f"ready: run juju refresh; {first_unit} refreshes first, and the charm lets each next unit"
-                    " refresh once the previous one serves again (the application status shows the progress)"
-                ),
-            }
-        )
+        arm_for_refresh(event, state.refresh, self.app.name)
 
 
 if __name__ == "__main__":  # pragma: nocover

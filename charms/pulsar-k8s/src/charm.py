@@ -25,7 +25,7 @@ from charms.pulsar_k8s.v0.pulsar_workload import (
     pod_fqdn,
     report_status,
 )
-from charms.pulsar_k8s.v0.refresh import Kubernetes, KubernetesError, NotTrustedError, RefreshPlan, RefreshRefusedError
+from charms.pulsar_k8s.v0.refresh import Kubernetes, KubernetesError, RefreshPlan, arm_for_refresh, guard_statuses
 from leader import LeaderWork
 from literals import (
     BOOKKEEPER_RELATION,
@@ -135,15 +135,15 @@ class PulsarCharm(ops.CharmBase):
             report_status(event, [*self._failures, *self._refresh_statuses(self._app_status(self._state))], self.app)
 
     def _refresh_statuses(self, cluster: ops.StatusBase) -> list[ops.StatusBase]:
-        """The cluster's status with the refresh guard's: a roll under way, or why the guard is off."""
-        refresh = self._refresh
-        if isinstance(refresh, RefreshPlan) and refresh.rolling:
-            return [cluster, Status.APP_REFRESHING(updated=refresh.updated, total=refresh.total)]
-        if isinstance(refresh, KubernetesError) and isinstance(cluster, ops.ActiveStatus):
-            if isinstance(refresh, NotTrustedError):
-                return [Status.APP_REFRESH_UNGUARDED(summary=cluster.message, app=self.app.name)]
-            return [Status.APP_REFRESH_GUARD_DOWN(summary=cluster.message, error=str(refresh))]
-        return [cluster]
+        """The application's status with the refresh guard's: a roll under way, or why the guard is off."""
+        return guard_statuses(
+            self._refresh,
+            cluster,
+            self.app.name,
+            Status.APP_REFRESHING,
+            Status.APP_REFRESH_UNGUARDED,
+            Status.APP_REFRESH_GUARD_DOWN,
+        )
 
     def _app_status(self, state: ClusterState) -> ops.StatusBase:
         """The cluster in one line: "3 brokers, ZooKeeper 3/3, 3 bookies", or what is missing."""
@@ -261,22 +261,7 @@ class PulsarCharm(ops.CharmBase):
         if not members or serving * 2 <= members:
             event.fail(f"the ZooKeeper ensemble lacks a serving quorum ({serving}/{members} members serve)")
             return
-        try:
-            first = state.refresh.arm()
-        except (KubernetesError, RefreshRefusedError) as error:
-            event.fail(f"{error}; the refresh guard needs it" if isinstance(error, NotTrustedError) else str(error))
-            return
-        first_unit = f"{self.app.name}/{first}"
-        event.set_results(
-            {
-                "first-unit": first_unit,
-                "partition": first,
-                "message": (
-                    f"ready: run juju refresh; {first_unit} refreshes first, and the charm lets each next unit"
-                    " refresh once the previous one serves again (the application status shows the progress)"
-                ),
-            }
-        )
+        arm_for_refresh(event, state.refresh, self.app.name)
 
 
 if __name__ == "__main__":  # pragma: nocover

@@ -24,7 +24,6 @@ from charms.pulsar_k8s.v0.pulsar_workload import (
 )
 from charms.pulsar_k8s.v0.refresh import (
     Kubernetes,
-    KubernetesError,
     RefreshGuard,
     RefreshUnitData,
     UnitRefresh,
@@ -308,11 +307,7 @@ class ClusterState:
 
     def own_pod_revision(self) -> str:
         """The StatefulSet revision this unit's pod runs; empty when the API cannot tell."""
-        try:
-            return self.kubernetes.pod_revision(self.unit.name)
-        except KubernetesError as error:
-            logger.debug("cannot read this pod's revision: %s", error)
-            return ""
+        return self.kubernetes.own_revision(self.unit.name)
 
     def refresh_units(self) -> dict[str, UnitRefresh]:
         """Each unit's refresh facts from peer data (this unit's as the reconcile left them)."""

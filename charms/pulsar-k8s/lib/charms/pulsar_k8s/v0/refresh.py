@@ -37,6 +37,7 @@ from typing import TypeVar
 
 import httpx2
 import lightkube
+import ops
 from lightkube.resources.apps_v1 import StatefulSet
 from lightkube.resources.core_v1 import Pod
 from lightkube.types import PatchType
@@ -122,6 +123,14 @@ class Kubernetes:
         found = self._call(lambda client: client.get(Pod, pod_name, namespace=self.namespace))
         labels = (found.metadata.labels if found.metadata else None) or {}
         return labels.get(REVISION_LABEL, "")
+
+    def own_revision(self, unit_name: str) -> str:
+        """The revision this unit's own pod runs, for its peer data; empty when the API cannot tell."""
+        try:
+            return self.pod_revision(unit_name)
+        except KubernetesError as error:
+            logger.debug("cannot read this pod's revision: %s", error)
+            return ""
 
     def _call(self, request: Callable[[lightkube.Client], T]) -> T:
         try:
@@ -298,3 +307,48 @@ class RefreshGuard:
         if isinstance(plan, KubernetesError):
             raise plan
         return plan.partition
+
+
+# ---------------------------------------------------------------- the charms' use
+
+
+def guard_statuses(
+    refresh: RefreshPlan | KubernetesError | None,
+    summary: ops.StatusBase,
+    app: str,
+    refreshing: Callable[..., ops.StatusBase],
+    unguarded: Callable[..., ops.StatusBase],
+    guard_down: Callable[..., ops.StatusBase],
+) -> list[ops.StatusBase]:
+    """The application's statuses: its `summary`, with a roll under way or why the guard is off.
+
+    The three status makers are the charm's catalog entries, with the fields `updated` and
+    `total`; `summary` and `app`; `summary` and `error`.
+    """
+    if isinstance(refresh, RefreshPlan) and refresh.rolling:
+        return [summary, refreshing(updated=refresh.updated, total=refresh.total)]
+    if isinstance(refresh, KubernetesError) and isinstance(summary, ops.ActiveStatus):
+        if isinstance(refresh, NotTrustedError):
+            return [unguarded(summary=summary.message, app=app)]
+        return [guard_down(summary=summary.message, error=str(refresh))]
+    return [summary]
+
+
+def arm_for_refresh(event: ops.ActionEvent, guard: RefreshGuard, app: str) -> None:
+    """`pre-upgrade-check`, once the charm's own checks passed: arm the guard, or fail saying why."""
+    try:
+        first = guard.arm()
+    except (KubernetesError, RefreshRefusedError) as error:
+        event.fail(f"{error}; the refresh guard needs it" if isinstance(error, NotTrustedError) else str(error))
+        return
+    first_unit = f"{app}/{first}"
+    event.set_results(
+        {
+            "first-unit": first_unit,
+            "partition": first,
+            "message": (
+                f"ready: run juju refresh; {first_unit} refreshes first, and the charm lets each next unit"
+                " refresh once the previous one serves again (the application status shows the progress)"
+            ),
+        }
+    )
