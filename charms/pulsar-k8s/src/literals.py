@@ -81,6 +81,10 @@ class Status(StatusCatalog):
         ops.MaintenanceStatus,
         "leaving the ZooKeeper ensemble: waiting for servers {pending} to serve without this one",
     )
+    HANDING_OVER = (
+        ops.MaintenanceStatus,
+        "leaving the ZooKeeper ensemble: restarting its server, so that another leads",
+    )
     LEFT_ENSEMBLE = (ops.MaintenanceStatus, "left the ZooKeeper ensemble")
     LEFT_UNWAITED = (ops.MaintenanceStatus, "left without waiting for the ZooKeeper ensemble: {reason}")
     WAITING_FOR_UNITS = (ops.WaitingStatus, "zookeeper: waiting for units to join: {joined}/{planned}")

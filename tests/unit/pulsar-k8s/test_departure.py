@@ -9,7 +9,8 @@ from ops import testing
 from pulsar_k8s.charm import PulsarCharm
 from pulsar_k8s.literals import Status
 from pulsar_k8s.managers import departure
-from pulsar_k8s.managers.ensemble import still_counting
+from pulsar_k8s.managers.ensemble import should_hand_over, still_counting
+from pulsar_k8s.workload import PulsarWorkload
 
 SURVIVORS = [fqdn(n) for n in range(3)]
 
@@ -98,6 +99,35 @@ def test_a_survivor_that_does_not_serve_yet_is_waited_for(
     assert out.unit_status == Status.LEFT_UNWAITED(reason="servers 2 still counted it")
 
 
+def test_a_removed_unit_whose_server_leads_zookeeper_restarts_it_so_that_a_survivor_leads(
+    dying_ctx: testing.Context, unit: Unit, probes: Probes, waits: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given its server leads ZooKeeper, and the first survivor restarted into the ensemble without
+    # it: that one ignores it, and cannot follow anyone (it answers without serving)
+    old, new = {1, 2, 3, 4}, {1, 2, 3}
+    probes.zookeeper_mode = "leader"
+    probes.memberships = {SURVIVORS[0]: [new], SURVIVORS[1]: [old], SURVIVORS[2]: [old]}
+    probes.zookeeper_modes = {SURVIVORS[0]: "", SURVIVORS[1]: "follower", SURVIVORS[2]: "follower"}
+    restarted: list[tuple[str, ...]] = []
+
+    def restart(self: PulsarWorkload, *services: str) -> None:
+        # Another server leads after the restart; the survivors then restart into the new ensemble
+        restarted.append(services)
+        probes.zookeeper_mode = "follower"
+        probes.zookeeper_modes[SURVIVORS[0]] = "follower"
+        probes.memberships = {host: [new] for host in SURVIVORS}
+
+    monkeypatch.setattr(PulsarWorkload, "restart", restart)
+
+    # When its storage is about to detach
+    out = _detaching(dying_ctx, _dying(unit))
+
+    # Then it restarted its ZooKeeper once, saying so, and left once the survivors served without it
+    assert restarted == [("zookeeper",)]
+    assert Status.HANDING_OVER() in dying_ctx.unit_status_history
+    assert out.unit_status == Status.LEFT_ENSEMBLE()
+
+
 def test_a_removed_leader_does_not_wait(
     dying_ctx: testing.Context, unit: Unit, probes: Probes, waits: list[float]
 ) -> None:
@@ -125,3 +155,18 @@ def test_still_counting_names_each_survivor_not_done(
     survivors: dict[int, tuple[set[int] | None, str | None]], pending: list[int]
 ) -> None:
     assert still_counting(4, survivors) == pending
+
+
+@pytest.mark.parametrize(
+    ("own_mode", "survivors", "hand_over"),
+    [
+        ("leader", {1: ({1, 2, 3}, ""), 2: ({1, 2, 3, 4}, "follower")}, True),
+        ("follower", {1: ({1, 2, 3}, ""), 2: ({1, 2, 3, 4}, "follower")}, False),
+        ("leader", {1: ({1, 2, 3, 4}, "follower"), 2: ({1, 2, 3, 4}, "follower")}, False),
+        ("leader", {1: ({1, 2, 3}, ""), 2: (None, None)}, False),
+    ],
+)
+def test_should_hand_over_only_while_leading_survivors_that_left_it_out_and_all_answer(
+    own_mode: str, survivors: dict[int, tuple[set[int] | None, str | None]], hand_over: bool
+) -> None:
+    assert should_hand_over(4, own_mode, survivors) is hand_over

@@ -10,7 +10,10 @@ runs an ensemble without it and serves (ZooKeeper's `conf` and `srvr`).
 
 Shrinking one server at a time is what keeps this safe: any majority of the new ensemble
 meets any majority of the old one, so the servers on either configuration cannot elect two
-leaders.
+leaders. The dying server must not lead meanwhile: a survivor restarted without it in its
+ensemble ignores it, and so can follow no leader. ZooKeeper prefers the highest server id
+when elections tie, and a scale-down removes the highest, so it often leads: the dying unit
+then restarts its server, and the others elect a survivor in the seconds it takes to return.
 
 A dying leader does not wait: the survivors' restarts need the restart lock, which only a
 leader hands out, and Juju elects another only once this unit is gone. Its ensemble then
@@ -26,8 +29,8 @@ import time
 import ops
 
 from charms.pulsar_k8s.v0.pulsar_workload import pod_fqdn
-from literals import Status
-from managers.ensemble import server_id, still_counting
+from literals import ZOOKEEPER_SERVICE, Status
+from managers.ensemble import server_id, should_hand_over, still_counting
 from workload import PulsarWorkload
 
 logger = logging.getLogger(__name__)
@@ -36,6 +39,8 @@ logger = logging.getLogger(__name__)
 # survivor that never comes back must not keep the unit forever; the ensemble shrinks anyway.
 LEAVE_TIMEOUT = 900.0
 POLL_INTERVAL = 2.0
+# How long a restarted server may take to serve again, before the wait goes on regardless.
+RESTART_TIMEOUT = 120.0
 
 
 class EnsembleDeparture:
@@ -62,7 +67,17 @@ class EnsembleDeparture:
             return Status.LEFT_UNWAITED(reason="it was the leader")
         deadline = time.monotonic() + LEAVE_TIMEOUT
         while True:
-            pending = still_counting(self.server, {sid: self._look(host) for sid, host in self.survivors.items()})
+            survivors = {sid: self._look(host) for sid, host in self.survivors.items()}
+            pending = still_counting(self.server, survivors)
+            leads = should_hand_over(self.server, self.workload.zookeeper_mode(), survivors)
+            if pending and leads and time.monotonic() <= deadline:
+                logger.info(
+                    "server %d leads ZooKeeper as it leaves: restarting it, so that a survivor leads", self.server
+                )
+                self.unit.status = Status.HANDING_OVER()
+                self.workload.restart(ZOOKEEPER_SERVICE)
+                self.workload.wait_for_zookeeper(RESTART_TIMEOUT)
+                continue
             if not pending:
                 logger.info("server %d left the ZooKeeper ensemble: every survivor serves without it", self.server)
                 return Status.LEFT_ENSEMBLE()

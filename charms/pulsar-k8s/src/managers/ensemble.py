@@ -98,3 +98,18 @@ def still_counting(server: int, survivors: dict[int, tuple[set[int] | None, str 
         for sid, (membership, mode) in survivors.items()
         if membership is None or server in membership or mode not in SERVING_MODES
     )
+
+
+def should_hand_over(
+    server: int, own_mode: str | None, survivors: dict[int, tuple[set[int] | None, str | None]]
+) -> bool:
+    """Whether a leaving `server` must give up ZooKeeper's leadership now (restart, so a survivor leads).
+
+    A server restarted into the ensemble without it ignores its votes, so it can never follow
+    it: while it leads, such a survivor stays out of the quorum and the roll cannot go on (no
+    member restarts while another does not serve). Only once every survivor answers: with one
+    of them restarting as well, too few members of the old ensemble would be left to elect.
+    """
+    if own_mode != "leader" or any(membership is None for membership, _ in survivors.values()):
+        return False
+    return any(membership is not None and server not in membership for membership, _ in survivors.values())
