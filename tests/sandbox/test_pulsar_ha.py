@@ -5,8 +5,9 @@ where it hurts most: in the middle of the bring-up, of a client grant and of a r
 restart, and the ZooKeeper leader's pod is stopped under a live cluster. Then faults under
 continuous writes: one writer produces at 40 messages a second, every acknowledgement
 recorded, while services are killed, a bookie is frozen past its ZooKeeper session and a
-broker's pod is cut off the network (as a node or a user with kubectl would), and a bookie is
-removed and added again (as an operator does); after each, every unit must be active again.
+broker's pod is cut off the network (as a node or a user with kubectl would), a bookie is
+removed and added again, and both applications are refreshed (as an operator does); after
+each, every unit must be active again.
 The last test stops the writer and reads everything back through an audit subscription made
 before the first message: no acknowledged message may be lost. The time each fault took to
 heal is printed, not asserted.
@@ -301,8 +302,9 @@ def _another_unit(model: Model, *besides: str | None) -> str:
 
 def test_leadership_moving_before_initialization_still_brings_the_cluster_up(model: Model) -> None:
     # Given pulsar-k8s -n 3, bookie-k8s -n 4 and a client, deployed and integrated as a user types it
-    model.deploy(CHARMS / "pulsar-k8s", num_units=len(PULSAR_UNITS), settle=False)
-    model.deploy(CHARMS / "bookie-k8s", num_units=len(BOOKIE_UNITS), settle=False)
+    # (trusted, as `juju deploy --trust`: the charms guard a refresh through their StatefulSets)
+    model.deploy(CHARMS / "pulsar-k8s", num_units=len(PULSAR_UNITS), trust=True, settle=False)
+    model.deploy(CHARMS / "bookie-k8s", num_units=len(BOOKIE_UNITS), trust=True, settle=False)
     model.integrate("pulsar-k8s", "bookie-k8s", settle=False)
     model.deploy(TEST_CHARMS / "pulsar-client-k8s", "client", settle=False)
     model.integrate("client", "pulsar-k8s", settle=False)
@@ -553,6 +555,72 @@ def test_a_removed_bookie_is_decommissioned_while_writes_go_on(model: Model) -> 
 
     # Then it starts anew and serves (on its old files it would refuse: its cookie left the metadata store)
     assert _bookie_serves(removed)(model)
+    _acknowledged_from_now(model)
+
+
+REFRESHED = {"pulsar-k8s": PULSAR_UNITS, "bookie-k8s": BOOKIE_UNITS}
+
+
+def _active(model: Model, unit: str) -> bool:
+    return isinstance(model.units[unit].workload_status, ops.ActiveStatus)
+
+
+def test_a_guarded_refresh_replaces_one_pod_at_a_time_once_the_last_serves(
+    model: Model, writer: ops.pebble.ExecProcess[str]
+) -> None:
+    # Given both applications trusted: each leader keeps its StatefulSet's partition at the highest ordinal
+    for app, units in REFRESHED.items():
+        assert model.statefulset(app).partition == len(units) - 1, app
+    # And the pre-upgrade check passes on each leader
+    for app, units in REFRESHED.items():
+        leader = model.leader(app)
+        assert leader is not None
+        checked = model.run(leader, "pre-upgrade-check")
+        assert checked.status == "completed", checked.message
+        assert checked.results["first-unit"] == units[-1]
+
+    # When both are refreshed while the writer writes
+    since = time.monotonic()
+    for app in REFRESHED:
+        model.refresh(app, settle=False)
+    updates = {app: model.statefulset(app).update_revision for app in REFRESHED}
+    replaced: dict[str, list[str]] = {app: [] for app in REFRESHED}  # in the order their pods went
+    starting: set[str] = set()  # replaced units seen not active since: the old pod's status is gone
+    too_early: list[str] = []
+
+    def rolled(m: Model) -> bool:
+        # Each pod replaced must find the one replaced before it serving again: seen starting, now active
+        for app, units in REFRESHED.items():
+            for unit in units:
+                if unit in replaced[app]:
+                    if not _active(m, unit):
+                        starting.add(unit)
+                    continue
+                if m.pod_revision(unit) != updates[app]:
+                    continue
+                before = replaced[app][-1] if replaced[app] else None
+                if before is not None and (before not in starting or not _active(m, before)):
+                    too_early.append(f"{unit} replaced while {before} did not serve yet")
+                replaced[app].append(unit)
+        return not any(m.statefulset(app).rolling for app in REFRESHED) and _all_back(m)
+
+    with WatchedWriter(model) as watched:
+        model.drive_until(rolled, timeout=2 * TIMEOUT)
+        model.wait_for_idle(timeout=TIMEOUT)
+    took = HEALED["refresh of both applications"] = time.monotonic() - since
+    print(f"\nrefresh of both applications: {took:.0f}s; the writer: {watched.writes}")
+
+    # Then every pod runs the new revision, replaced from the highest ordinal down, each only once
+    # the one before it served again
+    for app, units in REFRESHED.items():
+        statefulset = model.statefulset(app)
+        assert statefulset.updated == sorted(units), app
+        assert statefulset.current_revision == statefulset.update_revision == updates[app]
+        assert replaced[app] == list(reversed(units)), app
+    assert too_early == []
+    # And the writer's messages went on being acknowledged
+    assert watched.writes is not None
+    assert watched.writes.resumed_after is not None, watched.writes
     _acknowledged_from_now(model)
 
 
