@@ -116,7 +116,7 @@ class KubeApi:
             app = self.model.apps.get(name) if namespace == self.model.name else None
             if app is None:
                 raise _not_found("statefulsets", "apps", name)
-            return [self.model.units[u] for u in app.units if u in self.model.units]
+            return self.model.app_units(name)
 
     def _statefulset(self, namespace: str, name: str) -> dict[str, Any]:
         ready = self._ready(self._app_units(namespace, name))
@@ -150,13 +150,7 @@ class KubeApi:
     def _pod(self, namespace: str, name: str) -> dict[str, Any]:
         with self.lock:
             unit = next(
-                (
-                    self.model.units[u]
-                    for app in self.model.apps.values()
-                    for u in app.units
-                    if u in self.model.units and statefulset.pod_name(self.model.units[u]) == name
-                ),
-                None,
+                (u for app in self.model.apps for u in self.model.app_units(app) if u.pod.hostname == name), None
             )
         if unit is None or namespace != self.model.name:
             raise _not_found("pods", "", name)

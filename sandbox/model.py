@@ -428,11 +428,11 @@ class Model:
 
     def _rolling(self, state: AppState) -> bool:
         with self._lock:
-            return statefulset.rolling(state, [self.units[u] for u in state.units if u in self.units])
+            return statefulset.rolling(state, self.state.app_units(state.name))
 
     def _next_replaced(self, state: AppState) -> str:
         with self._lock:
-            following = statefulset.next_to_update(state, [self.units[u] for u in state.units if u in self.units])
+            following = statefulset.next_to_update(state, self.state.app_units(state.name))
         return following.name if following is not None else "-"
 
     # ------------------------------------------------------------------ the StatefulSet and the Kubernetes API
@@ -887,17 +887,13 @@ class Model:
             self._scheduler.settle(deadline=deadline)
             with self._lock:
                 now = time.monotonic()
-                units = [self.units[u] for app in names for u in self.apps[app].units if u in self.units]
+                units = [u for app in names for u in self.state.app_units(app)]
                 errored = [u for u in units if u.error]
                 if errored and raise_on_error:
                     self.save()
                     raise HookFailedError("; ".join(self._error_line(u) for u in errored))
                 pending = [u for u in units if not self._settled(u, status, now, idle_period)]
-                rolling = [
-                    self.apps[a]
-                    for a in names
-                    if statefulset.rolling(self.apps[a], [self.units[u] for u in self.apps[a].units if u in self.units])
-                ]
+                rolling = [self.apps[a] for a in names if statefulset.rolling(self.apps[a], self.state.app_units(a))]
             if not pending and not rolling:
                 self.save()
                 return

@@ -215,7 +215,7 @@ class Scheduler:
                     if not self.watcher.pod_ready(unit):
                         continue
                 app.replacing = None
-            units = [self.model.units[u] for u in app.units if u in self.model.units]
+            units = self.model.app_units(app.name)
             following = statefulset.next_to_update(app, units)
             if following is None:
                 statefulset.complete_if_done(app, units)

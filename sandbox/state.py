@@ -325,6 +325,10 @@ class ModelState:
         # A model saved before secret triggers existed loads with Juju's retry delay.
         self.__dict__.update({"secret_retry_delay": SECRET_RETRY_DELAY, **state})
 
+    def app_units(self, app: str) -> list[UnitState]:
+        """The application's units, the dying ones included until they are gone, by ordinal."""
+        return [self.units[u] for u in self.apps[app].units if u in self.units]
+
     def alive_units(self, app: str) -> list[UnitState]:
         """The application's units that are not being removed, by ordinal."""
         return [self.units[u] for u in self.apps[app].units if not self.units[u].dying]

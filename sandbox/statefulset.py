@@ -135,7 +135,7 @@ class StatefulSetView:
 
 
 def view(model: ModelState, app: AppState) -> StatefulSetView:
-    units = [model.units[u] for u in app.units if u in model.units]
+    units = model.app_units(app.name)
     return StatefulSetView(
         name=app.name,
         replicas=len(model.alive_units(app.name)),
@@ -165,7 +165,7 @@ def _containers(charm: CharmSpec) -> list[dict[str, Any]]:
 
 def statefulset_doc(model: ModelState, app: AppState, ready: dict[str, bool]) -> dict[str, Any]:
     """The StatefulSet as the API serves it; `ready` is each unit's pod Ready condition."""
-    units = [model.units[u] for u in app.units if u in model.units]
+    units = model.app_units(app.name)
     charm = app.revisions.get(app.update_revision, app.charm)
     return {
         "apiVersion": "apps/v1",
@@ -209,13 +209,13 @@ def pod_doc(model: ModelState, unit: UnitState, ready: bool) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": pod_name(unit),
+            "name": unit.pod.hostname,
             "namespace": model.name,
             "labels": {
                 **_labels(unit.app),
                 "controller-revision-hash": unit.revision,
                 "apps.kubernetes.io/pod-index": str(unit.number),
-                "statefulset.kubernetes.io/pod-name": pod_name(unit),
+                "statefulset.kubernetes.io/pod-name": unit.pod.hostname,
             },
             "ownerReferences": [
                 {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": unit.app, "uid": "", "controller": True}
@@ -223,7 +223,7 @@ def pod_doc(model: ModelState, unit: UnitState, ready: bool) -> dict[str, Any]:
         },
         "spec": {
             "containers": _containers(unit.charm),
-            "hostname": pod_name(unit),
+            "hostname": unit.pod.hostname,
             "subdomain": f"{unit.app}-endpoints",
         },
         "status": {
@@ -235,10 +235,6 @@ def pod_doc(model: ModelState, unit: UnitState, ready: bool) -> dict[str, Any]:
             ],
         },
     }
-
-
-def pod_name(unit: UnitState) -> str:
-    return f"{unit.app}-{unit.number}"
 
 
 # ------------------------------------------------------------------ patches
