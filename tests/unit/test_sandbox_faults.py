@@ -17,14 +17,13 @@ from signal import Signals
 from typing import Any
 
 import pytest
+from helpers.sandbox_models import GREETER, described_state
 
 from sandbox import Model, SandboxError, cli, faults, persistence, pods, volume_filler, volumes
 from sandbox.charmspec import CharmSpec
 from sandbox.lifecycle import PodLifecycle
-from sandbox.pods import Pod
-from sandbox.state import AppState, ModelState, UnitState
+from sandbox.state import ModelState
 
-GREETER = Path(__file__).resolve().parents[1] / "sandbox" / "charms" / "greeter-k8s"
 MODEL_UUID = "0c4b8a1e-3f2d-4e5a-8b6c-7d8e9f0a1b2c"
 GIB = 1 << 30
 MIB = 1 << 20
@@ -72,17 +71,7 @@ def model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Model:
     monkeypatch.setattr(pods, "SOCKETS_ROOT", tmp_path / "sockets")
     monkeypatch.setattr(pods, "NETNS_DIR", tmp_path / "netns")
     monkeypatch.setattr(pods, "delete_netns", lambda name: None)
-    state = ModelState(name="faults", uuid=MODEL_UUID, root=tmp_path / "home" / "faults")
-    state.root.mkdir(parents=True)
-    charm = CharmSpec.load(GREETER)
-    state.apps["web"] = AppState(name="web", charm=charm, config={}, trusted=False, leader="web/0")
-    for number in range(2):
-        name = f"web/{number}"
-        pod = Pod(state.name, name, state.next_pod_index, state.root / "pods" / name.replace("/", "-"))
-        state.next_pod_index += 1
-        state.units[name] = UnitState(name=name, app="web", number=number, pod=pod, charm=charm)
-        state.apps["web"].units.append(name)
-    created = Model(state)
+    created = Model(described_state(tmp_path / "home", "faults", MODEL_UUID, {"web": 2}))
     created.save()
     return created
 

@@ -19,20 +19,19 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers.sandbox_models import GREETER, described_state
 from lightkube import ApiError, Client, KubeConfig
 from lightkube.resources.apps_v1 import StatefulSet
 from lightkube.resources.core_v1 import Pod as PodResource
 from lightkube.types import PatchType
 
 from sandbox import Model, SandboxError, cli, persistence, pods, statefulset
-from sandbox.charmspec import CharmSpec, missing_requirements, pinned_requirements, read_pins
+from sandbox.charmspec import missing_requirements, pinned_requirements, read_pins
 from sandbox.kubeapi import KubeApi, _Server, kubeconfig, write_private
-from sandbox.pods import Pod
-from sandbox.state import AppState, ModelState, PodAction, UnitState
+from sandbox.state import AppState, PodAction
 from sandbox.statefulset import ApiStatusError, patched_partition
 
 REPO = Path(__file__).resolve().parents[2]
-GREETER = REPO / "tests" / "sandbox" / "charms" / "greeter-k8s"
 MODEL_UUID = "0c4b8a1e-3f2d-4e5a-8b6c-7d8e9f0a1b2c"
 REVISION = re.compile(r"^web-[0-9a-f]{10}$")
 
@@ -42,17 +41,7 @@ def model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Model:
     """Application "web" (three units, not trusted) and "other" (one unit), described only."""
     monkeypatch.setenv("PULSAR_SANDBOX_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(pods, "SOCKETS_ROOT", tmp_path / "sockets")
-    state = ModelState(name="k8s", uuid=MODEL_UUID, root=tmp_path / "home" / "k8s")
-    state.root.mkdir(parents=True)
-    charm = CharmSpec.load(GREETER)
-    for app, count in (("web", 3), ("other", 1)):
-        state.apps[app] = AppState(name=app, charm=charm, config={}, trusted=False, leader=f"{app}/0")
-        for number in range(count):
-            name = f"{app}/{number}"
-            pod = Pod(state.name, name, state.next_pod_index, state.root / "pods" / name.replace("/", "-"))
-            state.next_pod_index += 1
-            state.units[name] = UnitState(name=name, app=app, number=number, pod=pod, charm=charm)
-            state.apps[app].units.append(name)
+    state = described_state(tmp_path / "home", "k8s", MODEL_UUID, {"web": 3, "other": 1})
     created = Model(state)  # adopts the applications' first revisions and tokens
     monkeypatch.setattr(created._watcher, "pod_ready", lambda unit: unit.number != 1)
     return created

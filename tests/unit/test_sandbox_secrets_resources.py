@@ -10,19 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.sandbox_models import GREETER, described_state
 from ops import testing
 from scenario import _consistency_checker
 
 from sandbox import Model, SandboxError, cli
 from sandbox.agent import _run_forked
 from sandbox.charmspec import CharmSpec
-from sandbox.pods import Pod
 from sandbox.projection import absorb, hidden_secrets, unit_view
 from sandbox.scenario_compat import accept_juju_secret_uris
-from sandbox.state import AppState, ModelState, SecretState, UnitState
+from sandbox.state import AppState, SecretState
 from sandbox.wire import EventReply, EventRequest, EventSpec
 
-GREETER = Path(__file__).resolve().parents[1] / "sandbox" / "charms" / "greeter-k8s"
 MODEL_UUID = "6f1c4a52-2d8e-4a3b-9a57-0a1b2c3d4e5f"
 
 
@@ -45,18 +44,9 @@ def model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Model:
     It lives where the command line finds models, under a home of its own.
     """
     monkeypatch.setenv("PULSAR_SANDBOX_HOME", str(tmp_path / "home"))
-    state = ModelState(name="unit", uuid=MODEL_UUID, root=tmp_path / "home" / "unit")
-    state.root.mkdir(parents=True)
-    charm = CharmSpec.load(GREETER)
-    for app, count in (("alpha", 2), ("beta", 1)):
-        state.apps[app] = AppState(name=app, charm=charm, config={}, trusted=False, leader=f"{app}/0")
-        for number in range(count):
-            name = f"{app}/{number}"
-            pod = Pod(state.name, name, state.next_pod_index, state.root / "pods" / name.replace("/", "-"))
-            state.next_pod_index += 1
-            state.units[name] = UnitState(name=name, app=app, number=number, pod=pod, charm=charm)
-            state.apps[app].units.append(name)
-    created = Model(state)  # no pods: nothing to destroy
+    created = Model(
+        described_state(tmp_path / "home", "unit", MODEL_UUID, {"alpha": 2, "beta": 1})
+    )  # no pods: nothing to destroy
     created.save()
     return created
 
