@@ -15,6 +15,7 @@ import pytest
 
 from sandbox import Model
 from sandbox.state import RelationState
+from tests.sandbox.writers import run_while_topics_move
 
 TEST_CHARMS = Path(__file__).resolve().parent / "charms"
 
@@ -23,7 +24,8 @@ BRING_UP_TIMEOUT = 600
 
 
 def _consume_all(model: Model, subscription: str) -> dict[str, str]:
-    result = model.run("client/0", "consume", {"topic": "readings", "count": MESSAGES, "subscription": subscription})
+    params: dict[str, object] = {"topic": "readings", "count": MESSAGES, "subscription": subscription}
+    result = run_while_topics_move(model, "consume", params)
     assert result.status == "completed", result.message
     return result.results
 

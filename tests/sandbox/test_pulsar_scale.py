@@ -14,8 +14,7 @@ import ops
 
 from sandbox import Model
 from sandbox.errors import SandboxError
-from sandbox.scheduler import ActionResult
-from tests.sandbox.writers import RATE, audit, client_token, start_writer, stop_writer
+from tests.sandbox.writers import RATE, audit, client_token, run_while_topics_move, start_writer, stop_writer
 
 MESSAGES = 5_000
 TIMEOUT = 900
@@ -155,26 +154,6 @@ def _print_samples(step: str, recorded: EnsembleSamples) -> None:
         print(f"  a sample failed: {failure}")
 
 
-def _run_while_ownership_moves(
-    model: Model, action: str, params: dict[str, object], within: float = 90.0
-) -> ActionResult:
-    """Run a client action, again while it fails because topics are changing brokers.
-
-    Right after the ensemble changes a broker can lose its ZooKeeper session for a moment and
-    give up its bundles (growing through two servers has no fault tolerance), and a removed
-    broker's ownership lasts until its session expires, so a lookup times out or points at the
-    removed broker until another broker owns the bundle. Clients retry; so do these tests, and
-    only on those two failures: any other (authorization above all) is final at once.
-    """
-    deadline = time.monotonic() + within
-    while True:
-        result = model.run("client/0", action, params)
-        transient = "TimeOut" in result.message or "ConnectError" in result.message
-        if result.status == "completed" or not transient or time.monotonic() > deadline:
-            return result
-        time.sleep(5)
-
-
 def test_scale_up_keeps_the_data_and_ends_in_a_quorum_of_three(
     model: Model, deploy_cluster: Callable[[Model, int], None]
 ) -> None:
@@ -196,9 +175,7 @@ def test_scale_up_keeps_the_data_and_ends_in_a_quorum_of_three(
     assert sorted(status["zookeeper"].values()) == ["follower", "follower", "leader"]
     assert set(status["brokers"].values()) == {"ready"}
     # And the restarts it took happened one unit at a time, and nothing was lost
-    consumed = _run_while_ownership_moves(
-        model, "consume", {"topic": "scale", "count": MESSAGES, "subscription": "later"}
-    )
+    consumed = run_while_topics_move(model, "consume", {"topic": "scale", "count": MESSAGES, "subscription": "later"})
     assert consumed.results == {"received": str(MESSAGES)}, consumed.message
     leader_log = (model.units["pulsar-k8s/0"].pod.log_dir / "charm.log").read_text()
     assert "zookeeper ensemble" in leader_log
@@ -285,11 +262,9 @@ def test_scale_down_one_unit_at_a_time_shrinks_the_ensemble_and_keeps_the_data(m
         # And the client keeps its grant, now listing the surviving brokers only
         assert _client_token_secret(model) == granted
         assert f"{unit.replace('/', '-')}.pulsar-k8s-endpoints" not in _client_grant(model)["service-url"]
-        produced = _run_while_ownership_moves(model, "produce", {"topic": "during-shrink", "count": 10})
+        produced = run_while_topics_move(model, "produce", {"topic": "during-shrink", "count": 10})
         assert produced.results == {"acked": "10", "failed": "0"}, produced.message
     assert status["zookeeper"] == {"pulsar-k8s-0": "standalone"}
     # And every acknowledged message is still there, served by the last broker
-    consumed = _run_while_ownership_moves(
-        model, "consume", {"topic": "shrink", "count": MESSAGES, "subscription": "later"}
-    )
+    consumed = run_while_topics_move(model, "consume", {"topic": "shrink", "count": MESSAGES, "subscription": "later"})
     assert consumed.results == {"received": str(MESSAGES)}, consumed.message
