@@ -18,7 +18,6 @@ from charmlibs.interfaces.tls_certificates import Mode, TLSCertificatesRequiresV
 from charms.pulsar_k8s.v0.bookkeeper import BookKeeperProvider
 from charms.pulsar_k8s.v0.pulsar import PulsarProvider
 from charms.pulsar_k8s.v0.pulsar_workload import (
-    InvalidConfigError,
     RemovalWatch,
     cluster_domain,
     observe_lifecycle,
@@ -37,7 +36,7 @@ from literals import (
     Status,
 )
 from managers import auth
-from managers.config import CharmConfig, ConfigRenderer, broker_service_url, ledger_quorum, web_service_url
+from managers.config import ConfigRenderer, broker_service_url, web_service_url
 from managers.departure import EnsembleDeparture
 from managers.ensemble import server_id
 from managers.tls import certificate_request
@@ -237,15 +236,16 @@ class PulsarCharm(ops.CharmBase):
             "brokers": brokers,
             "bookies": bookies or "none",
         }
-        try:
-            quorum = ledger_quorum(CharmConfig.parse(self.config), len(state.bookies))
-            results["ledger-quorum"] = {
+        quorum = state.ledger_quorum()
+        results["ledger-quorum"] = (
+            quorum
+            if isinstance(quorum, str)
+            else {
                 "ensemble-size": str(quorum.ensemble_size),
                 "write-quorum": str(quorum.write_quorum),
                 "ack-quorum": str(quorum.ack_quorum),
             }
-        except InvalidConfigError as error:
-            results["ledger-quorum"] = str(error)
+        )
         event.set_results(results)
 
     def _on_pre_upgrade_check(self, event: ops.ActionEvent) -> None:

@@ -16,7 +16,7 @@ import ops
 
 from charms.pulsar_k8s.v0.bookkeeper import BookKeeperProvider, MetadataStore
 from charms.pulsar_k8s.v0.pulsar import PulsarProvider
-from charms.pulsar_k8s.v0.pulsar_workload import InvalidConfigError, WorkloadCommandError
+from charms.pulsar_k8s.v0.pulsar_workload import WorkloadCommandError
 from charms.pulsar_k8s.v0.refresh import KubernetesError, RefreshPlan
 from literals import BROKER_WEB_PORT, BROKER_WEB_PORT_TLS, SUPERUSER_ROLE, Status
 from managers import auth
@@ -26,7 +26,6 @@ from managers.config import (
     LedgerQuorum,
     bookkeeper_metadata_service_uri,
     broker_service_url,
-    ledger_quorum,
     web_service_url,
     zookeeper_connect,
 )
@@ -228,11 +227,8 @@ class LeaderWork:
 
     def _ledger_quorum(self) -> LedgerQuorum | None:
         """The quorum the brokers are configured with; None while the config is invalid (they keep theirs)."""
-        state = self.state
-        try:
-            return ledger_quorum(state.config, len(state.bookies)) if state.config else None
-        except InvalidConfigError:
-            return None
+        quorum = self.state.ledger_quorum()
+        return None if isinstance(quorum, str) else quorum
 
     def _cluster_facts(self) -> dict[str, int | str]:
         """The library's `cluster` keys, as this snapshot knows them; those it cannot read are left out.

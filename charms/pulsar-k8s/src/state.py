@@ -43,7 +43,7 @@ from literals import (
 )
 from managers import auth, ensemble
 from managers.auth import ClusterCredentials, SigningKeys, TokenIssuer, ZooKeeperCredentials
-from managers.config import CharmConfig
+from managers.config import CharmConfig, LedgerQuorum, ledger_quorum
 from managers.ensemble import Member
 from managers.tls import BrokerTls
 from workload import PulsarWorkload, UnitProbe
@@ -206,6 +206,19 @@ class ClusterState:
     @property
     def ready_bookies(self) -> list[Bookie]:
         return [bookie for bookie in self.bookies if bookie.ready]
+
+    def ledger_quorum(self) -> LedgerQuorum | str:
+        """The ledger quorum the brokers are configured with, or why the config gives none.
+
+        Defaults follow the bookies that exist (published), not the ones ready right now, so
+        that the brokers' settings do not change while bookies come up.
+        """
+        if self.config is None:
+            return self.config_error or "no config"
+        try:
+            return ledger_quorum(self.config, len(self.bookies))
+        except InvalidConfigError as error:
+            return str(error)
 
     @property
     def serving_members(self) -> list[Member]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ops
 
-from charms.pulsar_k8s.v0.pulsar_workload import ImageProblem, InvalidConfigError, WorkloadCommandError
+from charms.pulsar_k8s.v0.pulsar_workload import ImageProblem, WorkloadCommandError
 from charms.pulsar_k8s.v0.rolling_restart import DesiredWorkload, WorkloadFile
 from literals import (
     BROKER_CONF,
@@ -36,7 +36,7 @@ from literals import (
     Status,
 )
 from managers import auth
-from managers.config import CharmConfig, ConfigRenderer, ledger_quorum
+from managers.config import CharmConfig, ConfigRenderer
 from state import ClusterState
 from workload import LAYER, PulsarWorkload
 
@@ -138,12 +138,9 @@ class UnitWork:
             return Status.WAITING_FOR_CERTIFICATE() if state.tls_related else Status.TLS_NOT_RELATED()
         if state.signing_keys is None:
             return Status.NO_SIGNING_KEY()
-        try:
-            # Defaults follow the bookies that exist (published), not the ones ready right
-            # now, so that the broker's settings do not change while bookies come up.
-            quorum = ledger_quorum(config, len(state.bookies))
-        except InvalidConfigError as error:
-            return Status.INVALID_CONFIG(error=str(error))
+        quorum = state.ledger_quorum()
+        if isinstance(quorum, str):
+            return Status.INVALID_CONFIG(error=quorum)
         ready = len(state.ready_bookies)
         may_start = ready >= quorum.ensemble_size and bool(state.initialized)
         if not may_start and not self.workload.is_running(BROKER_SERVICE):
