@@ -165,7 +165,7 @@ class LeaderWork:
         try:
             self.workload.initialize_cluster_metadata(
                 state.config.cluster_name,
-                f"zk:{zookeeper_connect(members)}",
+                f"zk:{zookeeper_connect(state.zookeeper_hosts)}",
                 web_service_url(members),
                 broker_service_url(members),
             )
@@ -182,7 +182,7 @@ class LeaderWork:
         cluster_name = state.initialized or (state.config.cluster_name if state.config else None)
         if not state.members or not cluster_name:
             return
-        uri = bookkeeper_metadata_service_uri(state.members)
+        uri = bookkeeper_metadata_service_uri(state.zookeeper_hosts)
         secret = state.bookie_credentials_secret()
         secret_id = state.app_data.bookie_credentials_secret if secret else ""
         quorum = self._ledger_quorum()

@@ -39,6 +39,12 @@ BROKER_SERVICE = "broker"
 TOKEN_KEYS_SERVICE = "token-keys"  # noqa: S105 - a Pebble service name
 
 ZOOKEEPER_CLIENT_PORT = 2181
+# ZooKeeper clients (brokers, bookies) are given the pods of these ordinals, whether each
+# exists or not: a fixed list, so that growing or shrinking the ensemble restarts no broker
+# and no bookie. A pod that does not exist fails its DNS lookup at once and the client tries
+# the next. The lowest ordinals are always there (Kubernetes removes the highest first), and
+# an ensemble of up to seven servers is wholly among them.
+ZOOKEEPER_CLIENT_ORDINALS = 7
 ZOOKEEPER_PEER_PORT = 2888
 ZOOKEEPER_ELECTION_PORT = 3888
 ZOOKEEPER_METRICS_PORT = 8000

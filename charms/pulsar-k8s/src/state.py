@@ -38,6 +38,7 @@ from literals import (
     SECRET_KEY_LABEL,
     SERVING_MODES,
     STANDALONE,
+    ZOOKEEPER_CLIENT_ORDINALS,
     ZOOKEEPER_CREDENTIALS_LABEL,
     ZOOKEEPER_SERVICE,
 )
@@ -195,6 +196,11 @@ class ClusterState:
 
     def fqdn_of(self, unit_name: str) -> str:
         return pod_fqdn(unit_name, self._model.name, self.domain)
+
+    @property
+    def zookeeper_hosts(self) -> list[str]:
+        """The ZooKeeper servers brokers and bookies connect to: a fixed list, not the ensemble (literals.py)."""
+        return [self.fqdn_of(f"{self.app.name}/{n}") for n in range(ZOOKEEPER_CLIENT_ORDINALS)]
 
     @functools.cached_property
     def probes(self) -> dict[int, UnitProbe]:

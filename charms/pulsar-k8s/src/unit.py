@@ -147,7 +147,7 @@ class UnitWork:
             return Status.WAITING_FOR_BOOKIES(ready=ready, needed=max(quorum.ensemble_size, 1))
         return self.renderer.broker(
             config,
-            state.members,
+            state.zookeeper_hosts,
             state.fqdn,
             quorum,
             audience=state.app.name,

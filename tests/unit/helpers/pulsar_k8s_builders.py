@@ -23,6 +23,10 @@ def fqdn(unit: int, app: str = "pulsar-k8s", domain: str = "cluster.local") -> s
 FQDN0 = fqdn(0)
 FQDN1 = fqdn(1)
 FQDN2 = fqdn(2)
+# ZooKeeper as brokers and bookies are given it: the pods of ordinals 0 to 6, whether they
+# exist or not, so that the ensemble can change under them without a restart.
+ZOOKEEPER_CONNECT = ",".join(f"{fqdn(n)}:2181" for n in range(7))
+METADATA_SERVICE_URI = "zk+hierarchical://" + ";".join(f"{fqdn(n)}:2181" for n in range(7)) + "/ledgers"
 # The token signing key of the tests' clusters (an RSA key made once per run).
 KEY_ID = "0123456789abcdef"
 KEY_PEM = (

@@ -15,7 +15,9 @@ from helpers.pulsar_k8s_builders import (
     KEY_ID,
     KEY_PEM,
     KEY_SINCE,
+    METADATA_SERVICE_URI,
     SIGNING_KEYS,
+    ZOOKEEPER_CONNECT,
     Probes,
     Unit,
     bookie_data,
@@ -219,14 +221,14 @@ def test_the_leader_initializes_the_cluster_once_zookeeper_serves(
     command = workload_commands(ctx)[0]
     assert command == [
         *INIT, "--cluster", "pulsar",
-        "--metadata-store", f"zk:{FQDN0}:2181", "--configuration-metadata-store", f"zk:{FQDN0}:2181",
+        "--metadata-store", f"zk:{ZOOKEEPER_CONNECT}", "--configuration-metadata-store", f"zk:{ZOOKEEPER_CONNECT}",
         "--web-service-url", f"http://{FQDN0}:8080", "--broker-service-url", f"pulsar://{FQDN0}:6650",
     ]  # fmt: skip
     # And recorded it, and told the bookies where the metadata lives
     assert decoded(out.get_relations("cluster")[0].local_app_data)["initialized"] == "pulsar"
     _, bookie_credentials = credential_secrets()
     assert decoded(out.get_relation(bookies.id).local_app_data) == {
-        "metadata-service-uri": f"zk+hierarchical://{FQDN0}:2181/ledgers",
+        "metadata-service-uri": METADATA_SERVICE_URI,
         "cluster-name": "pulsar",
         "initialized": True,
         "ensemble-size": 3,
@@ -298,8 +300,8 @@ def test_the_broker_starts_with_its_whole_config_rendered(ctx: testing.Context, 
     conf = (unit.conf / "broker.conf").read_text().splitlines()
     for line in (
         "clusterName=pulsar",
-        f"metadataStoreUrl=zk:{FQDN0}:2181",
-        f"bookkeeperMetadataServiceUri=zk+hierarchical://{FQDN0}:2181/ledgers",
+        f"metadataStoreUrl=zk:{ZOOKEEPER_CONNECT}",
+        f"bookkeeperMetadataServiceUri={METADATA_SERVICE_URI}",
         f"advertisedAddress={FQDN0}",
         "managedLedgerDefaultEnsembleSize=3",
         "managedLedgerDefaultWriteQuorum=3",
@@ -680,3 +682,35 @@ def test_a_status_change_is_logged_once(ctx: testing.Context, unit: Unit, probes
         entry.message for entry in ctx.juju_log if "status: waiting: zookeeper: waiting for units" in entry.message
     ]
     assert logged == ["pulsar-k8s/0 status: waiting: zookeeper: waiting for units to join: 1/3"]
+
+
+def test_a_change_of_ensemble_restarts_zookeeper_and_leaves_the_broker_alone(
+    ctx: testing.Context, unit: Unit, probes: Probes
+) -> None:
+    # Given a non-leader whose ZooKeeper and broker serve in an ensemble of one
+    probes.zookeeper_mode, probes.broker_ready = "standalone", True
+    secret = signing_key_secret()
+    state = unit.state(
+        leader=False, app_data=initialized_app_data(secret), secrets=(secret,), relations=(ready_bookies(3, 3),)
+    )
+    started = ctx.run(ctx.on.update_status(), state)
+    broker_conf = (unit.conf / "broker.conf").read_text()
+
+    # When the leader publishes an ensemble of two
+    cluster = started.get_relations("cluster")[0]
+    grown = dataclasses.replace(
+        cluster,
+        local_app_data={
+            **cluster.local_app_data,
+            "zk-members": json.dumps([{"id": 1, "host": FQDN0}, {"id": 2, "host": FQDN1}]),
+        },
+    )
+    after = ctx.run(
+        ctx.on.update_status(), dataclasses.replace(started, relations={*started.relations} - {cluster} | {grown})
+    )
+
+    # Then ZooKeeper asks to restart into it; the broker, whose ZooKeeper hosts do not follow
+    # the ensemble, keeps its config and asks for nothing
+    request = decoded(after.get_relations("cluster")[0].local_unit_data)["restart-request"]
+    assert request == {"phase": "waiting", "services": ["zookeeper"]}
+    assert (unit.conf / "broker.conf").read_text() == broker_conf

@@ -11,6 +11,8 @@ from helpers.pulsar_k8s_builders import (
     FQDN1,
     FQDN2,
     INIT,
+    METADATA_SERVICE_URI,
+    ZOOKEEPER_CONNECT,
     Probes,
     Unit,
     credential_secrets,
@@ -256,9 +258,8 @@ def test_a_new_bookie_application_gets_the_metadata_store_while_the_leader_waits
 
     # Then the bookies are told where the metadata lives, while the leader still waits
     # (and the ensemble size of new ledgers: with no bookie yet and the size on auto, one)
-    hosts = ";".join(f"{fqdn(n)}:2181" for n in range(3))
     assert decoded(out.get_relation(bookies.id).local_app_data) == {
-        "metadata-service-uri": f"zk+hierarchical://{hosts}/ledgers",
+        "metadata-service-uri": METADATA_SERVICE_URI,
         "cluster-name": "pulsar",
         "initialized": True,
         "ensemble-size": 1,
@@ -311,7 +312,7 @@ def test_the_leader_initializes_the_cluster_while_its_own_zookeeper_is_down(
 
     # Then it initialized the cluster through the quorum of the other two
     command = workload_commands(ctx)[0]
-    assert command[command.index("--metadata-store") + 1] == "zk:" + ",".join(f"{fqdn(n)}:2181" for n in range(3))
+    assert command[command.index("--metadata-store") + 1] == f"zk:{ZOOKEEPER_CONNECT}"
     assert decoded(out.get_relations("cluster")[0].local_app_data)["initialized"] == "pulsar"
     assert out.unit_status == Status.ZK_QUORUM(ready=2, total=3)
 

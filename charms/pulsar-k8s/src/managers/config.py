@@ -127,13 +127,15 @@ def web_service_url(members: list[Member], tls: bool = False) -> str:
     return f"{scheme}://" + ",".join(f"{m.host}:{port}" for m in members)
 
 
-def zookeeper_connect(members: list[Member]) -> str:
-    return ",".join(f"{m.host}:{ZOOKEEPER_CLIENT_PORT}" for m in members)
+def zookeeper_connect(hosts: list[str]) -> str:
+    """`h1:2181,h2:2181,...`: ZooKeeper's connect string over `hosts` (see `ClusterState.zookeeper_hosts`)."""
+    return ",".join(f"{host}:{ZOOKEEPER_CLIENT_PORT}" for host in hosts)
 
 
-def bookkeeper_metadata_service_uri(members: list[Member]) -> str:
-    hosts = ";".join(f"{m.host}:{ZOOKEEPER_CLIENT_PORT}" for m in members)
-    return f"zk+hierarchical://{hosts}/ledgers"
+def bookkeeper_metadata_service_uri(hosts: list[str]) -> str:
+    """`zk+hierarchical://h1:2181;h2:2181/ledgers`: BookKeeper's metadata service on those ZooKeeper hosts."""
+    servers = ";".join(f"{host}:{ZOOKEEPER_CLIENT_PORT}" for host in hosts)
+    return f"zk+hierarchical://{servers}/ledgers"
 
 
 class ConfigRenderer:
@@ -161,7 +163,7 @@ class ConfigRenderer:
     def broker(
         self,
         config: CharmConfig,
-        members: list[Member],
+        zookeeper_hosts: list[str],
         advertised_address: str,
         quorum: LedgerQuorum,
         audience: str,
@@ -174,8 +176,8 @@ class ConfigRenderer:
         """
         return self.env.get_template("broker.conf.j2").render(
             cluster_name=config.cluster_name,
-            metadata_store_url=f"zk:{zookeeper_connect(members)}",
-            bookkeeper_metadata_service_uri=bookkeeper_metadata_service_uri(members),
+            metadata_store_url=f"zk:{zookeeper_connect(zookeeper_hosts)}",
+            bookkeeper_metadata_service_uri=bookkeeper_metadata_service_uri(zookeeper_hosts),
             advertised_address=advertised_address,
             broker_service_port=BROKER_SERVICE_PORT,
             web_service_port=BROKER_WEB_PORT,
