@@ -603,16 +603,21 @@ def test_a_broken_client_relation_loses_its_token(ctx: testing.Context, unit: Un
     assert f"client-{client.id}" not in out.get_relations("cluster")[0].local_app_data
 
 
-def test_a_dip_of_ready_bookies_does_not_later_restart_a_running_broker(
-    ctx: testing.Context, unit: Unit, probes: Probes
-) -> None:
-    # Given a non-leader whose ZooKeeper and broker were started with three ready bookies, and serve
+def _serving_non_leader(ctx: testing.Context, unit: Unit, probes: Probes) -> testing.State:
+    """A non-leader whose ZooKeeper (standalone) and broker were started with three ready bookies, and serve."""
     probes.zookeeper_mode, probes.broker_ready = "standalone", True
     secret = signing_key_secret()
     state = unit.state(
         leader=False, app_data=initialized_app_data(secret), secrets=(secret,), relations=(ready_bookies(3, 3),)
     )
-    started = ctx.run(ctx.on.update_status(), state)
+    return ctx.run(ctx.on.update_status(), state)
+
+
+def test_a_dip_of_ready_bookies_does_not_later_restart_a_running_broker(
+    ctx: testing.Context, unit: Unit, probes: Probes
+) -> None:
+    # Given a non-leader whose ZooKeeper and broker were started with three ready bookies, and serve
+    started = _serving_non_leader(ctx, unit, probes)
     assert started.unit_status == Status.ACTIVE(role="standalone")
     applied = decoded(started.get_relations("cluster")[0].local_unit_data)["applied"]
     assert set(applied) == {"zookeeper", "broker", "token-keys"}
@@ -688,12 +693,7 @@ def test_a_change_of_ensemble_restarts_zookeeper_and_leaves_the_broker_alone(
     ctx: testing.Context, unit: Unit, probes: Probes
 ) -> None:
     # Given a non-leader whose ZooKeeper and broker serve in an ensemble of one
-    probes.zookeeper_mode, probes.broker_ready = "standalone", True
-    secret = signing_key_secret()
-    state = unit.state(
-        leader=False, app_data=initialized_app_data(secret), secrets=(secret,), relations=(ready_bookies(3, 3),)
-    )
-    started = ctx.run(ctx.on.update_status(), state)
+    started = _serving_non_leader(ctx, unit, probes)
     broker_conf = (unit.conf / "broker.conf").read_text()
 
     # When the leader publishes an ensemble of two
