@@ -137,6 +137,8 @@ def test_another_applications_token_is_refused(model: Model) -> None:
     # Then the token is the identity: the other application's is forbidden, a made-up one
     # unauthorized, a negative partition invalid, and nothing changed
     nosy_account = f'User "system:serviceaccount:{model.name}:nosy"'
+    for answer in (from_nosy, borrowed, forged, negative):  # an API answer, not a client-side failure
+        assert "code" in answer.results, (answer.status, answer.message)
     assert (from_nosy.results["code"], borrowed.results["code"]) == (403, 403)
     assert nosy_account in from_nosy.results["message"]
     assert "cannot patch" in from_nosy.results["message"]
