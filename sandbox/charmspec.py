@@ -6,7 +6,7 @@ import contextlib
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -125,6 +125,23 @@ class CharmSpec:
             for name, spec in (self.raw.get("resources") or {}).items()
             if (spec or {}).get("type") == "file"
         }
+
+    @property
+    def image_resources(self) -> set[str]:
+        """The charm's `type: oci-image` resources: each is a container's image."""
+        return {c.resource for c in self.containers.values() if c.resource is not None}
+
+    def upstream_image(self, resource: str) -> str | None:
+        """The image an oci-image resource names by default (its upstream-source)."""
+        return next((c.upstream_source for c in self.containers.values() if c.resource == resource), None)
+
+    def with_images(self, images: dict[str, str]) -> CharmSpec:
+        """The charm with attached images (resource -> image reference) in place of upstream-source."""
+        containers = {
+            name: replace(c, upstream_source=images.get(c.resource or "", c.upstream_source))
+            for name, c in self.containers.items()
+        }
+        return replace(self, containers=containers)
 
     @property
     def peers(self) -> list[Endpoint]:

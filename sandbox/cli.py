@@ -65,11 +65,15 @@ def _parser() -> argparse.ArgumentParser:
     deploy.add_argument("-n", "--num-units", type=int, default=1)
     deploy.add_argument("--config", action="append", default=[], metavar="KEY=VALUE")
     deploy.add_argument("--trust", action="store_true")
-    deploy.add_argument("--resource", action="append", default=[], metavar="NAME=PATH", help="a file resource")
+    deploy.add_argument(
+        "--resource", action="append", default=[], metavar="NAME=VALUE", help="a file resource's PATH or an image"
+    )
 
-    attach = verbs.add_parser("attach-resource", help="upload a new revision of an application's file resource")
+    attach = verbs.add_parser(
+        "attach-resource", help="a new revision of an application's resource: a file's PATH or an image's reference"
+    )
     attach.add_argument("application")
-    attach.add_argument("resource", metavar="NAME=PATH")
+    attach.add_argument("resource", metavar="NAME=VALUE")
 
     add_secret = verbs.add_parser("add-secret", help="add a user secret; prints its URI")
     add_secret.add_argument("name")
@@ -158,6 +162,9 @@ def _parser() -> argparse.ArgumentParser:
     refresh = verbs.add_parser("refresh", help="upgrade an application's charm (a rolling update of its pods)")
     refresh.add_argument("application")
     refresh.add_argument("--path", type=Path, help="the new charm's directory (default: the same one)")
+    refresh.add_argument(
+        "--resource", action="append", default=[], metavar="NAME=VALUE", help="a file resource's PATH or an image"
+    )
 
     wait = verbs.add_parser("wait-for-idle", help="drive the model until it is idle")
     wait.add_argument("applications", nargs="*")
@@ -306,7 +313,7 @@ def _verb(model: Model, args: argparse.Namespace) -> int:
         model.set_partition(args.application, args.partition)
         print(f"partition of {args.application} is {args.partition}")
     elif verb == "refresh":
-        model.refresh(args.application, args.path)
+        model.refresh(args.application, args.path, resources=dict(_pairs(args.resource, "--resource")))
         print(f"refreshed {args.application}")
     elif verb == "wait-for-idle":
         status = None if args.status == "any" else args.status

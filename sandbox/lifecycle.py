@@ -35,8 +35,9 @@ def image_reference(upstream_source: str) -> tuple[str, str]:
 def image_tree(upstream_source: str | None, artifacts: Artifacts) -> pods.ImageTree:
     """The local stand-in for a container image: its files and the environment it sets.
 
-    Pulsar images get the Pulsar tree at /pulsar (pulsar-all's has connectors/ too); the
-    postgres image gets the PATH and PGDATA it sets, for Debian's PostgreSQL of its major version.
+    Pulsar images get the Pulsar tree of their tag at /pulsar (pulsar-all's has connectors/
+    too); a tag not provisioned is refused, as a registry refuses to pull it. The postgres
+    image gets the PATH and PGDATA it sets, for Debian's PostgreSQL of its major version.
     """
     env = {
         "JAVA_HOME": str(artifacts.java_home),
@@ -49,9 +50,15 @@ def image_tree(upstream_source: str | None, artifacts: Artifacts) -> pods.ImageT
     if repository == PULSAR_ALL_IMAGE:
         if artifacts.pulsar_all_home is None:
             raise SandboxError(f"{upstream_source} needs the pulsar-all tree: run `tox -e provision`")
+        if tag != artifacts.pulsar_version:
+            raise SandboxError(f"image {PULSAR_ALL_IMAGE}:{tag} is not provisioned (tags: {artifacts.pulsar_version})")
         return pods.ImageTree(trees={"/pulsar": artifacts.pulsar_all_home, **python}, env=pulsar_env)
     if repository == PULSAR_IMAGE:
-        return pods.ImageTree(trees={"/pulsar": artifacts.pulsar_home, **python}, env=pulsar_env)
+        tree = artifacts.pulsar_tree(tag)
+        if tree is None:
+            tags = ", ".join(sorted([artifacts.pulsar_version, *artifacts.earlier_pulsar_homes]))
+            raise SandboxError(f"image {PULSAR_IMAGE}:{tag} is not provisioned (tags: {tags})")
+        return pods.ImageTree(trees={"/pulsar": tree, **python}, env=pulsar_env)
     if repository == POSTGRES_IMAGE:
         return _postgres_image(tag)
     return pods.ImageTree(env=env)

@@ -28,12 +28,20 @@ from sandbox import faults, persistence, pods, procs, sequences, statefulset, vo
 from sandbox.charmspec import CharmSpec, check_requirements
 from sandbox.errors import HookFailedError, SandboxError, WaitTimeoutError
 from sandbox.kubeapi import ApiServer, new_token
-from sandbox.lifecycle import PodLifecycle
+from sandbox.lifecycle import PodLifecycle, image_tree
 from sandbox.paths import Artifacts, state_dir
 from sandbox.projection import juju_unit_defaults
 from sandbox.scenario_compat import secret_key
 from sandbox.scheduler import ActionResult, EventRecord, Scheduler
-from sandbox.state import AppState, ModelState, RelationState, ResourceRevision, SecretState, UnitState
+from sandbox.state import (
+    AppState,
+    ImageRevision,
+    ModelState,
+    RelationState,
+    ResourceRevision,
+    SecretState,
+    UnitState,
+)
 from sandbox.statefulset import StatefulSetView
 from sandbox.status import render
 from sandbox.watcher import POLL_INTERVAL, Watcher
@@ -188,8 +196,10 @@ class Model:
     ) -> AppState:
         """Deploy a charm and run its units' hooks.
 
-        `resources` maps file resources to files to upload (`--resource NAME=PATH`); as for a
-        local charm on Juju, a file resource left out is simply not there (resource-get fails).
+        `resources` maps file resources to files to upload (`--resource NAME=PATH`), and
+        oci-image resources to image references (`--resource NAME=REPOSITORY:TAG`). As for a
+        local charm on Juju, a file resource left out is simply not there (resource-get fails);
+        an image left out is the charm's upstream-source.
 
         With `settle=False`, return once the pods run, as `juju deploy` returns before any
         hook ran; the next verb or wait_for_idle runs them.
@@ -385,9 +395,14 @@ class Model:
             self.settle()
 
     def refresh(
-        self, app: str, charm_dir: Path | str | None = None, settle: bool = True, timeout: float = 600.0
+        self,
+        app: str,
+        charm_dir: Path | str | None = None,
+        settle: bool = True,
+        timeout: float = 600.0,
+        resources: dict[str, Path | str] | None = None,
     ) -> None:
-        """`juju refresh APP [--path DIR]` on Kubernetes.
+        """`juju refresh APP [--path DIR] [--resource NAME=VALUE ...]` on Kubernetes.
 
         The pod template gets the new charm (a new StatefulSet revision, the update revision)
         and the StatefulSet replaces the pods one at a time, highest ordinal first, each once
@@ -398,15 +413,21 @@ class Model:
         code sets it through the Kubernetes API, or `set_partition`): with `settle`, this
         returns once those are replaced and ready, and the pods below the partition keep the
         old revision until the partition is lowered, when the update goes on by itself.
+
+        `resources` are new revisions in the same template change, as for `deploy`: a new
+        image of the workload (4.0.x -> a newer 4.0.x) rolls out with the charm, in one pass.
         """
         state = self._app(app)
         charm = CharmSpec.load(Path(charm_dir).resolve()) if charm_dir is not None else CharmSpec.load(state.charm.root)
         if charm.name != state.charm.name:
             raise SandboxError(f'cannot refresh "{app}" to charm "{charm.name}": it runs "{state.charm.name}"')
         check_requirements(charm)
+        uploads = {key: self._resource_source(charm, key, path) for key, path in (resources or {}).items()}
         with self._lock:
             state.charm = charm
             state.config = {k: v for k, v in state.config.items() if k in charm.config_options}
+            for key, source in uploads.items():
+                self._store_resource(state, key, source)
             statefulset.new_template(state, charm)
         if settle:
             self._finish_rollout(state, timeout)
@@ -595,18 +616,21 @@ class Model:
             self._app(name)
         return names
 
-    # ------------------------------------------------------------------ file resources
+    # ------------------------------------------------------------------ resources
 
     def attach_resource(
         self, app: str, resource: str, path: Path | str, settle: bool = True, timeout: float = 600.0
     ) -> int:
-        """`juju attach-resource APP NAME=PATH`: upload a new revision of a file resource; returns it.
+        """`juju attach-resource APP NAME=PATH`: a new revision of a resource; returns its number.
 
-        The model keeps its own copy (later edits of the file do not reach the charm). New
-        content bumps the application's charm-modified-version, which is in its pods'
-        template: the StatefulSet replaces the pods one at a time, highest ordinal first, and
-        each new pod runs upgrade-charm, config-changed, start, pebble-ready (as a refresh). The
-        same content again is a new revision and nothing more.
+        A file resource is uploaded: the model keeps its own copy (later edits of the file do
+        not reach the charm). An oci-image resource takes an image reference
+        (`NAME=REPOSITORY:TAG`): its containers run that image from then on.
+
+        New content bumps the application's charm-modified-version, which is in its pods'
+        template: the StatefulSet replaces the pods one at a time, highest ordinal first (down
+        to its partition), and each new pod runs upgrade-charm, config-changed, start,
+        pebble-ready (as a refresh). The same content again is a new revision and nothing more.
         """
         state = self._app(app)
         source = self._resource_source(state.charm, resource, path)
@@ -618,28 +642,43 @@ class Model:
             self._finish_rollout(state, timeout)
         else:
             self.save()
-        return revision.revision
+        return revision
 
     def resource_revision(self, app: str, resource: str) -> ResourceRevision | None:
         """The application's current revision of a file resource (`juju resources APP`), or None."""
         return self._app(app).resources.get(resource)
 
-    def _resource_source(self, charm: CharmSpec, resource: str, path: Path | str) -> Path:
+    def image_revision(self, app: str, resource: str) -> ImageRevision | None:
+        """The application's attached revision of an oci-image resource, or None (upstream-source)."""
+        return self._app(app).images.get(resource)
+
+    def _resource_source(self, charm: CharmSpec, resource: str, path: Path | str) -> Path | str:
+        """What an upload names: a file (file resources) or a provisioned image's reference (oci-image)."""
         declared = (charm.raw.get("resources") or {}).get(resource)
         if declared is None:
             raise SandboxError(f'unrecognized resource "{resource}" for charm "{charm.name}"')
+        if resource in charm.image_resources:
+            reference = str(path)
+            if not reference or any(c.isspace() for c in reference):
+                raise SandboxError(f'resource "{resource}" needs an image reference, got "{reference}"')
+            image_tree(reference, Artifacts.load())  # refuses an image the sandbox cannot run
+            return reference
         if resource not in charm.file_resources:
-            raise SandboxError(
-                f'resource "{resource}" is an {declared.get("type")} resource: the sandbox runs each '
-                "container from its image's upstream-source"
-            )
+            raise SandboxError(f'resource "{resource}" is an {declared.get("type")} resource, which the sandbox lacks')
         source = Path(path)
         if not source.is_file():
             raise SandboxError(f"open {source}: no such file")
         return source
 
-    def _store_resource(self, state: AppState, resource: str, source: Path) -> tuple[ResourceRevision, bool]:
-        """Copy an upload into the model as the next revision; also say whether its bytes are new."""
+    def _store_resource(self, state: AppState, resource: str, source: Path | str) -> tuple[int, bool]:
+        """Keep an upload as the resource's next revision; return its number and whether its content is new."""
+        if isinstance(source, str):
+            attached = state.images.get(resource)
+            running = attached.reference if attached else state.charm.upstream_image(resource)
+            image = ImageRevision(resource, attached.revision + 1 if attached else 1, source)
+            state.images[resource] = image
+            # The pods' template changes only when the image does, as the StatefulSet's would.
+            return image.revision, running != source
         previous = state.resources.get(resource)
         number = previous.revision + 1 if previous else 1
         target = (
@@ -659,7 +698,7 @@ class Model:
         revision = ResourceRevision(resource, number, target, digest.hexdigest(), target.stat().st_size)
         state.resources[resource] = revision
         # Juju bumps the charm-modified-version only when the bytes change.
-        return revision, previous is None or previous.fingerprint != revision.fingerprint
+        return revision.revision, previous is None or previous.fingerprint != revision.fingerprint
 
     def status(self) -> str:
         ready = {name: self.pod_ready(name) for name in list(self.units)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sandbox.errors import SandboxError
@@ -31,8 +31,9 @@ MANIFEST = "artifacts.json"
 class Artifacts:
     """What provisioning produced: the paths the sandbox runs workloads from.
 
-    The pulsar-all tree came later: a manifest written before it still loads, without it, and
-    only a container of the pulsar-all image then asks for provisioning again.
+    The pulsar-all tree and the earlier distributions came later: a manifest written before
+    them still loads, without them, and only a container of such an image then asks for
+    provisioning again.
     """
 
     pebble: Path
@@ -42,6 +43,12 @@ class Artifacts:
     java_home: Path
     pulsar_all_home: Path | None = None  # the Pulsar tree plus connectors/
     debezium_postgres_nar: Path | None = None  # in pulsar_all_home/connectors/
+    # Earlier Pulsar distributions, by version: the trees of the plain image's older tags.
+    earlier_pulsar_homes: dict[str, Path] = field(default_factory=dict)
+
+    def pulsar_tree(self, version: str) -> Path | None:
+        """The Pulsar distribution of a plain image's tag, if provisioned."""
+        return self.pulsar_home if version == self.pulsar_version else self.earlier_pulsar_homes.get(version)
 
     @classmethod
     def load(cls) -> Artifacts:
@@ -57,8 +64,10 @@ class Artifacts:
             java_home=Path(data["java_home"]),
             pulsar_all_home=Path(data["pulsar_all_home"]) if "pulsar_all_home" in data else None,
             debezium_postgres_nar=Path(data["debezium_postgres_nar"]) if "debezium_postgres_nar" in data else None,
+            earlier_pulsar_homes={v: Path(p) for v, p in data.get("earlier_pulsar_homes", {}).items()},
         )
         required = (artifacts.pebble, artifacts.pulsar_home, artifacts.workload_python)
+        required += tuple(artifacts.earlier_pulsar_homes.values())
         optional = (artifacts.pulsar_all_home, artifacts.debezium_postgres_nar)
         for path in (*required, *(p for p in optional if p is not None)):
             if not path.exists():
@@ -66,7 +75,7 @@ class Artifacts:
         return artifacts
 
     def save(self) -> None:
-        data = {
+        data: dict[str, str | dict[str, str]] = {
             "pebble": str(self.pebble),
             "pulsar_home": str(self.pulsar_home),
             "pulsar_version": self.pulsar_version,
@@ -76,4 +85,6 @@ class Artifacts:
         if self.pulsar_all_home is not None and self.debezium_postgres_nar is not None:
             data["pulsar_all_home"] = str(self.pulsar_all_home)
             data["debezium_postgres_nar"] = str(self.debezium_postgres_nar)
+        if self.earlier_pulsar_homes:
+            data["earlier_pulsar_homes"] = {v: str(p) for v, p in self.earlier_pulsar_homes.items()}
         (cache_dir() / MANIFEST).write_text(json.dumps(data, indent=2) + "\n")

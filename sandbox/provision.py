@@ -22,11 +22,15 @@ from sandbox.paths import REPO_ROOT, Artifacts, cache_dir
 # The newest 4.0.x for which Maven Central has both the server distribution and the
 # Debezium PostgreSQL connector (published there as a .jar that is the NAR bundle).
 PULSAR_VERSION = "4.0.8"
-PULSAR_ARTIFACT = f"org.apache.pulsar:pulsar-server-distribution:{PULSAR_VERSION}:tar.gz:bin"
-PULSAR_SHA512 = (
-    "65b769b10696cdfebf7fc5bcdc95dd663702e27051e616c1a13cb100e91279525b"
-    "e35352171befe7b0011176330aab29bd0a6c8a0f2f0646641af46d2e33cbd6"
-)
+# An earlier 4.0.x, the older tag of the plain image: bumping the image to PULSAR_VERSION is tested
+# from it. Central publishes no sha512 of it; the sha1 it publishes is 508186de56493f4caae20b0e96cff2289c82f6ec.
+EARLIER_PULSAR_VERSION = "4.0.6"
+PULSAR_DISTRIBUTION_SHA512 = {
+    PULSAR_VERSION: "65b769b10696cdfebf7fc5bcdc95dd663702e27051e616c1a13cb100e91279525b"
+    "e35352171befe7b0011176330aab29bd0a6c8a0f2f0646641af46d2e33cbd6",
+    EARLIER_PULSAR_VERSION: "ac174f604e94473215e07024d05853dbf24bf1520ec222c8bb0d87707a5f1267"
+    "49df7d5733e06a2423456421489ed371e122f4f5a7793a5146a5a1b47f437e90",
+}
 # The pulsar-all image is the pulsar image plus connectors in /pulsar/connectors, under the names
 # its Dockerfile gives them. Maven Central publishes this one only as a .jar, which is the NAR.
 DEBEZIUM_POSTGRES_ARTIFACT = f"org.apache.pulsar:pulsar-io-debezium-postgres:{PULSAR_VERSION}:jar"
@@ -165,19 +169,19 @@ def _fetch_from_maven(artifact: str, file_name: str, sha512: str, downloads: Pat
     return path
 
 
-def provision_pulsar(cache: Path) -> Path:
-    home = cache / f"pulsar-{PULSAR_VERSION}" / f"apache-pulsar-{PULSAR_VERSION}"
+def provision_pulsar(cache: Path, version: str = PULSAR_VERSION) -> Path:
+    home = cache / f"pulsar-{version}" / f"apache-pulsar-{version}"
     if (home / "bin" / "pulsar").is_file():
-        step(f"Apache Pulsar {PULSAR_VERSION} cached")
+        step(f"Apache Pulsar {version} cached")
         return home
     tarball = _fetch_from_maven(
-        PULSAR_ARTIFACT,
-        f"pulsar-server-distribution-{PULSAR_VERSION}-bin.tar.gz",
-        PULSAR_SHA512,
+        f"org.apache.pulsar:pulsar-server-distribution:{version}:tar.gz:bin",
+        f"pulsar-server-distribution-{version}-bin.tar.gz",
+        PULSAR_DISTRIBUTION_SHA512[version],
         cache / "downloads",
         "about 245 MB",
     )
-    unpack = cache / f"pulsar-{PULSAR_VERSION}.partial"
+    unpack = cache / f"pulsar-{version}.partial"
     shutil.rmtree(unpack, ignore_errors=True)
     unpack.mkdir(parents=True)
     started = time.monotonic()
@@ -267,7 +271,8 @@ def main() -> int:
         provision_debian_packages()
         pulsar_home = provision_pulsar(cache)
         pulsar_all_home, debezium_postgres_nar = provision_pulsar_all(cache, pulsar_home)
-        for home in (pulsar_home, pulsar_all_home):
+        earlier_home = provision_pulsar(cache, EARLIER_PULSAR_VERSION)
+        for home in (pulsar_home, pulsar_all_home, earlier_home):
             as_in_the_image(home)
         artifacts = Artifacts(
             pebble=provision_pebble(cache),
@@ -277,6 +282,7 @@ def main() -> int:
             java_home=java_home(),
             pulsar_all_home=pulsar_all_home,
             debezium_postgres_nar=debezium_postgres_nar,
+            earlier_pulsar_homes={EARLIER_PULSAR_VERSION: earlier_home},
         )
     except SandboxError as error:
         print(f"[provision] ERROR {error}", file=sys.stderr)

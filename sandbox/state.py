@@ -154,6 +154,15 @@ class ResourceRevision:
     size: int
 
 
+@dataclass(frozen=True)
+class ImageRevision:
+    """One attached revision of an application's oci-image resource: the image its containers run."""
+
+    name: str
+    revision: int
+    reference: str  # as `juju attach-resource APP NAME=REPOSITORY:TAG` gives it
+
+
 @dataclass
 class AppState:
     name: str
@@ -165,6 +174,7 @@ class AppState:
     status: ops.StatusBase = field(default_factory=lambda: testing.UnknownStatus())
     replacing: str | None = None  # rolling update: the unit whose pod was replaced last, until it is ready
     resources: dict[str, ResourceRevision] = field(default_factory=dict)  # file resource -> current revision
+    images: dict[str, ImageRevision] = field(default_factory=dict)  # oci-image resource -> attached, if any
     # The StatefulSet (statefulset.py): its controller revisions (name -> the template's charm),
     # the one every pod ran before the last template change, the newest, and the partition.
     revisions: dict[str, CharmSpec] = field(default_factory=dict)
@@ -181,6 +191,7 @@ class AppState:
         state.pop("rollout", None)
         defaults: dict[str, Any] = {
             "resources": {},
+            "images": {},
             "revisions": {},
             "current_revision": "",
             "update_revision": "",

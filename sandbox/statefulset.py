@@ -64,13 +64,15 @@ def revision_name(app: str, generation: int, charm_root: str, resources: dict[st
 def new_template(app: AppState, charm: CharmSpec) -> str:
     """The pod template changed: a new revision becomes the update revision; returns it.
 
-    The current revision stays what the pods ran before (a first template is both). Revisions
-    no pod can be created from any more are forgotten.
+    The current revision stays what the pods ran before (a first template is both). Its
+    containers run the attached images, or else the charm's upstream-source. Revisions no pod
+    can be created from any more are forgotten.
     """
     app.template_generation += 1
     fingerprints = {name: rev.fingerprint for name, rev in app.resources.items()}
-    name = revision_name(app.name, app.template_generation, str(charm.root), fingerprints)
-    app.revisions[name] = charm
+    images = {name: rev.reference for name, rev in app.images.items()}
+    name = revision_name(app.name, app.template_generation, str(charm.root), {**fingerprints, **images})
+    app.revisions[name] = charm.with_images(images)
     app.update_revision = name
     if not app.current_revision:
         app.current_revision = name

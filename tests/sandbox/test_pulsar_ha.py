@@ -6,7 +6,8 @@ restart, and the ZooKeeper leader's pod is stopped under a live cluster. Then fa
 continuous writes: one writer produces at 40 messages a second, every acknowledgement
 recorded, while services are killed, a bookie is frozen past its ZooKeeper session and a
 broker's pod is cut off the network (as a node or a user with kubectl would), a bookie is
-removed and added again, and both applications are refreshed (as an operator does); after
+removed and added again, and both applications, deployed on an earlier Pulsar image, are
+refreshed onto the charm's own image (as an operator bumps 4.0.x to a newer 4.0.x); after
 each, every unit must be active again.
 The last test stops the writer and reads everything back through an audit subscription made
 before the first message: no acknowledged message may be lost. The time each fault took to
@@ -28,6 +29,7 @@ import pytest
 import websocket
 
 from sandbox import Model
+from sandbox.provision import EARLIER_PULSAR_VERSION, PULSAR_VERSION
 from tests.sandbox.conftest import CHARMS, TEST_CHARMS
 from tests.sandbox.writers import (
     CLIENT,
@@ -47,6 +49,7 @@ PROGRESS = "/tmp/faults-writer.json"
 WRITER_TIMEOUT = 4 * 3600  # longer than the whole module: the last test stops the writer
 PULSAR_UNITS = [f"pulsar-k8s/{n}" for n in range(3)]
 BOOKIE_UNITS = [f"bookie-k8s/{n}" for n in range(4)]
+IMAGE_RESOURCE = "pulsar-image"  # both charms' oci-image resource
 PULSAR = "pulsar"  # container (and service names) of charms/pulsar-k8s/src/literals.py
 ZOOKEEPER, BROKER = "zookeeper", "broker"
 BOOKIE = "bookie"  # container and service of charms/bookie-k8s/src/literals.py
@@ -303,8 +306,10 @@ def _another_unit(model: Model, *besides: str | None) -> str:
 def test_leadership_moving_before_initialization_still_brings_the_cluster_up(model: Model) -> None:
     # Given pulsar-k8s -n 3, bookie-k8s -n 4 and a client, deployed and integrated as a user types it
     # (trusted, as `juju deploy --trust`: the charms guard a refresh through their StatefulSets)
-    model.deploy(CHARMS / "pulsar-k8s", num_units=len(PULSAR_UNITS), trust=True, settle=False)
-    model.deploy(CHARMS / "bookie-k8s", num_units=len(BOOKIE_UNITS), trust=True, settle=False)
+    # (on an earlier Pulsar image, which the refresh at the end bumps)
+    earlier = {IMAGE_RESOURCE: f"apachepulsar/pulsar:{EARLIER_PULSAR_VERSION}"}
+    model.deploy(CHARMS / "pulsar-k8s", num_units=len(PULSAR_UNITS), trust=True, settle=False, resources=earlier)
+    model.deploy(CHARMS / "bookie-k8s", num_units=len(BOOKIE_UNITS), trust=True, settle=False, resources=earlier)
     model.integrate("pulsar-k8s", "bookie-k8s", settle=False)
     model.deploy(TEST_CHARMS / "pulsar-client-k8s", "client", settle=False)
     model.integrate("client", "pulsar-k8s", settle=False)
@@ -561,14 +566,20 @@ def test_a_removed_bookie_is_decommissioned_while_writes_go_on(model: Model) -> 
 REFRESHED = {"pulsar-k8s": PULSAR_UNITS, "bookie-k8s": BOOKIE_UNITS}
 
 
+def _workload_versions(model: Model) -> set[str]:
+    return {model.units[unit].workload_version for units in REFRESHED.values() for unit in units}
+
+
 def _active(model: Model, unit: str) -> bool:
     return isinstance(model.units[unit].workload_status, ops.ActiveStatus)
 
 
-def test_a_guarded_refresh_replaces_one_pod_at_a_time_once_the_last_serves(
+def test_a_guarded_refresh_onto_a_newer_image_replaces_one_pod_at_a_time_once_the_last_serves(
     model: Model, writer: ops.pebble.ExecProcess[str]
 ) -> None:
-    # Given both applications trusted: each leader keeps its StatefulSet's partition at the highest ordinal
+    # Given both applications on the earlier Pulsar image
+    assert _workload_versions(model) == {EARLIER_PULSAR_VERSION}
+    # And trusted: each leader keeps its StatefulSet's partition at the highest ordinal
     for app, units in REFRESHED.items():
         assert model.statefulset(app).partition == len(units) - 1, app
     # And the pre-upgrade check passes on each leader
@@ -579,10 +590,11 @@ def test_a_guarded_refresh_replaces_one_pod_at_a_time_once_the_last_serves(
         assert checked.status == "completed", checked.message
         assert checked.results["first-unit"] == units[-1]
 
-    # When both are refreshed while the writer writes
+    # When both are refreshed onto the charm's own image while the writer writes
+    # (`juju refresh APP --path DIR --resource pulsar-image=apachepulsar/pulsar:4.0.8`)
     since = time.monotonic()
     for app in REFRESHED:
-        model.refresh(app, settle=False)
+        model.refresh(app, settle=False, resources={IMAGE_RESOURCE: f"apachepulsar/pulsar:{PULSAR_VERSION}"})
     updates = {app: model.statefulset(app).update_revision for app in REFRESHED}
     replaced: dict[str, list[str]] = {app: [] for app in REFRESHED}  # in the order their pods went
     starting: set[str] = set()  # replaced units seen not active since: the old pod's status is gone
@@ -610,8 +622,9 @@ def test_a_guarded_refresh_replaces_one_pod_at_a_time_once_the_last_serves(
     took = HEALED["refresh of both applications"] = time.monotonic() - since
     print(f"\nrefresh of both applications: {took:.0f}s; the writer: {watched.writes}")
 
-    # Then every pod runs the new revision, replaced from the highest ordinal down, each only once
-    # the one before it served again
+    # Then every pod runs the new revision and the newer Pulsar, replaced from the highest
+    # ordinal down, each only once the one before it served again
+    assert _workload_versions(model) == {PULSAR_VERSION}
     for app, units in REFRESHED.items():
         statefulset = model.statefulset(app)
         assert statefulset.updated == sorted(units), app

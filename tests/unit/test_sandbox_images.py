@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers.sandbox_models import provisioned_artifacts
 
 from sandbox import SandboxError, lifecycle
 from sandbox.paths import Artifacts
@@ -14,25 +15,12 @@ from sandbox.paths import Artifacts
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("PULSAR_CHARMS_CACHE", str(tmp_path))
-    for path in ("pebble", "pulsar", "pulsar-all/connectors", "python/bin", "java"):
-        (tmp_path / path).mkdir(parents=True, exist_ok=True)
-    (tmp_path / "pulsar-all/connectors/pulsar-io-debezium-postgres-4.0.8.nar").write_bytes(b"PK")
-    (tmp_path / "python/bin/python3").write_text("")
+    provisioned_artifacts(tmp_path)
     return tmp_path
 
 
 def artifacts(cache: Path, with_pulsar_all: bool = True) -> Artifacts:
-    return Artifacts(
-        pebble=cache / "pebble",
-        pulsar_home=cache / "pulsar",
-        pulsar_version="4.0.8",
-        workload_python=cache / "python/bin/python3",
-        java_home=cache / "java",
-        pulsar_all_home=cache / "pulsar-all" if with_pulsar_all else None,
-        debezium_postgres_nar=cache / "pulsar-all/connectors/pulsar-io-debezium-postgres-4.0.8.nar"
-        if with_pulsar_all
-        else None,
-    )
+    return provisioned_artifacts(cache, with_pulsar_all)
 
 
 @pytest.mark.parametrize(
@@ -63,6 +51,27 @@ def test_pulsar_all_gets_the_tree_with_connectors_and_pulsar_the_plain_one(cache
     assert pulsar.trees == {"/pulsar": cache / "pulsar", **python}
     assert pulsar_all.env["JAVA_HOME"] == str(cache / "java")
     assert pulsar_all.env["PATH"].startswith(f"/opt/workload-python/bin:{cache}/java/bin:")
+
+
+def test_each_tag_of_the_pulsar_image_gets_its_own_distribution(cache: Path) -> None:
+    # Given the current distribution and an earlier one provisioned
+    provisioned = artifacts(cache)
+
+    # When containers of the two tags are made
+    current = lifecycle.image_tree("apachepulsar/pulsar:4.0.8", provisioned)
+    earlier = lifecycle.image_tree("apachepulsar/pulsar:4.0.6", provisioned)
+
+    # Then each runs its own version's tree
+    assert current.trees["/pulsar"] == cache / "pulsar"
+    assert earlier.trees["/pulsar"] == cache / "pulsar-4.0.6"
+
+
+@pytest.mark.parametrize(
+    "reference", ["apachepulsar/pulsar:4.0.4", "apachepulsar/pulsar", "apachepulsar/pulsar-all:4.0.6"]
+)
+def test_a_tag_not_provisioned_is_refused_with_the_tags_there_are(cache: Path, reference: str) -> None:
+    with pytest.raises(SandboxError, match=r"is not provisioned \(tags: 4\.0\.(6, 4\.0\.)?8\)"):
+        lifecycle.image_tree(reference, artifacts(cache))
 
 
 def test_the_postgres_image_sets_its_path_and_pgdata(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.sandbox_models import GREETER, described_state
+from helpers.sandbox_models import GREETER, described_state, provisioned_artifacts
 from ops import testing
 from scenario import _consistency_checker
 
-from sandbox import Model, SandboxError, cli
+from sandbox import Model, SandboxError, cli, statefulset
 from sandbox.agent import _run_forked
 from sandbox.charmspec import CharmSpec
 from sandbox.projection import absorb, hidden_secrets, unit_view
@@ -287,13 +287,79 @@ def test_each_attach_is_a_new_revision_and_new_bytes_roll_the_pods(model: Model,
     assert _action(model, "alpha/1", "read-resource").action_results["content"] == "hello v2\n"
 
 
+@pytest.fixture
+def provisioned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pulsar images of tags 4.0.8 (the greeter's upstream-source) and 4.0.6 can run."""
+    monkeypatch.setenv("PULSAR_CHARMS_CACHE", str(tmp_path / "cache"))
+    provisioned_artifacts(tmp_path / "cache").save()
+
+
+def _template_images(model: Model, app: str) -> list[str]:
+    served = statefulset.statefulset_doc(model.state, model.apps[app], ready={})
+    return [c["image"] for c in served["spec"]["template"]["spec"]["containers"]]
+
+
+@pytest.mark.usefixtures("provisioned")
+def test_an_attached_image_rolls_the_pods_onto_it_and_the_same_image_does_not(model: Model) -> None:
+    # Given alpha running its charm's upstream-source image
+    model.attach_resource("alpha", "greeting-file", GREETER / "charmcraft.yaml", settle=False)
+    first = model.statefulset("alpha").update_revision
+    for name in model.apps["alpha"].units:  # as if the pods were replaced already
+        model.units[name].revision = first
+
+    # When the image it already runs is attached, then an earlier tag
+    same = model.attach_resource("alpha", "web-image", "apachepulsar/pulsar:4.0.8", settle=False)
+    rolled_for_same = model.statefulset("alpha").rolling
+    earlier = model.attach_resource("alpha", "web-image", "apachepulsar/pulsar:4.0.6", settle=False)
+
+    # Then each is a revision; only a new image is a new pod template, which names the image
+    # and replaces the pods, highest ordinal first
+    assert (same, earlier) == (1, 2)
+    assert not rolled_for_same
+    view = model.statefulset("alpha")
+    assert view.update_revision != first
+    assert view.rolling
+    assert "apachepulsar/pulsar:4.0.6" in _template_images(model, "alpha")
+    with model._lock:
+        model._scheduler._advance_rollouts()
+    assert model.apps["alpha"].replacing == "alpha/1"
+    attached = model.image_revision("alpha", "web-image")
+    assert attached is not None
+    assert (attached.revision, attached.reference) == (2, "apachepulsar/pulsar:4.0.6")
+
+
+@pytest.mark.usefixtures("provisioned")
+def test_a_refresh_with_a_new_image_is_one_template_change_and_the_image_stays_after(model: Model) -> None:
+    # Given alpha on an earlier image
+    model.attach_resource("alpha", "web-image", "apachepulsar/pulsar:4.0.6", settle=False)
+    generation = model.apps["alpha"].template_generation
+
+    # When it is refreshed with the newer image, then refreshed again without naming one
+    model.refresh("alpha", settle=False, resources={"web-image": "apachepulsar/pulsar:4.0.8"})
+    after_bump = model.apps["alpha"].template_generation
+    images_after_bump = _template_images(model, "alpha")
+    model.refresh("alpha", settle=False)
+
+    # Then the charm and the image changed in one new template, and the image stays attached
+    assert after_bump == generation + 1
+    assert "apachepulsar/pulsar:4.0.8" in images_after_bump
+    assert "apachepulsar/pulsar:4.0.8" in _template_images(model, "alpha")
+
+
+@pytest.mark.usefixtures("provisioned")
 def test_bad_resource_requests_are_refused(model: Model, tmp_path: Path) -> None:
+    template = model.statefulset("alpha").update_revision
     with pytest.raises(SandboxError, match='unrecognized resource "nope"'):
         model.attach_resource("alpha", "nope", tmp_path / "x", settle=False)
-    with pytest.raises(SandboxError, match='resource "web-image" is an oci-image resource'):
-        model.attach_resource("alpha", "web-image", tmp_path / "x", settle=False)
+    with pytest.raises(SandboxError, match=r"image apachepulsar/pulsar:4\.0\.4 is not provisioned"):
+        model.attach_resource("alpha", "web-image", "apachepulsar/pulsar:4.0.4", settle=False)
+    with pytest.raises(SandboxError, match='resource "web-image" needs an image reference'):
+        model.attach_resource("alpha", "web-image", "apachepulsar/pulsar 4.0.6", settle=False)
     with pytest.raises(SandboxError, match="no such file"):
         model.attach_resource("alpha", "greeting-file", tmp_path / "missing.txt", settle=False)
+    # And nothing of them was kept
+    assert model.image_revision("alpha", "web-image") is None
+    assert model.statefulset("alpha").update_revision == template
 
 
 # ---------------------------------------------------------------- the command line
