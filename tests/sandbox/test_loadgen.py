@@ -1,6 +1,8 @@
 """loadgen-k8s -n 2 against pulsar-k8s -n 1 and bookie-k8s -n 3: load tests as a Juju user runs them.
 
-The tests of this module build on each other in order: one cluster, several load tests.
+The tests of this module build on each other in order: one cluster, several load tests. The
+cluster's DNS domain is not cluster.local, so the first test checks that every name the
+charms hand out follows the pods' own FQDNs.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from sandbox import Model
 from tests.sandbox.conftest import CHARMS, deploy_pulsar_cluster
 
 LOADGEN = "loadgen-k8s"
+CLUSTER_DOMAIN = "k8s.example.internal"  # the model's (conftest.py)
 CHECKER = Path(__file__).resolve().parent / "loadgen_checker.py"
 CHECKER_IN_POD = "/pulsar/tester/loadgen_checker.py"
 TOKEN_FILE = "/var/lib/loadgen/pulsar-token"
@@ -96,6 +99,28 @@ def _check_topic(model: Model, unit: str, topic: str) -> dict[str, Any]:
     process = client.exec(["python3", CHECKER_IN_POD], stdin=json.dumps(request), timeout=180)
     stdout, _ = process.wait_output()
     return json.loads(stdout.strip().splitlines()[-1])
+
+
+def test_in_another_dns_domain_every_name_handed_out_is_the_pods_own(cluster: Model) -> None:
+    model = cluster
+    # Given a cluster whose pods are named under CLUSTER_DOMAIN
+    fqdn = f"pulsar-k8s-0.pulsar-k8s-endpoints.{model.name}.svc.{CLUSTER_DOMAIN}"
+    assert model.fqdn("pulsar-k8s/0") == fqdn
+
+    # Then the broker advertises its FQDN, bookies register under theirs, and clients get URLs of it
+    broker_conf = model.pebble("pulsar-k8s/0", "pulsar").pull("/pulsar/conf/broker.conf").read()
+    assert f"advertisedAddress={fqdn}\n" in broker_conf
+    bookkeeper = next(r for r in model.relations.values() if ("bookie-k8s", "bookkeeper") in r.endpoints)
+    assert json.loads(bookkeeper.unit_data["bookie-k8s/0"]["bookie-id"]) == (
+        f"bookie-k8s-0.bookie-k8s-endpoints.{model.name}.svc.{CLUSTER_DOMAIN}:3181"
+    )
+    credentials = model.run("pulsar-k8s/0", "get-admin-credentials").results
+    assert credentials["service-url"] == f"pulsar://{fqdn}:6650"
+    granted = next(r for r in model.relations.values() if (LOADGEN, "pulsar") in r.endpoints)
+    assert json.loads(granted.app_data["pulsar-k8s"]["service-url"]) == f"pulsar://{fqdn}:6650"
+    # And clients connect through them
+    produced = model.run("client/0", "produce", {"topic": "named", "count": 100})
+    assert produced.results == {"acked": "100", "failed": "0"}, produced.message
 
 
 def test_a_fixed_rate_test_meets_its_target_with_every_latency_family(cluster: Model) -> None:
