@@ -48,6 +48,9 @@ HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CONTAINER_PEBBLE = "/charm/bin/pebble"  # where Juju mounts its Pebble binary in a workload container
 
 
+BRIDGE_MAC = "02:00:0a:61:00:01"  # locally administered; the bridge's address, 10.97.0.1, in its last four bytes
+
+
 def bridge_address() -> str:
     """The cluster bridge's address: every pod reaches the model's API server there."""
     return str(SUBNET[1])
@@ -83,7 +86,10 @@ def resolv_conf(model: str, cluster_domain: str) -> str:
 def create_cluster_network(model: str) -> None:
     ns = cluster_ns(model)
     run(["ip", "netns", "add", ns], "creating the cluster network")
-    run(["ip", "-n", ns, "link", "add", "br0", "type", "bridge"], "creating the bridge")
+    # A bridge whose address is not set takes the lowest of its ports' MACs, so a pod joining
+    # or leaving could change it under every pod's ARP entry for the API server (seconds
+    # of lost packets to it). Set once, it stays.
+    run(["ip", "-n", ns, "link", "add", "br0", "address", BRIDGE_MAC, "type", "bridge"], "creating the bridge")
     run(
         ["ip", "-n", ns, "addr", "add", f"{SUBNET[1]}/{SUBNET.prefixlen}", "dev", "br0"],
         "addressing the bridge",

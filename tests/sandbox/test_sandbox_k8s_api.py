@@ -8,6 +8,7 @@ untrusted, trusted and held by a partition, then released.
 
 from __future__ import annotations
 
+import json
 import shutil
 import stat
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from sandbox import Model, pods
+from sandbox.procs import run
 
 GREETER = Path(__file__).resolve().parent / "charms" / "greeter-k8s"
 APP = "kube"
@@ -146,3 +148,26 @@ def test_another_applications_token_is_refused(model: Model) -> None:
     assert (forged.results["code"], forged.results["reason"]) == (401, "Unauthorized")
     assert (negative.results["code"], negative.results["reason"]) == (422, "Invalid")
     assert model.statefulset(APP).partition == 0
+
+
+def _bridge_mac(model: Model) -> str:
+    shown = run(["ip", "-j", "-n", pods.cluster_ns(model.name), "link", "show", "br0"], "reading the bridge")
+    return json.loads(shown)[0]["address"]
+
+
+def test_the_api_servers_link_address_stays_when_pods_join_and_leave(model: Model) -> None:
+    # Given the cluster's bridge, where every pod reaches the API server
+    cluster = pods.cluster_ns(model.name)
+    before = _bridge_mac(model)
+
+    # When a port with the lowest MAC there can be joins it, as a new pod's would, and leaves
+    run(["ip", "-n", cluster, "link", "add", "lowest", "type", "veth", "peer", "name", "lowest-peer"], "a port")
+    try:
+        run(["ip", "-n", cluster, "link", "set", "lowest", "address", "00:00:00:00:00:01"], "its address")
+        run(["ip", "-n", cluster, "link", "set", "lowest", "master", "br0", "up"], "joining the bridge")
+        joined = _bridge_mac(model)
+    finally:
+        run(["ip", "-n", cluster, "link", "del", "lowest"], "removing the port")
+
+    # Then the bridge's MAC never moved: no pod's ARP entry for the API server goes stale
+    assert before == joined == _bridge_mac(model) == pods.BRIDGE_MAC
