@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox import Model, pods
+from sandbox import Model
 
 TEST_CHARMS = Path(__file__).resolve().parent / "charms"
 CHARMS = Path(__file__).resolve().parents[2] / "charms"
@@ -21,22 +21,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(skip)
 
 
-@pytest.fixture(scope="module")
-def model(request: pytest.FixtureRequest) -> Iterator[Model]:
-    """A model named after the test module; a leftover from a crashed run is removed first.
+def sandbox_model(request: pytest.FixtureRequest, name: str, **create: str) -> Iterator[Model]:
+    """A fixture's model; a leftover from a crashed run is removed first.
 
-    A module that sets CLUSTER_DOMAIN gets a model whose Kubernetes DNS domain is that one.
-    With PULSAR_SANDBOX_KEEP=1 a model whose module failed stays, to be looked at with
+    With PULSAR_SANDBOX_KEEP=1 a model whose tests failed stays, to be looked at with
     `python -m sandbox -m <name> status` and its pods' logs; the next run removes it.
     """
-    name = "t-" + request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")
-    domain = getattr(request.module, "CLUSTER_DOMAIN", pods.DEFAULT_CLUSTER_DOMAIN)
-    created = Model.create(name[:24], update_status_interval=3600, cluster_domain=domain)
+    created = Model.create(name[:24], update_status_interval=3600, **create)
     failed_before = request.session.testsfailed
     yield created
     if os.environ.get("PULSAR_SANDBOX_KEEP") == "1" and request.session.testsfailed > failed_before:
         return
     created.destroy()
+
+
+@pytest.fixture(scope="module")
+def model(request: pytest.FixtureRequest) -> Iterator[Model]:
+    """A model named after the test module."""
+    module = request.module.__name__.rsplit(".", 1)[-1]
+    yield from sandbox_model(request, "t-" + module.removeprefix("test_").replace("_", "-"))
 
 
 def deploy_pulsar_cluster(model: Model, pulsar_units: int) -> None:

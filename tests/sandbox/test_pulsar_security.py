@@ -17,8 +17,8 @@ import ops
 import pytest
 
 from sandbox import Model
+from tests.sandbox.client_charms.test_loadgen import _finished_on_target
 from tests.sandbox.conftest import CHARMS
-from tests.sandbox.test_loadgen import _finished_on_target
 from tests.sandbox.writers import acknowledged_and_lost, start_writer
 
 TEST_CHARMS = Path(__file__).resolve().parent / "charms"

@@ -1,13 +1,14 @@
 """cdc-k8s against pulsar-k8s -n 1, bookie-k8s -n 3 and a real PostgreSQL (the postgresql-k8s test charm).
 
-The tests of this module build on each other in order: one cluster, one table's history.
+The tests of this module build on each other in order: one cluster (conftest.py's, shared
+with loadgen-k8s), one table's history.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,11 @@ import ops
 import pytest
 
 from sandbox import Model
-from tests.sandbox.conftest import CHARMS, TEST_CHARMS, deploy_pulsar_cluster
+from tests.sandbox.conftest import CHARMS, TEST_CHARMS
 
 CDC = "cdc-k8s"
 POSTGRESQL = "postgresql-k8s"
-CHECKER = Path(__file__).resolve().parent / "cdc_checker.py"
+CHECKER = Path(__file__).resolve().parents[1] / "cdc_checker.py"
 CHECKER_IN_POD = "/tmp/cdc_checker.py"
 TOKEN_FILE = "/var/lib/cdc/pulsar-token"
 CUSTOMERS = "cdc.public.customers"
@@ -109,8 +110,8 @@ def _changes(model: Model) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def cluster(model: Model) -> Model:
-    deploy_pulsar_cluster(model, 1)
+def cluster(pulsar_cluster: Model) -> Iterator[Model]:
+    model = pulsar_cluster
     model.deploy(TEST_CHARMS / POSTGRESQL)
     model.deploy(CHARMS / CDC)
     # The database first: the table exists, with two rows, before capture starts.
@@ -120,7 +121,9 @@ def cluster(model: Model) -> Model:
     _sql(model, "INSERT INTO public.customers VALUES (1, 'Ada', 'eu-west'), (2, 'Grace', 'us-east')")
     model.integrate(CDC, "pulsar-k8s")
     model.wait_for_idle(timeout=900)
-    return model
+    yield model
+    # The cluster goes on serving the next module: without Pulsar, cdc-k8s stops its pipeline
+    model.remove_relation(CDC, "pulsar-k8s")
 
 
 def test_the_snapshot_then_inserts_updates_and_deletes_arrive_enriched_in_commit_order(cluster: Model) -> None:

@@ -1,8 +1,8 @@
 """loadgen-k8s -n 2 against pulsar-k8s -n 1 and bookie-k8s -n 3: load tests as a Juju user runs them.
 
-The tests of this module build on each other in order: one cluster, several load tests. The
-cluster's DNS domain is not cluster.local, so the first test checks that every name the
-charms hand out follows the pods' own FQDNs.
+The tests of this module build on each other in order: one cluster (conftest.py's, shared
+with cdc-k8s), several load tests. The cluster's DNS domain is not cluster.local, so the first
+test checks that every name the charms hand out follows the pods' own FQDNs.
 """
 
 from __future__ import annotations
@@ -16,22 +16,22 @@ import ops
 import pytest
 
 from sandbox import Model
-from tests.sandbox.conftest import CHARMS, deploy_pulsar_cluster
+from tests.sandbox.client_charms.conftest import CLUSTER_DOMAIN
+from tests.sandbox.conftest import CHARMS
 
 LOADGEN = "loadgen-k8s"
-CLUSTER_DOMAIN = "k8s.example.internal"  # the model's (conftest.py)
-CHECKER = Path(__file__).resolve().parent / "loadgen_checker.py"
+CHECKER = Path(__file__).resolve().parents[1] / "loadgen_checker.py"
 CHECKER_IN_POD = "/pulsar/tester/loadgen_checker.py"
 TOKEN_FILE = "/var/lib/loadgen/pulsar-token"
 TEST_TIMEOUT = 240
 
 
 @pytest.fixture(scope="module")
-def cluster(model: Model) -> Model:
-    deploy_pulsar_cluster(model, 1)
+def cluster(pulsar_cluster: Model) -> Model:
+    model = pulsar_cluster
     model.deploy(CHARMS / LOADGEN, num_units=2)
     model.integrate(LOADGEN, "pulsar-k8s")
-    model.wait_for_idle(timeout=600)
+    model.wait_for_idle([LOADGEN, "pulsar-k8s", "bookie-k8s"], timeout=600)  # cdc-k8s may be there, blocked
     return model
 
 
