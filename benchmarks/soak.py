@@ -12,6 +12,8 @@ Faults, as an operator or the platform causes them:
 - freeze-bookie: SIGSTOP one bookie for longer than its ZooKeeper session, then SIGCONT
 - cut-broker-network: cut one pulsar-k8s pod (not the ZooKeeper leader's) off for 60 s
 - replace-bookie: `juju remove-unit bookie-k8s` (a decommission), then `juju add-unit` again
+  (a decommission still waiting after 10 minutes ends the faults: the report names it, and the
+  audit still runs)
 
 Prints, for each fault, how long after it ended a unit was last seen not active or a Pebble
 check not up (sampled twice a second until all has been healthy for 30 s); then the messages
@@ -33,7 +35,7 @@ from pathlib import Path
 
 import ops
 
-from sandbox import Model
+from sandbox import Model, WaitTimeoutError
 from tests.sandbox.writers import audit, client_token, start_writer, stop_writer, writer_progress
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,8 +51,13 @@ RATE = 40
 FREEZE = 45.0
 NETWORK_CUT = 60.0
 RECOVERY_TIMEOUT = 900.0
+DECOMMISSION_TIMEOUT = 600.0
 # Healthy this long in a row counts as recovered (longer than a check's period and threshold).
 SETTLE = 30.0
+
+
+class StuckFaultError(Exception):
+    """A fault the cluster did not get through: the soak injects no more, and reports it."""
 
 
 @dataclass
@@ -154,12 +161,19 @@ def _fault(model: Model, name: str, rng: random.Random) -> tuple[str, Callable[[
 
         return target, cut
     if name == "replace-bookie":
+        removed = _bookies(model)[-1]
 
         def replace() -> None:
-            model.remove_unit(BOOKIE_APP, num_units=1)
+            model.remove_unit(BOOKIE_APP, num_units=1, settle=False)
+            try:
+                model.drive_until(lambda m: removed not in m.units, timeout=DECOMMISSION_TIMEOUT)
+            except WaitTimeoutError:
+                status = model.units[removed].workload_status
+                waited = f"{DECOMMISSION_TIMEOUT:.0f} s"
+                raise StuckFaultError(f"{removed} not removed after {waited}: {status.message}") from None
             model.add_unit(BOOKIE_APP, num_units=1)
 
-        return _bookies(model)[-1], replace
+        return removed, replace
     raise ValueError(name)
 
 
@@ -225,6 +239,7 @@ def main() -> None:
         _drive_for(model, 20)  # the writer's steady state before the first fault
 
         records: list[FaultRecord] = []
+        stuck = ""
         # Each fault once before any repeats, in a seeded order.
         names = [name for _ in range(-(-args.faults // len(FAULTS))) for name in rng.sample(FAULTS, len(FAULTS))]
         for name in names[: args.faults]:
@@ -232,7 +247,12 @@ def main() -> None:
             target, cause = _fault(model, name, rng)
             record = FaultRecord(name, target, time.monotonic() - started)
             print(f"{record.started:7.0f} s  {name} on {target}", flush=True)
-            cause()
+            try:
+                cause()
+            except StuckFaultError as error:
+                stuck = f"{name} at {record.started:.0f} s: {error}"
+                print(f"{'':9}STUCK: {error}; no more faults", flush=True)
+                break
             record.back_to_active = _recover(model, SETTLE)
             records.append(record)
             print(f"{'':9}back to all-active in {record.back_to_active:.1f} s", flush=True)
@@ -245,6 +265,8 @@ def main() -> None:
         found = audit(model, writer, TOPIC)
         minutes = (time.monotonic() - started) / 60
         _report(records, found.acked, found.failed, found.lost, found.duplicates, outages, minutes)
+        if stuck:
+            print(f"STUCK: {stuck}")
     finally:
         if not args.keep:
             model.destroy()
@@ -263,7 +285,6 @@ def _report(
     print(f"{'fault':24} {'target':16} {'at (s)':>8} {'back to all-active (s)':>24}")
     for record in records:
         print(f"{record.name:24} {record.target:16} {record.started:8.0f} {record.back_to_active:24.1f}")
-    slowest = max(records, key=lambda r: r.back_to_active)
     print()
     print(f"soak: {minutes:.1f} min of writes at {RATE} msg/s, {len(records)} faults")
     print(f"acknowledged: {len(acked)}")
@@ -271,7 +292,9 @@ def _report(
     print(f"lost (acknowledged, not readable): {len(lost)}")
     print(f"read twice: {duplicates}")
     print(f"longest stretch with no acknowledgement: {outages.longest:.1f} s (from {outages.longest_at:.0f} s)")
-    print(f"slowest return to all-active: {slowest.back_to_active:.1f} s ({slowest.name})")
+    if records:
+        slowest = max(records, key=lambda r: r.back_to_active)
+        print(f"slowest return to all-active: {slowest.back_to_active:.1f} s ({slowest.name})")
     if outages.errors:
         print(
             f"writer progress unreadable {len(outages.errors)} times of {outages.samples}; first: {outages.errors[0]}"
