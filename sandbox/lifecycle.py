@@ -56,7 +56,7 @@ def image_tree(upstream_source: str | None, artifacts: Artifacts) -> pods.ImageT
     if repository == PULSAR_IMAGE:
         tree = artifacts.pulsar_tree(tag)
         if tree is None:
-            tags = ", ".join(sorted([artifacts.pulsar_version, *artifacts.earlier_pulsar_homes]))
+            tags = ", ".join(artifacts.pulsar_versions)
             raise SandboxError(f"image {PULSAR_IMAGE}:{tag} is not provisioned (tags: {tags})")
         return pods.ImageTree(trees={"/pulsar": tree, **python}, env=pulsar_env)
     if repository == POSTGRES_IMAGE:

@@ -46,6 +46,11 @@ class Artifacts:
     # Earlier Pulsar distributions, by version: the trees of the plain image's older tags.
     earlier_pulsar_homes: dict[str, Path] = field(default_factory=dict)
 
+    @property
+    def pulsar_versions(self) -> list[str]:
+        """Every provisioned tag of the plain Pulsar image, sorted."""
+        return sorted([self.pulsar_version, *self.earlier_pulsar_homes])
+
     def pulsar_tree(self, version: str) -> Path | None:
         """The Pulsar distribution of a plain image's tag, if provisioned."""
         return self.pulsar_home if version == self.pulsar_version else self.earlier_pulsar_homes.get(version)

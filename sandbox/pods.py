@@ -48,7 +48,9 @@ HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CONTAINER_PEBBLE = "/charm/bin/pebble"  # where Juju mounts its Pebble binary in a workload container
 
 
-BRIDGE_MAC = "02:00:0a:61:00:01"  # locally administered; the bridge's address, 10.97.0.1, in its last four bytes
+# Locally administered, the bridge's IPv4 address in its last four bytes: fixed, so that it does
+# not follow the lowest MAC among the bridge's ports (pods' ARP entries for it would go stale).
+BRIDGE_MAC = ":".join(f"{byte:02x}" for byte in (0x02, 0x00, *SUBNET[1].packed))
 
 
 def bridge_address() -> str:

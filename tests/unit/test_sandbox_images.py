@@ -19,10 +19,6 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def artifacts(cache: Path, with_pulsar_all: bool = True) -> Artifacts:
-    return provisioned_artifacts(cache, with_pulsar_all)
-
-
 @pytest.mark.parametrize(
     ("reference", "expected"),
     [
@@ -38,7 +34,7 @@ def test_image_references_are_read_as_a_registry_reads_them(reference: str, expe
 
 def test_pulsar_all_gets_the_tree_with_connectors_and_pulsar_the_plain_one(cache: Path) -> None:
     # Given provisioned artifacts
-    provisioned = artifacts(cache)
+    provisioned = provisioned_artifacts(cache)
 
     # When containers of the two Pulsar images are made
     pulsar_all = lifecycle.image_tree("apachepulsar/pulsar-all:4.0.8", provisioned)
@@ -55,7 +51,7 @@ def test_pulsar_all_gets_the_tree_with_connectors_and_pulsar_the_plain_one(cache
 
 def test_each_tag_of_the_pulsar_image_gets_its_own_distribution(cache: Path) -> None:
     # Given the current distribution and an earlier one provisioned
-    provisioned = artifacts(cache)
+    provisioned = provisioned_artifacts(cache)
 
     # When containers of the two tags are made
     current = lifecycle.image_tree("apachepulsar/pulsar:4.0.8", provisioned)
@@ -71,7 +67,7 @@ def test_each_tag_of_the_pulsar_image_gets_its_own_distribution(cache: Path) -> 
 )
 def test_a_tag_not_provisioned_is_refused_with_the_tags_there_are(cache: Path, reference: str) -> None:
     with pytest.raises(SandboxError, match=r"is not provisioned \(tags: 4\.0\.(6, 4\.0\.)?8\)"):
-        lifecycle.image_tree(reference, artifacts(cache))
+        lifecycle.image_tree(reference, provisioned_artifacts(cache))
 
 
 def test_the_postgres_image_sets_its_path_and_pgdata(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -82,7 +78,7 @@ def test_the_postgres_image_sets_its_path_and_pgdata(cache: Path, monkeypatch: p
     monkeypatch.setattr(lifecycle, "POSTGRES_ROOT", root)
 
     # When a container of postgres:15-bookworm is made
-    image = lifecycle.image_tree("postgres:15-bookworm", artifacts(cache))
+    image = lifecycle.image_tree("postgres:15-bookworm", provisioned_artifacts(cache))
 
     # Then it has the image's environment and no tree of ours
     assert image.trees == {}
@@ -91,12 +87,12 @@ def test_the_postgres_image_sets_its_path_and_pgdata(cache: Path, monkeypatch: p
     assert image.env["PG_MAJOR"] == "15"
     # And another major version, not installed, is refused with what is
     with pytest.raises(SandboxError, match=r"postgres:16 needs Debian's postgresql-16 \(installed: 15\)"):
-        lifecycle.image_tree("postgres:16", artifacts(cache))
+        lifecycle.image_tree("postgres:16", provisioned_artifacts(cache))
 
 
 def test_a_manifest_from_before_pulsar_all_still_loads_and_says_what_to_do(cache: Path) -> None:
     # Given a manifest written by an older provisioning, without the pulsar-all tree
-    artifacts(cache, with_pulsar_all=False).save()
+    provisioned_artifacts(cache, with_pulsar_all=False).save()
     assert "pulsar_all_home" not in json.loads((cache / "artifacts.json").read_text())
 
     # When the sandbox loads it
@@ -109,5 +105,5 @@ def test_a_manifest_from_before_pulsar_all_still_loads_and_says_what_to_do(cache
 
 
 def test_a_manifest_with_pulsar_all_round_trips(cache: Path) -> None:
-    artifacts(cache).save()
-    assert Artifacts.load() == artifacts(cache)
+    provisioned_artifacts(cache).save()
+    assert Artifacts.load() == provisioned_artifacts(cache)

@@ -79,15 +79,33 @@ class BookieWorkload(PebbleWorkload):
         if self.is_running(SERVICE):
             self.container.stop(SERVICE)
 
+    def recover_ledgers(self, bookie_id: str, timeout: float) -> None:
+        """Copy every ledger fragment a stopped bookie held onto a bookie outside the fragment's ensemble.
+
+        BookKeeper's `recover` replaces only this bookie in each fragment, reading the entries
+        from the fragment's other bookies. The autorecovery workers alone cannot always do it:
+        they replace every bookie of a fragment found missing an entry, and a bookie that was
+        killed or frozen while the fragment was written misses the entries acknowledged
+        without it (ack quorum below write quorum). Such a fragment needs two new bookies;
+        with one bookie to spare, its ledger never leaves this one. The ledger an open
+        fragment on this bookie belongs to is closed first (the broker writing it opens a new
+        one), as autorecovery does. Raises WorkloadCommandError (its stderr) on failure or timeout.
+        """
+        self._shell(["recover", "-force", bookie_id], timeout)
+
     def decommission(self, bookie_id: str, timeout: float) -> None:
         """BookKeeper's decommission of a stopped bookie: it returns once no ledger counts on it.
 
-        The other bookies' autorecovery re-replicates each ledger fragment the bookie held onto
-        a bookie outside the ledger's ensemble, then the bookie's cookie leaves the metadata
-        store. Raises WorkloadCommandError (its stderr) when it fails or times out.
+        It has the auditor check the bookies, waits until no ledger's ensemble holds the bookie
+        (after `recover_ledgers`, at once), then its cookie leaves the metadata store. Raises
+        WorkloadCommandError (its stderr) when it fails or times out.
         """
+        self._shell(["decommissionbookie", "-bookieid", bookie_id], timeout)
+
+    def _shell(self, arguments: list[str], timeout: float) -> None:
+        """A `bookkeeper shell` command as the image user, logging in from the bookie's JAAS file."""
         self.run(
-            [f"{PULSAR_HOME}/bin/bookkeeper", "shell", "decommissionbookie", "-bookieid", bookie_id],
+            [f"{PULSAR_HOME}/bin/bookkeeper", "shell", *arguments],
             timeout=timeout,
             environment=jvm_environment(SHELL_HEAP, jaas_conf=JAAS_CONF),
             user_id=IMAGE_UID,

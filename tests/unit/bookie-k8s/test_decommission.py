@@ -16,6 +16,7 @@ from bookie_k8s.managers import decommission
 from bookie_k8s.workload import BookieWorkload
 
 FQDN = "bookie-k8s-3.bookie-k8s-endpoints.test.svc.cluster.local"
+RECOVER = ["/pulsar/bin/bookkeeper", "shell", "recover", "-force", f"{FQDN}:3181"]
 DECOMMISSION = ["/pulsar/bin/bookkeeper", "shell", "decommissionbookie", "-bookieid", f"{FQDN}:3181"]
 RUNNING = pebble.Layer({"services": {"bookie": {"override": "replace", "command": "/pulsar/bin/pulsar bookie"}}})
 
@@ -39,7 +40,7 @@ def storage(tmp_path: Path) -> dict[str, Path]:
     return volumes
 
 
-def _bookie(pulsar_image: Path, storage: dict[str, Path], decommission_exit: int = 0) -> testing.Container:
+def _bookie(pulsar_image: Path, storage: dict[str, Path], shell_exit: int = 0) -> testing.Container:
     mounts = {"image": testing.Mount(location="/pulsar/lib", source=pulsar_image / "lib")}
     for name, source in storage.items():
         mounts[name] = testing.Mount(location=f"/var/lib/bookkeeper/{name}", source=source)
@@ -51,7 +52,7 @@ def _bookie(pulsar_image: Path, storage: dict[str, Path], decommission_exit: int
         mounts=mounts,
         execs={
             CHOWN,
-            testing.Exec(DECOMMISSION[:3], return_code=decommission_exit, stderr="Bookie is not shutdown yet"),
+            testing.Exec(DECOMMISSION[:2], return_code=shell_exit, stderr="Failed to find 1 bookies"),
         },
     )
 
@@ -72,12 +73,14 @@ def test_a_removed_bookie_is_decommissioned_before_its_storage_goes(
     # When its ledger storage is about to detach
     out = ctx.run(ctx.on.storage_detaching(next(s for s in state.storages if s.name == "ledgers")), state)
 
-    # Then the bookie was stopped, then decommissioned as the image user, logging in from its JAAS file
+    # Then the bookie was stopped, its fragments copied to the other bookies, then it was
+    # decommissioned, each as the image user logging in from its JAAS file
     assert out.get_container("bookie").service_statuses["bookie"] == pebble.ServiceStatus.INACTIVE
-    (command,) = ctx.exec_history["bookie"]
-    assert command.command == DECOMMISSION
-    assert command.user_id == 10000
-    assert "-Djava.security.auth.login.config=/pulsar/conf/jaas.conf" in command.environment["PULSAR_EXTRA_OPTS"]
+    commands = ctx.exec_history["bookie"]
+    assert [command.command for command in commands] == [RECOVER, DECOMMISSION]
+    for command in commands:
+        assert command.user_id == 10000
+        assert "-Djava.security.auth.login.config=/pulsar/conf/jaas.conf" in command.environment["PULSAR_EXTRA_OPTS"]
     # And its volumes are empty but for the file system's own, so that a bookie of the same name starts anew
     assert [[path.name for path in volume.iterdir()] for volume in storage.values()] == [["lost+found"]] * 2
     # And it said what it was doing, and what it did
@@ -88,11 +91,12 @@ def test_a_removed_bookie_is_decommissioned_before_its_storage_goes(
 def test_a_decommission_that_cannot_finish_yet_is_tried_again(
     ctx: testing.Context, pulsar_image: Path, storage: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given a dying bookie whose first decommission fails (the metadata store still lists it)
-    failing = _bookie(pulsar_image, storage, decommission_exit=1)
+    # Given a dying bookie whose fragments cannot be copied at first (no bookie to take one)
+    failing = _bookie(pulsar_image, storage, shell_exit=1)
     waits: list[float] = []
     attempts: list[int] = []
-    original = BookieWorkload.decommission
+    decommissioned: list[str] = []
+    original = BookieWorkload.recover_ledgers
 
     def second_attempt_succeeds(self: BookieWorkload, bookie_id: str, timeout: float) -> None:
         attempts.append(len(attempts) + 1)
@@ -100,20 +104,22 @@ def test_a_decommission_that_cannot_finish_yet_is_tried_again(
             original(self, bookie_id, timeout)  # the exec of the container above: exits 1
         # the second attempt finishes
 
-    monkeypatch.setattr(BookieWorkload, "decommission", second_attempt_succeeds)
+    monkeypatch.setattr(BookieWorkload, "recover_ledgers", second_attempt_succeeds)
+    monkeypatch.setattr(BookieWorkload, "decommission", lambda _, bookie_id, __: decommissioned.append(bookie_id))
     monkeypatch.setattr(decommission.time, "sleep", waits.append)
     state = _dying(failing)
 
     # When its journal storage is about to detach
     out = ctx.run(ctx.on.storage_detaching(next(s for s in state.storages if s.name == "journal")), state)
 
-    # Then it waited once and tried again, saying why it waited
+    # Then it waited once and tried again, saying why it waited, and decommissioned it only after
     assert attempts == [1, 2]
     assert waits == [decommission.RETRY_INTERVAL]
     retrying = Status.DECOMMISSION_RETRYING(
-        attempt=1, error="/pulsar/bin/bookkeeper shell exited 1: Bookie is not shutdown yet"
+        attempt=1, error="/pulsar/bin/bookkeeper shell exited 1: Failed to find 1 bookies"
     )
     assert retrying in ctx.unit_status_history
+    assert decommissioned == [f"{FQDN}:3181"]
     # And it emptied the volumes once the decommission finished
     assert [[path.name for path in volume.iterdir()] for volume in storage.values()] == [["lost+found"]] * 2
     assert out.unit_status == Status.DECOMMISSIONED()

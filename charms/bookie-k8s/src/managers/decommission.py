@@ -52,11 +52,15 @@ class Decommission:
         while True:
             self.unit.status = Status.DECOMMISSIONING(attempt=attempt)
             try:
+                # Copy its fragments first, then let BookKeeper's decommission confirm that no
+                # ledger is left on it and drop its cookie (see `recover_ledgers` for why
+                # autorecovery alone is not enough).
+                self.workload.recover_ledgers(self.bookie_id, ATTEMPT_TIMEOUT)
                 self.workload.decommission(self.bookie_id, ATTEMPT_TIMEOUT)
                 break
             except WorkloadCommandError as error:
                 # Not yet possible (the bookie still registered while its session ends, no
-                # bookie to move a ledger to, the metadata store out of reach): wait, retry.
+                # bookie to move a fragment to, the metadata store out of reach): wait, retry.
                 logger.warning("decommission of %s, attempt %d: %s", self.bookie_id, attempt, error.output or error)
                 self.unit.status = Status.DECOMMISSION_RETRYING(attempt=attempt, error=str(error))
                 time.sleep(RETRY_INTERVAL)
