@@ -16,8 +16,9 @@ from bookie_k8s.managers import decommission
 from bookie_k8s.workload import BookieWorkload
 
 FQDN = "bookie-k8s-3.bookie-k8s-endpoints.test.svc.cluster.local"
-RECOVER = ["/pulsar/bin/bookkeeper", "shell", "recover", "-force", f"{FQDN}:3181"]
-DECOMMISSION = ["/pulsar/bin/bookkeeper", "shell", "decommissionbookie", "-bookieid", f"{FQDN}:3181"]
+SHELL = ["/pulsar/bin/bookkeeper", "shell"]
+RECOVER = [*SHELL, "recover", "-force", f"{FQDN}:3181"]
+DECOMMISSION = [*SHELL, "decommissionbookie", "-bookieid", f"{FQDN}:3181"]
 RUNNING = pebble.Layer({"services": {"bookie": {"override": "replace", "command": "/pulsar/bin/pulsar bookie"}}})
 
 
@@ -52,7 +53,7 @@ def _bookie(pulsar_image: Path, storage: dict[str, Path], shell_exit: int = 0) -
         mounts=mounts,
         execs={
             CHOWN,
-            testing.Exec(DECOMMISSION[:2], return_code=shell_exit, stderr="Failed to find 1 bookies"),
+            testing.Exec(SHELL, return_code=shell_exit, stderr="Failed to find 1 bookies"),
         },
     )
 
